@@ -1,0 +1,5 @@
+import sys
+
+from marginface.cli import main
+
+sys.exit(main())

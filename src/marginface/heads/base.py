@@ -1,0 +1,230 @@
+"""The base class of every margin head.
+
+A head owns the class centres ``weight`` of shape (num_classes, embedding_size) and maps
+embeddings (B, D) to logits (B, C).  Subclasses change the target logit only, through
+:meth:`MarginHead.margin` (the modified target cosine), and optionally the row scale
+(:meth:`MarginHead.row_scale`), the hard negatives (:meth:`MarginHead.negative_modulation`)
+and the training state (:meth:`MarginHead.update_state`).  The base class turns these hooks
+into both the dense logits of :meth:`forward` and the chunked, fused :meth:`loss`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from marginface.heads.fused import chunked_logsumexp
+
+_EPS = 1e-12
+
+
+def _no_autocast(device_type: str):
+    return torch.autocast(device_type=device_type, enabled=False)
+
+
+class MarginHead(nn.Module):
+    """Normalised-softmax head: logits s * cos(theta_j), the target changed by :meth:`margin`.
+
+    Args:
+        embedding_size: width D of the embeddings.
+        num_classes: number of classes C.
+        s: scale of the cosine logits.
+
+    Shapes: ``forward(embeddings (B, D), labels (B,) | None) -> logits (B, C)``, float32 for
+    float32/float16/bfloat16 inputs (autocast included), float64 when the input or the weight
+    is float64.
+    """
+
+    head_name: ClassVar[str] = "base"
+    #: cosine heads normalise features and centres; the plain softmax head does not
+    normalize: ClassVar[bool] = True
+    #: class centres per class (sub-centre heads store C * K rows, class-major)
+    subcenters: int = 1
+
+    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0) -> None:
+        super().__init__()
+        for name, value in (("embedding_size", embedding_size), ("num_classes", num_classes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if not s > 0:
+            raise ValueError(f"s (scale) must be positive, got {s}")
+        self.embedding_size = embedding_size
+        self.num_classes = num_classes
+        self.s = float(s)
+        self.weight = nn.Parameter(torch.empty(num_classes * self.subcenters, embedding_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.weight)
+
+    # ----------------------------------------------------------------- hooks for subclasses
+    def row_scale(self, norms: Tensor) -> Tensor:
+        """(B,) factor of every logit of a row; ``norms`` are the feature norms ‖x_i‖."""
+        return norms.new_full(norms.shape, self.s)
+
+    def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+        """Target cosine after the margin, (B,) from (B,); identity here (NormFace)."""
+        return cos_y
+
+    def negative_modulation(self, cos_y: Tensor, norms: Tensor) -> tuple[Tensor, float] | None:
+        """Optional (threshold (B,), t): non-targets z > threshold become z (t + z)."""
+        return None
+
+    def update_state(self, cos_y: Tensor, norms: Tensor) -> None:
+        """Advance training state; called once per labelled call in training mode (detached)."""
+
+    # ------------------------------------------------------------------------- plumbing
+    def _bias(self) -> Tensor | None:
+        return None
+
+    def extra_repr(self) -> str:
+        hp = ", ".join(f"{k}={v}" for k, v in self.hparams().items())
+        return f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, {hp}"
+
+    def hparams(self) -> dict[str, object]:
+        """The constructor hyperparameters of this head (to rebuild it with create_head)."""
+        from marginface.heads.registry import head_hparams
+
+        return {k: getattr(self, k) for k in head_hparams(self.head_name) if hasattr(self, k)}
+
+    def check_inputs(self, embeddings: Tensor, labels: Tensor | None) -> None:
+        """ValueError with the numbers for a wrong shape, dtype, width or label."""
+        if not isinstance(embeddings, Tensor):
+            raise ValueError(f"embeddings must be a torch.Tensor, got {type(embeddings).__name__}")
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.embedding_size:
+            raise ValueError(
+                f"embeddings must have shape (B, {self.embedding_size}), "
+                f"got {tuple(embeddings.shape)}"
+            )
+        if not embeddings.is_floating_point():
+            raise ValueError(f"embeddings must be floating point, got {embeddings.dtype}")
+        if labels is None:
+            return
+        if not isinstance(labels, Tensor):
+            raise ValueError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+        if labels.dim() != 1 or labels.shape[0] != embeddings.shape[0]:
+            raise ValueError(
+                f"labels must have shape ({embeddings.shape[0]},) to match the embeddings, "
+                f"got {tuple(labels.shape)}"
+            )
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+        if labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= self.num_classes:
+                raise ValueError(
+                    f"labels must lie in [0, {self.num_classes}), got values in [{lo}, {hi}]"
+                )
+
+    def _compute_dtype(self, x: Tensor) -> torch.dtype:
+        """float32, or float64 when the embeddings or the weight are float64."""
+        if torch.float64 in (x.dtype, self.weight.dtype):
+            return torch.float64
+        return torch.float32
+
+    def _w(self, dtype: torch.dtype) -> Tensor:
+        return self.weight.to(dtype)
+
+    def scores(self, x: Tensor) -> Tensor:
+        """(B, C) cosines (or raw scores for the plain softmax head), in ``x``'s dtype."""
+        w = self._w(x.dtype)
+        if self.normalize:
+            z = F.linear(F.normalize(x, dim=1, eps=_EPS), F.normalize(w, dim=1, eps=_EPS))
+        else:
+            bias = self._bias()
+            z = F.linear(x, w, None if bias is None else bias.to(x.dtype))
+        if self.subcenters > 1:
+            z = z.view(z.shape[0], self.num_classes, self.subcenters).amax(dim=2)
+        return z
+
+    def _target_score(self, x: Tensor, labels: Tensor) -> Tensor:
+        """z_{i, y_i}, (B,), computed from the target rows of the weight only."""
+        k = self.subcenters
+        rows = (labels[:, None] * k + torch.arange(k, device=labels.device)).reshape(-1)
+        w = self._w(x.dtype)[rows].view(labels.shape[0], k, -1)
+        if self.normalize:
+            z = torch.einsum(
+                "bd,bkd->bk", F.normalize(x, dim=1, eps=_EPS), F.normalize(w, dim=2, eps=_EPS)
+            )
+        else:
+            z = torch.einsum("bd,bkd->bk", x, w)
+            bias = self._bias()
+            if bias is not None:
+                z = z + bias.to(x.dtype)[rows].view(labels.shape[0], k)
+        return z.amax(dim=1)
+
+    def _prepare(self, x: Tensor, labels: Tensor | None):
+        x = x.to(self._compute_dtype(x))
+        norms = x.norm(dim=1)
+        return x, norms, self.row_scale(norms)
+
+    def _margin_parts(self, cos_y: Tensor, norms: Tensor, scale: Tensor):
+        if self.training:
+            self.update_state(cos_y.detach(), norms.detach())
+        target = scale * self.margin(cos_y, norms)
+        return target, self.negative_modulation(cos_y, norms)
+
+    def forward(self, embeddings: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Logits (B, C), float32: with the margin on each row's target when labels are given."""
+        self.check_inputs(embeddings, labels)
+        with _no_autocast(embeddings.device.type):
+            x, norms, scale = self._prepare(embeddings, labels)
+            z = self.scores(x)
+            if labels is None:
+                return z * scale[:, None]
+            labels = labels.long()
+            cos_y = z.gather(1, labels[:, None]).squeeze(1)
+            target, neg = self._margin_parts(cos_y, norms, scale)
+            if neg is not None:
+                threshold, t = neg
+                z = torch.where(z > threshold[:, None], z * (t + z), z)
+            logits = z * scale[:, None]
+            return logits.scatter(1, labels[:, None], target[:, None].to(logits.dtype))
+
+    def loss(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        fused: bool = True,
+        chunk_size: int | None = None,
+        memory_budget: int | None = None,
+    ) -> Tensor:
+        """Mean cross-entropy of the margin logits, equal to ``F.cross_entropy(self(x, y), y)``.
+
+        With ``fused`` (the default) it never holds the (B, C) logits: see
+        :mod:`marginface.heads.fused`.  ``chunk_size`` (classes per chunk) or
+        ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
+        """
+        if labels is None:
+            raise ValueError("loss() needs labels")
+        self.check_inputs(embeddings, labels)
+        if embeddings.shape[0] == 0:
+            raise ValueError("embeddings is an empty batch (B = 0): the mean loss is undefined")
+        if not fused:
+            return F.cross_entropy(self(embeddings, labels), labels.long())
+        labels = labels.long()
+        with _no_autocast(embeddings.device.type):
+            x, norms, scale = self._prepare(embeddings, labels)
+            z_y = self._target_score(x, labels)
+            target, neg = self._margin_parts(z_y, norms, scale)
+            xn = F.normalize(x, dim=1, eps=_EPS) if self.normalize else x
+            bias = self._bias()
+            lse = chunked_logsumexp(
+                xn,
+                self._w(x.dtype),
+                scale,
+                target,
+                labels,
+                bias=None if bias is None else bias.to(x.dtype),
+                normalize=self.normalize,
+                neg_threshold=None if neg is None else neg[0].detach(),
+                neg_t=0.0 if neg is None else float(neg[1]),
+                subcenters=self.subcenters,
+                chunk_size=chunk_size,
+                memory_budget=memory_budget,
+            )
+            return (lse - target).mean()

@@ -1,0 +1,25 @@
+"""CosFace / AM-Softmax (Wang et al., 2018): additive cosine margin, target s * (cos - m)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from marginface.heads.base import MarginHead
+from marginface.heads.registry import register_head
+
+
+@register_head("cosface")
+class CosFace(MarginHead):
+    """Target logit ``s * (cos(theta_y) - m)``; other logits ``s * cos(theta_j)``.
+
+    Args:
+        s: scale (default 64; the seed's AddMarginProduct uses 30).
+        m: cosine margin (default 0.35; the seed uses 0.40).
+    """
+
+    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m: float = 0.35):
+        super().__init__(embedding_size, num_classes, s=s)
+        self.m = float(m)
+
+    def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+        return cos_y - self.m
