@@ -1,0 +1,143 @@
+"""ONNX export of a backbone, checked against onnxruntime before it is declared a success.
+
+The graph maps ``input`` (B, 3, H, W) float32 to ``embedding`` (B, D), with a dynamic batch
+axis B.  Embeddings are the raw backbone output (not normalised, no flip test), exactly what
+``model(x)`` gives in PyTorch.  The file is written to a temporary name beside the target,
+checked (several batch sizes of random inputs, max abs difference <= ``atol``) and only then
+renamed into place; a failed check leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def _export(model: nn.Module, example: torch.Tensor, path: str, opset: int) -> None:
+    kwargs: dict[str, Any] = {
+        "input_names": ["input"],
+        "output_names": ["embedding"],
+        "opset_version": opset,
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # the TorchScript exporter needs no extra package (onnxscript)
+            torch.onnx.export(
+                model,
+                (example,),
+                path,
+                dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                dynamo=False,
+                **kwargs,
+            )
+        except TypeError:  # torch without the dynamo switch
+            torch.onnx.export(
+                model,
+                (example,),
+                path,
+                dynamic_axes={"input": {0: "batch"}, "embedding": {0: "batch"}},
+                **kwargs,
+            )
+
+
+def verify_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    image_size: int,
+    batch_sizes: tuple[int, ...] = (1, 3, 8),
+    atol: float = 1e-4,
+    seed: int = 0,
+) -> float:
+    """Max abs difference between onnxruntime and PyTorch on random inputs of each batch size.
+
+    Raises ValueError when it exceeds ``atol`` or the output shapes differ.
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    gen = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    model = model.eval()
+    for b in batch_sizes:
+        x = torch.rand((b, 3, image_size, image_size), generator=gen) * 2 - 1
+        with torch.inference_mode():
+            expected = model(x).float().numpy()
+        got = session.run(None, {input_name: x.numpy()})[0]
+        if got.shape != expected.shape:
+            raise ValueError(
+                f"ONNX model {path}: output shape {got.shape} for batch {b}, "
+                f"PyTorch gives {expected.shape}"
+            )
+        worst = max(worst, float(np.max(np.abs(got - expected))))
+    if not worst <= atol:
+        raise ValueError(
+            f"ONNX model {path} differs from PyTorch by {worst:.3g} (max abs), more than "
+            f"atol={atol:g}"
+        )
+    return worst
+
+
+def export_onnx(
+    model: nn.Module,
+    path: str | os.PathLike,
+    image_size: int,
+    opset: int = 17,
+    atol: float = 1e-4,
+    batch_sizes: tuple[int, ...] = (1, 3, 8),
+) -> dict[str, Any]:
+    """Export ``model`` to ONNX at ``path`` (dynamic batch axis), verified with onnxruntime.
+
+    Args:
+        model: backbone (B, 3, H, W) -> (B, D); exported from a CPU float32 copy in eval mode.
+        path: output ``.onnx`` file; its folder is created.
+        image_size: H = W of the input.
+        opset: ONNX opset version.
+        atol: largest accepted max abs difference to PyTorch.
+        batch_sizes: batch sizes checked (several, to prove the batch axis is dynamic).
+
+    Returns: ``{"path", "max_abs_diff", "opset", "image_size", "embedding_size"}``.
+    """
+    try:
+        import onnx
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ValueError(
+            "ONNX export needs onnx and onnxruntime: pip install 'marginface[export]'"
+        ) from exc
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"ONNX output path must end with .onnx, got {path}")
+    model = copy.deepcopy(model).float().cpu().eval()
+    example = torch.zeros((2, 3, image_size, image_size))
+    with torch.inference_mode():
+        out = model(example)
+    if out.ndim != 2:
+        raise ValueError(f"the model must map (B, 3, H, W) to (B, D), got {tuple(out.shape)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    try:
+        _export(model, example, tmp, opset)
+        onnx.checker.check_model(tmp)
+        diff = verify_onnx(model, tmp, image_size, batch_sizes=batch_sizes, atol=atol)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {
+        "path": str(path),
+        "max_abs_diff": diff,
+        "opset": opset,
+        "image_size": image_size,
+        "embedding_size": int(out.shape[1]),
+    }

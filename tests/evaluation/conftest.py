@@ -1,0 +1,53 @@
+"""Tiny models and pair sets shared by the evaluation tests."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+matplotlib.use("Agg")
+
+
+class TinyNet(nn.Module):
+    """(B, 3, H, W) -> (B, D): a conv, a PReLU, global pooling and a linear layer."""
+
+    def __init__(self, embedding_size: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.act = nn.PReLU(6)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc = nn.Linear(24, embedding_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.act(self.bn(self.conv(x)))).flatten(1))
+
+
+@pytest.fixture
+def tiny_net() -> TinyNet:
+    torch.manual_seed(0)
+    return TinyNet().eval()
+
+
+@pytest.fixture
+def pair_set() -> SimpleNamespace:
+    """40 pairs of 16x16 images: genuine pairs are noisy copies, impostors unrelated."""
+    gen = torch.Generator().manual_seed(0)
+    n = 40
+    issame = np.arange(n) % 2 == 0
+    images = []
+    for same in issame:
+        a = torch.rand((3, 16, 16), generator=gen) * 2 - 1
+        b = (
+            a + 0.05 * torch.randn((3, 16, 16), generator=gen)
+            if same
+            else (torch.rand((3, 16, 16), generator=gen) * 2 - 1)
+        )
+        images += [a, b]
+    return SimpleNamespace(images=TensorDataset(torch.stack(images)), issame=issame, name="toy")
