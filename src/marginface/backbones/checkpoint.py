@@ -1,0 +1,182 @@
+"""Saving and loading trained backbones: ``model.pt`` (a plain state_dict) + ``model.json``.
+
+``model.pt`` holds only the backbone's ``state_dict`` (for iResNets, InsightFace's names: a
+``backbone.pth`` of InsightFace is the same kind of file). ``model.json`` holds the info needed
+to rebuild and use it::
+
+    backbone         name for create_backbone, e.g. "iresnet50"
+    backbone_kwargs  its keyword arguments, including embedding_size (and input_size)
+    image_size       side of the square input images
+    identity_names   the training identities (list) or None
+    threshold        best verification threshold if known, else None
+    head, head_kwargs the margin head it was trained with (name and hyperparameters)
+
+Every file is written to a temporary name in the same folder first and then renamed over the
+target (``os.replace``), so a crash never leaves a half-written file where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from marginface.backbones.registry import create_backbone
+
+INFO_DEFAULTS: dict[str, Any] = {
+    "image_size": 112,
+    "identity_names": None,
+    "threshold": None,
+    "head": None,
+    "head_kwargs": {},
+}
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save(obj, path)`` via a temporary file and a rename."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` via a temporary file and a rename."""
+    return atomic_write(path, lambda f: f.write(text), mode="w")
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    while True:
+        inner = getattr(module, "module", None) or getattr(module, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return module
+        module = inner
+
+
+def complete_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """``info`` with the optional keys filled in; ValueError when a required key is missing."""
+    missing = [k for k in ("backbone", "backbone_kwargs") if k not in info]
+    if missing:
+        raise ValueError(f"model info lacks required key(s) {', '.join(missing)}")
+    out = {**INFO_DEFAULTS, **dict(info)}
+    out["backbone_kwargs"] = dict(out["backbone_kwargs"])
+    if "embedding_size" not in out["backbone_kwargs"]:
+        raise ValueError("model info backbone_kwargs must include embedding_size")
+    return out
+
+
+def save_model(
+    directory: str | os.PathLike, backbone: nn.Module, info: Mapping[str, Any]
+) -> tuple[Path, Path]:
+    """Write ``directory/model.pt`` (backbone state_dict) and ``directory/model.json`` (info).
+
+    Returns the two paths. ``info`` needs ``backbone`` and ``backbone_kwargs`` (with
+    ``embedding_size``); the other keys default to :data:`INFO_DEFAULTS`.
+    """
+    directory = Path(directory)
+    info = complete_info(info)
+    state = {k: v.detach().cpu() for k, v in unwrap(backbone).state_dict().items()}
+    pt = atomic_torch_save(state, directory / "model.pt")
+    js = atomic_write_text(directory / "model.json", json.dumps(info, indent=2) + "\n")
+    return pt, js
+
+
+def state_dict_mismatch(
+    model: nn.Module, state: Mapping[str, torch.Tensor]
+) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, mis-shaped "key: file (shape) vs model (shape)")."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    misshaped = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    return missing, unexpected, misshaped
+
+
+def load_state_checked(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
+    """``model.load_state_dict(state)``, or a ValueError naming ``source`` and every bad key."""
+    missing, unexpected, misshaped = state_dict_mismatch(model, state)
+    if missing or unexpected or misshaped:
+
+        def show(keys: list[str]) -> str:
+            return ", ".join(keys[:10]) + (f" ... ({len(keys)} in all)" if len(keys) > 10 else "")
+
+        parts = [
+            f"{label} ({len(keys)}): {show(keys)}"
+            for label, keys in (
+                ("missing keys", missing),
+                ("unexpected keys", unexpected),
+                ("mis-shaped keys", misshaped),
+            )
+            if keys
+        ]
+        name = getattr(model, "name", type(model).__name__)
+        raise ValueError(
+            f"{source}: the state dict does not fit the architecture {name}: " + "; ".join(parts)
+        )
+    model.load_state_dict(state)
+
+
+def _resolve(path: Path) -> Path:
+    if path.is_dir():
+        for name in ("model.pt", "checkpoint.pt"):
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path}: no model.pt or checkpoint.pt in this folder")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file or run folder")
+    return path
+
+
+def load_model(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a saved backbone: ``(backbone in eval mode, info)``.
+
+    ``path``: a run folder (its ``model.pt``, else its ``checkpoint.pt``), a ``model.pt`` with
+    ``model.json`` beside it, or a training ``checkpoint.pt`` (keys ``model_info``, ``backbone``).
+    """
+    file = _resolve(Path(path))
+    try:
+        blob = torch.load(file, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise ValueError(f"{file}: cannot read it as a torch file ({exc})") from exc
+    if isinstance(blob, dict) and "model_info" in blob and "backbone" in blob:
+        info, state = dict(blob["model_info"]), blob["backbone"]
+    else:
+        js = file.with_name("model.json") if file.suffix == ".pt" else file.with_suffix(".json")
+        if not js.is_file():
+            raise FileNotFoundError(f"{file}: no {js.name} beside it to say which backbone it is")
+        info = json.loads(js.read_text())
+        state = blob
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{file}: expected a state dict, got {type(state).__name__}")
+    info = complete_info(info)
+    model = create_backbone(info["backbone"], **info["backbone_kwargs"])
+    load_state_checked(model, state, str(file))
+    return model.to(map_location).eval(), info
