@@ -1,24 +1,46 @@
 """Margin heads: drop-in classifiers that turn embeddings (B, D) into margin logits (B, C).
 
-    >>> import torch, marginface
-    >>> head = marginface.create_head("arcface", embedding_size=8, num_classes=5)
-    >>> x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
-    >>> head(x, y).shape
-    torch.Size([4, 5])
-    >>> bool(torch.allclose(head.loss(x, y), torch.nn.functional.cross_entropy(head(x, y), y)))
-    True
+>>> import torch, marginface
+>>> head = marginface.create_head("arcface", embedding_size=8, num_classes=5)
+>>> x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 3])
+>>> head(x, y).shape
+torch.Size([4, 5])
+>>> bool(torch.allclose(head.loss(x, y), torch.nn.functional.cross_entropy(head(x, y), y)))
+True
 """
 
-from marginface.heads import arcface, combined, cosface, normface, softmax, sphereface
+from marginface.heads import (
+    adaface,
+    arcface,
+    combined,
+    cosface,
+    curricularface,
+    elasticface,
+    magface,
+    normface,
+    softmax,
+    sphereface,
+    subcenter,
+)
+from marginface.heads.adaface import AdaFace
 from marginface.heads.arcface import ArcFace, arc_margin
 from marginface.heads.base import MarginHead
 from marginface.heads.combined import Combined
 from marginface.heads.cosface import CosFace
+from marginface.heads.curricularface import CurricularFace
+from marginface.heads.elasticface import (
+    ElasticFaceArc,
+    ElasticFaceArcPlus,
+    ElasticFaceCos,
+    ElasticFaceCosPlus,
+)
 from marginface.heads.fused import auto_chunk_size, chunked_logsumexp
+from marginface.heads.magface import MagFace, magface_lambda_bound
 from marginface.heads.normface import NormFace
 from marginface.heads.registry import create_head, head_hparams, list_heads, register_head
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace, sphere_psi
+from marginface.heads.subcenter import SubCenterArcFace
 
 __all__ = [
     "ArcFace",
@@ -42,4 +64,18 @@ __all__ = [
     "normface",
     "softmax",
     "sphereface",
+    "AdaFace",
+    "CurricularFace",
+    "ElasticFaceArc",
+    "ElasticFaceArcPlus",
+    "ElasticFaceCos",
+    "ElasticFaceCosPlus",
+    "MagFace",
+    "SubCenterArcFace",
+    "magface_lambda_bound",
+    "adaface",
+    "curricularface",
+    "elasticface",
+    "magface",
+    "subcenter",
 ]

@@ -51,8 +51,13 @@ def auto_chunk_size(
 
 
 def _scores(
-    xn: Tensor, weight: Tensor, inv_norm: Tensor | None, bias: Tensor | None,
-    c0: int, c1: int, subcenters: int,
+    xn: Tensor,
+    weight: Tensor,
+    inv_norm: Tensor | None,
+    bias: Tensor | None,
+    c0: int,
+    c1: int,
+    subcenters: int,
 ) -> tuple[Tensor, Tensor | None, Tensor]:
     """Scores of classes [c0, c1): (B, k), the argmax sub-centre (or None) and the raw product."""
     k = subcenters
@@ -67,7 +72,9 @@ def _scores(
     return z, arg, u
 
 
-def _modulate(z: Tensor, neg_threshold: Tensor | None, neg_t: float) -> tuple[Tensor, Tensor | None]:
+def _modulate(
+    z: Tensor, neg_threshold: Tensor | None, neg_t: float
+) -> tuple[Tensor, Tensor | None]:
     """g(z) and the hard-negative mask (CurricularFace: z -> z (t + z) where z > threshold)."""
     if neg_threshold is None:
         return z, None
@@ -83,9 +90,18 @@ def _target_cells(labels: Tensor, c0: int, c1: int) -> tuple[Tensor, Tensor]:
 class _ChunkedLogSumExp(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx, xn: Tensor, weight: Tensor, scale: Tensor, target_logit: Tensor, labels: Tensor,
-        bias: Tensor | None, normalize: bool, neg_threshold: Tensor | None, neg_t: float,
-        subcenters: int, chunk: int,
+        ctx,
+        xn: Tensor,
+        weight: Tensor,
+        scale: Tensor,
+        target_logit: Tensor,
+        labels: Tensor,
+        bias: Tensor | None,
+        normalize: bool,
+        neg_threshold: Tensor | None,
+        neg_t: float,
+        subcenters: int,
+        chunk: int,
     ) -> Tensor:
         num_classes = weight.shape[0] // subcenters
         inv_norm = 1.0 / weight.norm(dim=1).clamp_min(_EPS) if normalize else None
@@ -190,6 +206,15 @@ def chunked_logsumexp(
     if chunk <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     return _ChunkedLogSumExp.apply(
-        xn, weight, scale, target_logit, labels, bias, normalize, neg_threshold, float(neg_t),
-        int(subcenters), int(chunk),
+        xn,
+        weight,
+        scale,
+        target_logit,
+        labels,
+        bias,
+        normalize,
+        neg_threshold,
+        float(neg_t),
+        int(subcenters),
+        int(chunk),
     )
