@@ -1,0 +1,105 @@
+"""Face data in: folders, InsightFace RecordIO packs, verification pairs, alignment, and an
+embedded synthetic identity dataset.
+
+Two entry points::
+
+    from marginface.data import open_dataset, open_pairs
+    train = open_dataset("synthetic:1000x20", image_size=112, augment=True)
+    pairs = open_pairs("synthetic:200x10,first=100000", image_size=112)
+
+Every item is ``(image, label)``: float32 (3, H, W) RGB in [-1, 1] and an int.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from marginface.data.base import BadImageWarning, FaceDataset
+from marginface.data.verification import PairSet
+
+_SYNTHETIC = "synthetic:"
+
+
+def open_dataset(
+    spec: str | os.PathLike, image_size: int | tuple[int, int] = 112, augment: bool = False
+) -> FaceDataset:
+    """Open a face dataset (a map-style torch Dataset of ``(image, label)``).
+
+    Args:
+        spec: a folder with one sub-folder per identity; a ``.rec`` file (its ``.idx`` beside
+            it); a folder holding ``train.rec`` / ``train.idx``; or
+            ``synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]``.
+        image_size: output size, an int or ``(H, W)``; images are resized to it.
+        augment: add the training transforms (random horizontal flip).
+
+    The dataset has ``num_classes``, ``identity_names``, ``labels`` (np.int64 per item, known
+    without decoding) and ``num_bad``.
+    """
+    text = str(spec)
+    if text.startswith(_SYNTHETIC):
+        from marginface.data.synthetic import SyntheticFaces
+
+        return SyntheticFaces(text, image_size=image_size, augment=augment)
+    path = Path(text)
+    if path.suffix == ".rec" or (path.is_dir() and (path / "train.rec").is_file()):
+        from marginface.data.recordio import RecordDataset
+
+        rec = path if path.suffix == ".rec" else path / "train.rec"
+        return RecordDataset(rec, image_size=image_size, augment=augment)
+    if path.is_dir():
+        from marginface.data.folder import FolderDataset
+
+        return FolderDataset(path, image_size=image_size, augment=augment)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"dataset {text!r} not found: expected a folder, a .rec file, a folder holding "
+            "train.rec, or synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]"
+        )
+    raise ValueError(
+        f"dataset {text!r} is a file that is neither a .rec pack nor a folder; expected a folder, "
+        "a .rec file, a folder holding train.rec, or synthetic:..."
+    )
+
+
+def open_pairs(
+    spec: str | os.PathLike,
+    image_size: int | tuple[int, int] = 112,
+    max_pairs: int = 3000,
+    seed: int = 0,
+) -> PairSet:
+    """Open a verification pair set.
+
+    Args:
+        spec: a ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin ...); a ``pairs.txt`` (images in the
+            folder beside it, or ``pairs.txt::FOLDER``); or any :func:`open_dataset` spec, from
+            which pairs are generated: every genuine pair up to ``max_pairs`` (seeded sample
+            beyond), the same number of impostor pairs, alternating genuine / impostor.
+        image_size: output size of the images.
+        max_pairs: cap on generated genuine pairs (so at most 2 * max_pairs pairs); files
+            (``.bin``, ``pairs.txt``) are always used whole, as their protocols define.
+        seed: seed of the generated pairs.
+
+    Returns a :class:`PairSet`: ``images`` (Dataset of 2N tensors, pair k = images 2k, 2k + 1),
+    ``issame`` (bool, N), ``name``.
+    """
+    from marginface.data import verification
+
+    text = str(spec)
+    if "::" in text:
+        pairs_file, folder = text.split("::", 1)
+        return verification.open_pairs_txt(pairs_file, folder, image_size=image_size)
+    path = Path(text)
+    if path.suffix == ".bin":
+        return verification.open_bin(path, image_size=image_size)
+    if path.suffix == ".txt":
+        return verification.open_pairs_txt(path, image_size=image_size)
+    dataset = open_dataset(text, image_size=image_size)
+    if text.startswith(_SYNTHETIC):
+        name = "synthetic"
+    else:
+        name = (path.parent.name if path.name == "train.rec" else path.stem) or "pairs"
+    return verification.pairs_from_dataset(dataset, name, max_pairs=max_pairs, seed=seed)
+
+
+__all__ = ["BadImageWarning", "FaceDataset", "PairSet", "open_dataset", "open_pairs"]

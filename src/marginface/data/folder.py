@@ -1,0 +1,78 @@
+"""Folder datasets: ``ROOT/<identity>/<image>``, one sub-folder per identity."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from marginface.data.base import FaceDataset
+from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a file whose extension is one of :data:`IMAGE_EXTENSIONS` (any case)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def scan_folder(root: str | os.PathLike) -> tuple[list[str], list[Path], np.ndarray]:
+    """List an identity folder tree.
+
+    Returns ``(identity_names, image_paths, labels)``: identities are the sub-folders of ``root``
+    sorted by name (label = position), images the image files below each (recursively, sorted).
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: ``root`` has no identity sub-folders, or one of them holds no image.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset folder {root} does not exist (or is not a folder)")
+    identities = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not identities:
+        raise ValueError(
+            f"dataset folder {root} has no identity sub-folders "
+            "(expected ROOT/<identity>/<image files>)"
+        )
+    names: list[str] = []
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, folder in enumerate(identities):
+        files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
+        if not files:
+            raise ValueError(
+                f"identity folder {folder} holds no image "
+                f"(looked for {', '.join(IMAGE_EXTENSIONS)})"
+            )
+        names.append(folder.name)
+        paths.extend(files)
+        labels.extend([label] * len(files))
+    return names, paths, np.asarray(labels, dtype=np.int64)
+
+
+class FolderDataset(FaceDataset):
+    """Images under ``ROOT/<identity>/``, any size, grey or colour, resized to ``image_size``.
+
+    Args:
+        root: the dataset folder.
+        image_size: output size (int or (H, W)).
+        augment: add the training transforms (random horizontal flip).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        image_size: int | tuple[int, int] = 112,
+        augment: bool = False,
+    ) -> None:
+        super().__init__(image_size, augment)
+        self.root = Path(root)
+        self.identity_names, self.paths, self.labels = scan_folder(self.root)
+
+    def load(self, index: int) -> torch.Tensor:
+        return load_tensor(self.paths[index], self.image_size, self.augment)
+
+    def describe(self, index: int) -> str:
+        return str(self.paths[index])

@@ -1,0 +1,93 @@
+"""Image decoding and the tensor transforms every dataset shares (Pillow + numpy, no torchvision).
+
+An item image is a float32 tensor (3, H, W), RGB, normalised as InsightFace does:
+``(pixel / 255 - 0.5) / 0.5``, so values lie in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+#: File extensions read as images by folder datasets (lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff")
+
+
+def image_size_pair(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    """``image_size`` (an int or ``(height, width)``) as ``(height, width)``; checked positive."""
+    if isinstance(image_size, int):
+        size = (image_size, image_size)
+    else:
+        size = (int(image_size[0]), int(image_size[1]))
+    if size[0] <= 0 or size[1] <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return size
+
+
+def decode_image(source: bytes | str | os.PathLike) -> Image.Image:
+    """Decode an encoded image (bytes or a file path) fully into an RGB Pillow image.
+
+    Grey, palette, RGBA and 16-bit images are converted to RGB. A truncated or unreadable image
+    raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one) or ``ValueError``.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        image = Image.open(io.BytesIO(bytes(source)))
+    else:
+        image = Image.open(source)
+    with image:
+        image.load()  # decode now: truncation errors surface here, not later
+        if image.mode == "RGB":
+            return image.copy()
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+            array = np.asarray(image, dtype=np.float64)
+            top = 65535.0 if array.max() > 255 else 255.0
+            grey = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
+            return grey.convert("RGB")
+        return image.convert("RGB")
+
+
+def resize(image: Image.Image, image_size: int | tuple[int, int]) -> Image.Image:
+    """Resize to ``image_size`` (bilinear, antialiased); the image itself if already that size."""
+    height, width = image_size_pair(image_size)
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), Image.BILINEAR)
+
+
+def to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """RGB uint8 image (Pillow, or ndarray (H, W, 3)) -> float32 tensor (3, H, W) in [-1, 1]."""
+    array = np.asarray(image, dtype=np.uint8)
+    if array.ndim != 3 or array.shape[2] != 3:
+        raise ValueError(f"expected an RGB image (H, W, 3), got array of shape {array.shape}")
+    # numpy, not torch: tiny torch ops pay for the intra-op thread pool on every call
+    chw = array.transpose(2, 0, 1).astype(np.float32)
+    chw *= np.float32(1 / 127.5)
+    chw -= np.float32(1.0)  # == (p / 255 - 0.5) / 0.5 up to float rounding
+    return torch.from_numpy(chw)
+
+
+def to_pixels(tensor: torch.Tensor) -> np.ndarray:
+    """Inverse of :func:`to_tensor`: (3, H, W) in [-1, 1] -> uint8 ndarray (H, W, 3)."""
+    array = (tensor.detach().cpu().float().numpy().transpose(1, 2, 0) + 1.0) * 127.5
+    return np.clip(np.rint(array), 0, 255).astype(np.uint8)
+
+
+def random_flip(tensor: torch.Tensor, p: float = 0.5) -> torch.Tensor:
+    """Mirror (3, H, W) left-right with probability ``p`` (torch's RNG: seeded per worker)."""
+    if torch.rand(()) < p:
+        return tensor.flip(-1)
+    return tensor
+
+
+def load_tensor(
+    source: bytes | str | os.PathLike,
+    image_size: int | tuple[int, int],
+    augment: bool = False,
+) -> torch.Tensor:
+    """Decode, convert to RGB, resize, normalise and (if ``augment``) randomly flip one image."""
+    tensor = to_tensor(resize(decode_image(source), image_size))
+    return random_flip(tensor) if augment else tensor

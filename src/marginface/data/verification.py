@@ -1,0 +1,293 @@
+"""Verification pair sets: InsightFace ``.bin`` files, LFW ``pairs.txt``, generated pairs.
+
+A :class:`PairSet` holds ``images`` (a Dataset of 2N image tensors; pair k is images 2k and
+2k + 1), ``issame`` (bool ndarray, N) and ``name``. ``len(pairs) == N``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from marginface.data.base import FaceDataset, ImagesOnly
+from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
+
+
+@dataclass
+class PairSet:
+    """Images of N pairs (2N images: pair k is ``images[2k]``, ``images[2k + 1]``) and flags."""
+
+    images: Dataset
+    issame: np.ndarray
+    name: str
+
+    def __post_init__(self) -> None:
+        self.issame = np.asarray(self.issame, dtype=bool)
+        if len(self.images) != 2 * len(self.issame):
+            raise ValueError(
+                f"pair set {self.name!r}: {len(self.images)} images for {len(self.issame)} "
+                f"pairs (expected {2 * len(self.issame)})"
+            )
+
+    def __len__(self) -> int:
+        return len(self.issame)
+
+    def __repr__(self) -> str:
+        genuine = int(self.issame.sum())
+        return f"PairSet({self.name!r}, pairs={len(self)}, genuine={genuine})"
+
+
+class EncodedImages(FaceDataset):
+    """A list of encoded images (bytes) or image paths, decoded on access; label = position."""
+
+    def __init__(
+        self,
+        sources: Sequence[bytes | str | os.PathLike],
+        image_size: int | tuple[int, int] = 112,
+        origin: str = "images",
+    ) -> None:
+        super().__init__(image_size, augment=False)
+        self.sources = list(sources)
+        self.origin = origin
+        self.labels = np.arange(len(self.sources), dtype=np.int64)
+        self.identity_names = []
+
+    def load(self, index: int) -> torch.Tensor:
+        return load_tensor(self.sources[index], self.image_size)
+
+    def describe(self, index: int) -> str:
+        source = self.sources[index]
+        if isinstance(source, bytes | bytearray):
+            return f"image {index} of {self.origin}"
+        return str(source)
+
+
+class _TensorsOnly(Dataset):
+    def __init__(self, dataset: EncodedImages) -> None:
+        self.dataset = dataset
+
+    @property
+    def num_bad(self) -> int:
+        return self.dataset.num_bad
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.dataset[index][0]
+
+
+# ---------------------------------------------------------------------------------------------
+# .bin
+# ---------------------------------------------------------------------------------------------
+def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
+    """Read an InsightFace verification ``.bin``: ``(encoded images (2N), issame (N))``.
+
+    Old (Python 2) files are read with ``encoding='bytes'``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"verification file {path} does not exist")
+    with open(path, "rb") as f:
+        try:
+            data = pickle.load(f)
+        except UnicodeDecodeError:
+            f.seek(0)
+            data = pickle.load(f, encoding="bytes")
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise ValueError(f"{path} is not a verification .bin pickle: {exc}") from None
+    if not (isinstance(data, tuple | list) and len(data) == 2):
+        raise ValueError(f"{path}: expected a pickle of (bins, issame_list), got {type(data)}")
+    bins, issame = data
+    images = [b.tobytes() if isinstance(b, np.ndarray) else bytes(b) for b in bins]
+    flags = np.asarray([bool(x) for x in issame], dtype=bool)
+    if len(images) != 2 * len(flags):
+        raise ValueError(
+            f"{path}: {len(images)} images for {len(flags)} issame flags "
+            f"(a .bin holds 2 images per pair: expected {2 * len(flags)})"
+        )
+    return images, flags
+
+
+def write_bin(path: str | os.PathLike, images: Sequence[bytes], issame: Sequence[bool]) -> None:
+    """Write a verification ``.bin`` in InsightFace's layout (pickle of ``(bins, issame)``)."""
+    if len(images) != 2 * len(issame):
+        raise ValueError(f"{len(images)} images for {len(issame)} pairs (need 2 per pair)")
+    with open(path, "wb") as f:
+        pickle.dump(([bytes(b) for b in images], [bool(x) for x in issame]), f, protocol=4)
+
+
+def open_bin(path: str | os.PathLike, image_size: int | tuple[int, int] = 112) -> PairSet:
+    images, issame = read_bin(path)
+    dataset = EncodedImages(images, image_size, origin=str(path))
+    return PairSet(_TensorsOnly(dataset), issame, Path(path).stem)
+
+
+# ---------------------------------------------------------------------------------------------
+# LFW pairs.txt
+# ---------------------------------------------------------------------------------------------
+def _find_image(folder: Path, name: str, number: int, where: str) -> Path:
+    stem = folder / name / f"{name}_{number:04d}"
+    for ext in IMAGE_EXTENSIONS:
+        for candidate in (stem.with_suffix(ext), stem.with_suffix(ext.upper())):
+            if candidate.is_file():
+                return candidate
+    raise FileNotFoundError(f"{where}: no image {stem}.jpg (or other image extension)")
+
+
+def _guess_folder(pairs_file: Path, first_name: str | None) -> Path:
+    parent = pairs_file.parent
+    if first_name is None or (parent / first_name).is_dir():
+        return parent
+    for sub in sorted(p for p in parent.iterdir() if p.is_dir()):
+        if (sub / first_name).is_dir():
+            return sub
+    return parent
+
+
+def read_pairs_txt(
+    pairs_file: str | os.PathLike, folder: str | os.PathLike | None = None
+) -> tuple[list[Path], np.ndarray]:
+    """Parse an LFW ``pairs.txt``: ``(image paths (2N), issame (N))``.
+
+    Lines are ``name i j`` (same person) or ``name1 i name2 j``; a first line of one or two
+    integers (folds, pairs per fold) is a header. Image ``i`` of ``name`` is
+    ``FOLDER/name/name_%04d.jpg``; ``folder`` defaults to the folder holding ``pairs_file`` (or
+    the sub-folder of it that holds the first named person).
+    """
+    pairs_file = Path(pairs_file)
+    if not pairs_file.is_file():
+        raise FileNotFoundError(f"pairs file {pairs_file} does not exist")
+    rows: list[tuple[int, list[str]]] = []
+    for number, line in enumerate(pairs_file.read_text().splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if number == 1 and len(fields) <= 2 and all(f.isdigit() for f in fields):
+            continue  # header: folds and pairs per fold
+        if len(fields) not in (3, 4):
+            raise ValueError(
+                f"{pairs_file} line {number}: expected 'name i j' or 'name1 i name2 j', "
+                f"got {len(fields)} fields: {line.strip()!r}"
+            )
+        rows.append((number, fields))
+    if not rows:
+        raise ValueError(f"pairs file {pairs_file} holds no pairs")
+    root = Path(folder) if folder is not None else _guess_folder(pairs_file, rows[0][1][0])
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} for {pairs_file} does not exist")
+    paths: list[Path] = []
+    issame: list[bool] = []
+    for number, fields in rows:
+        where = f"{pairs_file} line {number}"
+        try:
+            if len(fields) == 3:
+                a, b = (fields[0], int(fields[1])), (fields[0], int(fields[2]))
+            else:
+                a, b = (fields[0], int(fields[1])), (fields[2], int(fields[3]))
+        except ValueError:
+            raise ValueError(f"{where}: image numbers must be integers: {fields}") from None
+        paths.append(_find_image(root, a[0], a[1], where))
+        paths.append(_find_image(root, b[0], b[1], where))
+        issame.append(len(fields) == 3)
+    return paths, np.asarray(issame, dtype=bool)
+
+
+def open_pairs_txt(
+    pairs_file: str | os.PathLike,
+    folder: str | os.PathLike | None = None,
+    image_size: int | tuple[int, int] = 112,
+) -> PairSet:
+    paths, issame = read_pairs_txt(pairs_file, folder)
+    name = Path(folder).name if folder is not None else Path(pairs_file).parent.name
+    dataset = EncodedImages(paths, image_size, origin=str(pairs_file))
+    return PairSet(_TensorsOnly(dataset), issame, name or "pairs")
+
+
+# ---------------------------------------------------------------------------------------------
+# generated pairs
+# ---------------------------------------------------------------------------------------------
+def generate_pairs(
+    labels: np.ndarray, max_pairs: int = 3000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded verification pairs from item labels.
+
+    All genuine pairs (two items of one identity) up to ``max_pairs`` (a uniform sample when
+    there are more), then as many impostor pairs (two identities), interleaved genuine /
+    impostor so that every contiguous fold is balanced.
+
+    Returns ``(index pairs (N, 2) int64, issame (N,) bool)``.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    if max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
+    rng = np.random.default_rng([seed, 7])
+    order = np.argsort(labels, kind="stable")
+    classes, starts, counts = np.unique(labels[order], return_index=True, return_counts=True)
+    per_class = counts * (counts - 1) // 2
+    total = int(per_class.sum())
+    if total == 0:
+        raise ValueError(
+            f"no genuine pair: every one of the {len(classes)} identities has a single image"
+        )
+    if len(classes) < 2:
+        raise ValueError("impostor pairs need at least two identities; the dataset has one")
+    n_genuine = min(total, max_pairs)
+    if total <= max_pairs:
+        genuine = [
+            (order[s + i], order[s + j])
+            for s, c in zip(starts, counts, strict=True)
+            for i in range(c)
+            for j in range(i + 1, c)
+        ]
+        genuine = np.asarray(genuine, dtype=np.int64)[rng.permutation(total)]
+    else:
+        chosen: set[tuple[int, int]] = set()
+        probs = per_class / total
+        while len(chosen) < n_genuine:
+            need = n_genuine - len(chosen)
+            cls = rng.choice(len(classes), size=2 * need, p=probs)
+            i = rng.integers(0, counts[cls])
+            j = rng.integers(0, counts[cls] - 1)
+            j = j + (j >= i)
+            for c, a, b in zip(cls, np.minimum(i, j), np.maximum(i, j), strict=True):
+                chosen.add((int(order[starts[c] + a]), int(order[starts[c] + b])))
+                if len(chosen) == n_genuine:
+                    break
+        genuine = np.asarray(sorted(chosen), dtype=np.int64)[rng.permutation(n_genuine)]
+    impostor_set: set[tuple[int, int]] = set()
+    n = len(labels)
+    max_impostor = (n * n - int((counts**2).sum())) // 2
+    n_impostor = min(n_genuine, max_impostor)
+    while len(impostor_set) < n_impostor:
+        a = rng.integers(0, n, size=2 * n_impostor)
+        b = rng.integers(0, n, size=2 * n_impostor)
+        for x, y in zip(a, b, strict=True):
+            if labels[x] != labels[y]:
+                impostor_set.add((int(min(x, y)), int(max(x, y))))
+                if len(impostor_set) == n_impostor:
+                    break
+    impostor = np.asarray(sorted(impostor_set), dtype=np.int64)[rng.permutation(n_impostor)]
+    n_pairs = n_genuine + n_impostor
+    pairs = np.empty((n_pairs, 2), dtype=np.int64)
+    issame = np.empty(n_pairs, dtype=bool)
+    k = min(n_genuine, n_impostor)
+    pairs[0 : 2 * k : 2], issame[0 : 2 * k : 2] = genuine[:k], True
+    pairs[1 : 2 * k : 2], issame[1 : 2 * k : 2] = impostor[:k], False
+    pairs[2 * k :], issame[2 * k :] = genuine[k:], True
+    return pairs, issame
+
+
+def pairs_from_dataset(
+    dataset: FaceDataset, name: str, max_pairs: int = 3000, seed: int = 0
+) -> PairSet:
+    """Generated pairs (see :func:`generate_pairs`) over ``dataset``'s items."""
+    pairs, issame = generate_pairs(dataset.labels, max_pairs=max_pairs, seed=seed)
+    return PairSet(ImagesOnly(dataset, pairs.reshape(-1)), issame, name)
