@@ -20,7 +20,10 @@ from marginface.heads import (
     normface,
     softmax,
     sphereface,
+    sphereface2,
+    sphereface_r,
     subcenter,
+    uniface,
 )
 from marginface.heads.adaface import AdaFace
 from marginface.heads.arcface import ArcFace, arc_margin
@@ -40,7 +43,10 @@ from marginface.heads.normface import NormFace
 from marginface.heads.registry import create_head, head_hparams, list_heads, register_head
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace, sphere_psi
+from marginface.heads.sphereface2 import SphereFace2
+from marginface.heads.sphereface_r import SphereFaceR
 from marginface.heads.subcenter import SubCenterArcFace
+from marginface.heads.uniface import UniFace
 
 __all__ = [
     "ArcFace",
@@ -71,11 +77,17 @@ __all__ = [
     "ElasticFaceCos",
     "ElasticFaceCosPlus",
     "MagFace",
+    "SphereFace2",
+    "SphereFaceR",
     "SubCenterArcFace",
+    "UniFace",
     "magface_lambda_bound",
     "adaface",
     "curricularface",
     "elasticface",
     "magface",
+    "sphereface2",
+    "sphereface_r",
     "subcenter",
+    "uniface",
 ]

@@ -57,7 +57,7 @@ def chunk_reduce(
     chunk = chunk_size or auto_chunk_size(xn.shape[0], num_classes, memory_budget)
     if chunk <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    need_grad = torch.is_grad_enabled() and (xn.requires_grad or weight.requires_grad)
+    need_grad = torch.is_grad_enabled()
     outs = []
     for c0 in range(0, num_classes, chunk):
         c1 = min(num_classes, c0 + chunk)

@@ -1,0 +1,143 @@
+"""SphereFace-R (Liu, Wen et al., TPAMI 2022): SphereFace revived by gradient detachment.
+
+Paper: "SphereFace Revived: Unifying Hyperspherical Face Recognition"; reference code
+github.com/ydwen/opensphere (``model/head/spherefacer.py``, ``SphereFaceR_H`` with hard
+feature normalisation, and ``config/train/vggface2_sfnet20_spherefacer.yml``).
+
+SphereFace's multiplicative margin m * theta_y gives a target logit whose gradient is hard to
+train with (hence SphereFace's lambda annealing).  SphereFace-R's "characteristic gradient
+detachment" keeps the margin in the value of each logit but takes its gradient from the plain
+cosine: logit = s * (c + sg(psi(theta) - c)), sg = stop-gradient.  So the decision boundary
+is SphereFace's, and the gradient is NormFace's, re-weighted by the margin-bearing softmax.
+
+Versions (the characteristic function psi of the target, eta of the others):
+
+    =======  ===============================================  ===========================
+    version  target psi(theta_y)                              other classes eta(theta_j)
+    =======  ===============================================  ===========================
+    v0       (-1)^k cos(m theta) - 2k, k = floor(m theta/pi)  cos theta_j
+    v1       cos(min(m theta, pi))                            cos theta_j
+    v2       cos theta_y                                      cos(theta_j / m)
+    =======  ===============================================  ===========================
+
+v2 (the official released SphereFace-R models) puts the margin on the non-target classes:
+the boundary theta_j = m theta_y is the same as v0/v1's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from marginface.heads._chunked import chunk_reduce, masked_fill_target
+from marginface.heads._math import monotone_cos
+from marginface.heads.base import _EPS, MarginHead, _no_autocast
+from marginface.heads.registry import register_head
+
+_VERSIONS = ("v0", "v1", "v2")
+
+
+@register_head("sphereface_r")
+class SphereFaceR(MarginHead):
+    """SphereFace-R with hard feature normalisation (HFN): logits ``s * (c + sg(f(c) - c))``,
+    f = psi on the target and eta on the other classes (see the module docstring).
+
+    The loss is the cross-entropy of these logits; the official code multiplies it by
+    ``lw / s`` (50 / 60), a constant factor left to the learning rate here.
+
+    Args:
+        s: scale (60, the official SphereFace-R (HFN, v2) config; the code's default is 30).
+        m: multiplicative margin (1.4, same config).  version: "v0", "v1" or "v2" (v2).
+    """
+
+    def __init__(
+        self,
+        embedding_size: int,
+        num_classes: int,
+        s: float = 60.0,
+        m: float = 1.4,
+        version: str = "v2",
+    ) -> None:
+        if version not in _VERSIONS:
+            raise ValueError(f"version must be one of {_VERSIONS}, got {version!r}")
+        if not m >= 1.0:
+            raise ValueError(f"m must be >= 1 (a multiplicative margin), got {m}")
+        super().__init__(embedding_size, num_classes, s=s)
+        self.m, self.version = float(m), version
+
+    @staticmethod
+    def _detach_to(c: Tensor, value: Tensor) -> Tensor:
+        return c + (value - c).detach()
+
+    def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+        """The target cosine: value psi(theta_y), gradient that of cos theta_y."""
+        with torch.no_grad():
+            c = cos_y.clamp(-1.0, 1.0)
+            if self.version == "v2":
+                value = c
+            else:
+                m_theta = self.m * torch.acos(c)
+                if self.version == "v0":
+                    value = monotone_cos(m_theta)
+                else:
+                    value = torch.cos(m_theta.clamp(max=math.pi))
+        return self._detach_to(cos_y, value)
+
+    def nontarget(self, z: Tensor) -> Tensor:
+        """The other classes' cosines: value eta(theta), gradient that of cos theta."""
+        if self.version != "v2":
+            return z
+        with torch.no_grad():
+            value = torch.cos(torch.acos(z.clamp(-1.0, 1.0)) / self.m)
+        return self._detach_to(z, value)
+
+    def forward(self, embeddings: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.version != "v2" or labels is None:
+            return super().forward(embeddings, labels)
+        self.check_inputs(embeddings, labels)
+        labels = labels.long()
+        with _no_autocast(embeddings.device.type):
+            x = embeddings.to(self._compute_dtype(embeddings))
+            z = self.scores(x)
+            target = self.s * self.margin(z.gather(1, labels[:, None]).squeeze(1), x.norm(dim=1))
+            logits = self.s * self.nontarget(z)
+            return logits.scatter(1, labels[:, None], target[:, None])
+
+    def loss(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        *,
+        fused: bool = True,
+        chunk_size: int | None = None,
+        memory_budget: int | None = None,
+    ) -> Tensor:
+        """Mean cross-entropy of the logits; chunked (never B x C) when ``fused``."""
+        if self.version != "v2" or not fused:
+            return super().loss(
+                embeddings, labels, fused=fused, chunk_size=chunk_size, memory_budget=memory_budget
+            )
+        if labels is None:
+            raise ValueError("loss() needs labels")
+        self.check_inputs(embeddings, labels)
+        if embeddings.shape[0] == 0:
+            raise ValueError("embeddings is an empty batch (B = 0): the mean loss is undefined")
+        labels = labels.long()
+        with _no_autocast(embeddings.device.type):
+            x = embeddings.to(self._compute_dtype(embeddings))
+            target = self.s * self.margin(self._target_score(x, labels), x.norm(dim=1))
+            lowest = torch.finfo(x.dtype).min
+
+            def block(z: Tensor, c0: int, c1: int) -> Tensor:
+                logits = masked_fill_target(self.s * self.nontarget(z), labels, c0, lowest)
+                return torch.logsumexp(logits, dim=1)
+
+            xn = F.normalize(x, dim=1, eps=_EPS)
+            parts = chunk_reduce(
+                block, xn, self._w(x.dtype), chunk_size=chunk_size, memory_budget=memory_budget
+            )
+            lse = torch.logsumexp(torch.cat([parts, target[:, None]], dim=1), dim=1)
+            return (lse - target).mean()
