@@ -1,0 +1,40 @@
+"""Start N local processes of a script with torchrun's environment variables (gloo, 127.0.0.1)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(script: Path, world_size: int, args: list[str], timeout: float = 120.0) -> None:
+    """Run ``script args`` as ranks 0..world_size-1; raise with their output if one fails."""
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+           "WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"}
+    procs = [
+        subprocess.Popen([sys.executable, str(script), *args],
+                         env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for r in range(world_size)
+    ]
+    outputs, failed = [], False
+    for p in procs:
+        try:
+            out, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            out, failed = f"timed out after {timeout} s", True
+        outputs.append(out)
+        failed |= p.returncode != 0
+    if failed:
+        raise AssertionError("\n".join(f"--- rank {r}:\n{o}" for r, o in enumerate(outputs)))
