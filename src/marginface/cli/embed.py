@@ -1,0 +1,84 @@
+"""``marginface embed``: embeddings of a folder of images (or a dataset) into an .npz."""
+
+from __future__ import annotations
+
+import argparse
+
+from marginface.cli._use import add_model_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "embed",
+        help="embed a folder of images (recursively) or a dataset into FILE.npz",
+        description=(
+            "Writes FILE.npz with 'embeddings' (N, D) float32 L2-normalised, 'names' (file "
+            "paths relative to INPUT, or item names of a dataset spec) and, for dataset specs, "
+            "'labels' and 'identity_names'. Unreadable images are skipped with a warning."
+        ),
+    )
+    p.add_argument("input", metavar="INPUT", help="folder of images, or a dataset spec")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="output .npz file")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import io
+    from pathlib import Path
+
+    import numpy as np
+
+    from marginface.backbones.checkpoint import load_model
+    from marginface.cli._use import check_positive
+    from marginface.evaluation.embed import embed_dataset
+    from marginface.evaluation.images import embed_files, find_images
+    from marginface.evaluation.report import atomic_write_bytes
+
+    check_positive(args.batch_size, "--batch-size")
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ValueError(f"--out must be a .npz file, got {out}")
+    model, info = load_model(args.checkpoint)
+    size = int(info.get("image_size") or 112)
+    arrays: dict[str, np.ndarray] = {}
+    source = Path(args.input)
+    if source.is_dir() and not (source / "train.rec").is_file():
+        paths = find_images(source)
+        emb, kept, failed = embed_files(
+            model, paths, size, args.batch_size, args.flip, args.device, not args.quiet
+        )
+        for path, why in failed.items():
+            print(f"warning: skipped unreadable image {path} ({why})")
+        names = [p.relative_to(source).as_posix() for p in kept]
+    else:
+        from marginface.data import open_dataset
+
+        dataset = open_dataset(args.input, image_size=size)
+        emb = embed_dataset(
+            model,
+            dataset,
+            batch_size=args.batch_size,
+            flip=args.flip,
+            device=args.device,
+            progress=not args.quiet,
+        )
+        labels = np.asarray(dataset.labels, dtype=np.int64)
+        paths = getattr(dataset, "paths", None)
+        if paths is not None:
+            names = [str(p) for p in paths]
+        else:
+            ids = list(dataset.identity_names)
+            names = [f"{ids[y]}/{i}" if ids else str(i) for i, y in enumerate(labels)]
+        arrays["labels"] = labels
+        arrays["identity_names"] = np.asarray(list(dataset.identity_names), dtype=str)
+        if dataset.num_bad:
+            print(f"warning: {dataset.num_bad} unreadable images were replaced by readable ones")
+    arrays["embeddings"] = emb.astype(np.float32)
+    arrays["names"] = np.asarray(names, dtype=str)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    print(f"wrote {out}: {emb.shape[0]} embeddings of dimension {emb.shape[1]}")
+    return 0

@@ -1,0 +1,88 @@
+"""``marginface search``: the most similar faces of a gallery (.npz from marginface embed)."""
+
+from __future__ import annotations
+
+import argparse
+
+from marginface.cli._use import add_model_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "search",
+        help="find the most similar gallery faces of a query image (or folder of images)",
+        description=(
+            "Embeds QUERY (an image file or a folder of images) and prints the top-k gallery "
+            "entries by cosine similarity (exact search: torch, or faiss when installed)."
+        ),
+    )
+    p.add_argument("query", metavar="QUERY", help="image file or folder of images")
+    p.add_argument("--gallery", required=True, metavar="FILE.npz", help="from marginface embed")
+    p.add_argument("--top-k", type=int, default=5, help="results per query (default 5)")
+    p.add_argument(
+        "--backend", choices=["auto", "torch", "faiss"], default="auto", help="search backend"
+    )
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _load_gallery(path: str):
+    from pathlib import Path
+
+    import numpy as np
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"gallery {file} does not exist")
+    try:
+        with np.load(file, allow_pickle=False) as data:
+            if "embeddings" not in data or "names" not in data:
+                raise ValueError(
+                    f"gallery {file} lacks 'embeddings' or 'names' (write it with marginface embed)"
+                )
+            emb, names = data["embeddings"], data["names"]
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"gallery {file} is not a readable .npz: {exc}") from exc
+    if emb.ndim != 2 or len(emb) != len(names) or len(emb) == 0:
+        raise ValueError(
+            f"gallery {file}: embeddings {emb.shape} and {len(names)} names do not match"
+        )
+    return emb, names
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from marginface.backbones.checkpoint import load_model
+    from marginface.cli._use import check_positive
+    from marginface.evaluation.images import embed_files, find_images
+    from marginface.evaluation.search import cosine_search
+
+    check_positive(args.top_k, "--top-k")
+    check_positive(args.batch_size, "--batch-size")
+    gallery, names = _load_gallery(args.gallery)
+    model, info = load_model(args.checkpoint)
+    size = int(info.get("image_size") or 112)
+    query = Path(args.query)
+    if query.is_dir():
+        paths = find_images(query)
+    elif query.is_file():
+        paths = [query]
+    else:
+        raise FileNotFoundError(f"query image {query} does not exist")
+    emb, kept, failed = embed_files(
+        model, paths, size, args.batch_size, args.flip, args.device, progress=False
+    )
+    for path, why in failed.items():
+        print(f"warning: skipped unreadable image {path} ({why})")
+    if emb.shape[1] != gallery.shape[1]:
+        raise ValueError(
+            f"checkpoint {args.checkpoint} gives {emb.shape[1]}-d embeddings but gallery "
+            f"{args.gallery} holds {gallery.shape[1]}-d ones (embedded by another model?)"
+        )
+    scores, indices = cosine_search(emb, gallery, top_k=args.top_k, backend=args.backend)
+    for path, row_s, row_i in zip(kept, scores, indices, strict=True):
+        print(f"{path}:")
+        for rank, (s, i) in enumerate(zip(row_s, row_i, strict=True), start=1):
+            print(f"  {rank}. {names[i]}  {s:.4f}")
+    return 0

@@ -1,0 +1,48 @@
+"""``marginface verify``: are two face images the same person?"""
+
+from __future__ import annotations
+
+import argparse
+
+from marginface.cli._use import add_model_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "verify",
+        help="cosine score of two face images, and same/different at a threshold",
+        description=(
+            "Prints the cosine similarity of the two images' embeddings (flip test) and "
+            "'same' when it is >= the threshold: --threshold, else the checkpoint's stored "
+            "verification threshold."
+        ),
+    )
+    p.add_argument("image_a", metavar="A", help="first image file")
+    p.add_argument("image_b", metavar="B", help="second image file")
+    p.add_argument("--threshold", type=float, help="decision threshold on the cosine score")
+    add_model_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from marginface.backbones.checkpoint import load_model
+    from marginface.evaluation.embed import embed_images
+    from marginface.evaluation.images import load_image
+
+    model, info = load_model(args.checkpoint)
+    threshold = args.threshold if args.threshold is not None else info.get("threshold")
+    if threshold is None:
+        raise ValueError(
+            f"checkpoint {args.checkpoint} stores no verification threshold; pass --threshold "
+            "(e.g. the best_threshold in the metrics.json of marginface eval)"
+        )
+    size = int(info.get("image_size") or 112)
+    images = torch.stack([load_image(args.image_a, size), load_image(args.image_b, size)])
+    model.to(args.device)
+    emb = embed_images(model, images.to(args.device), flip=args.flip)
+    score = float((emb[0] * emb[1]).sum())
+    verdict = "same" if score >= threshold else "different"
+    print(f"score {score:.4f}  {verdict}  (threshold {threshold:.4f})")
+    return 0

@@ -1,0 +1,407 @@
+"""The whole evaluation run behind ``marginface eval``: checkpoints x pair sets (+ optional
+identification) -> ``metrics.json``, ``report.md``, ``report.html`` (and ``figures/``).
+
+Everything is loaded and checked first (checkpoints, then pair sets and the identification
+folder), then computed, and only then written (each file via a temporary name and a rename),
+so bad input leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from marginface.evaluation.metrics import FARS, far_key, jsonable_metrics
+from marginface.evaluation.report import Report, atomic_write_text
+
+
+@dataclass
+class LoadedCheckpoint:
+    """A model ready to evaluate, and where it came from."""
+
+    name: str
+    path: Path
+    model: nn.Module
+    info: dict[str, Any]
+
+    @property
+    def image_size(self) -> int:
+        return int(self.info.get("image_size") or 112)
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`run_evaluation` computed.
+
+    ``verification[ckpt][pair_set]`` = metrics dict; ``scores[ckpt][pair_set]`` =
+    ``(scores, issame)``; ``identification[ckpt]`` = identification metrics (if asked).
+    """
+
+    checkpoints: list[LoadedCheckpoint]
+    pair_set_names: list[str]
+    verification: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    identification: dict[str, dict[str, Any]] = field(default_factory=dict)
+    identification_source: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def metrics_json(self) -> dict[str, Any]:
+        """``{pair_set: metrics}`` for one checkpoint, ``{ckpt: {pair_set: metrics}}`` for
+        several; identification results under the key ``"identification"``."""
+        per: dict[str, dict[str, Any]] = {}
+        for ckpt in self.checkpoints:
+            entry: dict[str, Any] = {
+                name: jsonable_metrics(m) for name, m in self.verification[ckpt.name].items()
+            }
+            if ckpt.name in self.identification:
+                entry["identification"] = self.identification[ckpt.name]
+            per[ckpt.name] = entry
+        if len(self.checkpoints) == 1:
+            return per[self.checkpoints[0].name]
+        return per
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for name in names:
+        candidate, k = name, 2
+        while candidate in out:
+            candidate, k = f"{name}-{k}", k + 1
+        out.append(candidate)
+    return out
+
+
+def checkpoint_name(path: str | os.PathLike) -> str:
+    """A short name for a checkpoint: its run folder's name (``runs/arcface/model.pt`` ->
+    ``arcface``), else the file's stem."""
+    p = Path(path)
+    if p.is_dir():
+        return p.resolve().name
+    if p.name in ("model.pt", "checkpoint.pt") and p.resolve().parent.name:
+        return p.resolve().parent.name
+    return p.stem
+
+
+def load_checkpoints(paths: Sequence[str | os.PathLike]) -> list[LoadedCheckpoint]:
+    """Load every checkpoint (errors name the file: missing, unreadable, wrong architecture)."""
+    from marginface.backbones.checkpoint import load_model
+
+    if not paths:
+        raise ValueError("give at least one checkpoint")
+    names = _unique([checkpoint_name(p) for p in paths])
+    out = []
+    for name, path in zip(names, paths, strict=True):
+        model, info = load_model(path)
+        out.append(LoadedCheckpoint(name, Path(path), model, info))
+    return out
+
+
+def _read_list(list_file: str | os.PathLike, root: Path, index_of: dict[Path, int]) -> list[int]:
+    out = []
+    lines = Path(list_file).read_text().splitlines()
+    for number, line in enumerate(lines, start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        p = Path(entry)
+        p = (p if p.is_absolute() else root / p).resolve()
+        if p not in index_of:
+            raise ValueError(f"{list_file} line {number}: {entry} is not an image of {root}")
+        out.append(index_of[p])
+    if not out:
+        raise ValueError(f"{list_file} names no image")
+    return out
+
+
+def _sanitize(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "x"
+
+
+def run_evaluation(
+    checkpoints: Sequence[str | os.PathLike],
+    pairs: Sequence[str],
+    output: str | os.PathLike | None = None,
+    flip: bool = True,
+    batch_size: int = 64,
+    device: str = "cpu",
+    identification: str | None = None,
+    gallery_list: str | os.PathLike | None = None,
+    probe_list: str | os.PathLike | None = None,
+    max_pairs: int = 3000,
+    n_folds: int = 10,
+    progress: bool = True,
+    title: str = "marginface evaluation",
+) -> EvaluationResult:
+    """Evaluate checkpoints on pair sets (and optionally identification on a folder).
+
+    Args:
+        checkpoints: run folders, ``model.pt`` or ``checkpoint.pt`` files.
+        pairs: pair-set specs for ``marginface.data.open_pairs`` (``.bin``, ``pairs.txt``,
+            dataset specs such as ``synthetic:50x6,first=1000``).
+        output: folder for ``metrics.json``, ``report.md``, ``report.html`` and ``figures/``;
+            None computes without writing.
+        flip: flip test.
+        identification: a dataset spec (folder of identity sub-folders) for rank-1 / rank-5 /
+            CMC; ``gallery_list`` / ``probe_list`` (text files of image paths relative to the
+            folder) override the default split (first image of each identity = gallery).
+        max_pairs, n_folds: passed to ``open_pairs`` and the metrics.
+
+    Returns: an :class:`EvaluationResult` (also written to ``output`` when given).
+    """
+    from marginface.data import open_dataset, open_pairs
+    from marginface.evaluation.embed import evaluate_pairs
+    from marginface.evaluation.identification import evaluate_identification
+
+    if not pairs and identification is None:
+        raise ValueError("give at least one pair set (--pairs) or --identification")
+    if (gallery_list is None) != (probe_list is None):
+        raise ValueError("give both a gallery list and a probe list, or neither")
+    if gallery_list is not None and identification is None:
+        raise ValueError("gallery/probe lists need an identification folder")
+    loaded = load_checkpoints(checkpoints)
+    sizes = sorted({c.image_size for c in loaded})
+    pair_sets = {
+        size: [open_pairs(spec, image_size=size, max_pairs=max_pairs) for spec in pairs]
+        for size in sizes
+    }
+    names = _unique([p.name for p in pair_sets[sizes[0]]])
+    id_sets = {}
+    split: tuple[list[int], list[int]] | None = None
+    if identification is not None:
+        id_sets = {size: open_dataset(identification, image_size=size) for size in sizes}
+        if gallery_list is not None:
+            ds = id_sets[sizes[0]]
+            if not hasattr(ds, "paths"):
+                raise ValueError("gallery/probe lists need a folder dataset (with image paths)")
+            root = Path(identification)
+            index_of = {Path(p).resolve(): i for i, p in enumerate(ds.paths)}
+            split = (
+                _read_list(gallery_list, root, index_of),
+                _read_list(probe_list, root, index_of),
+            )
+    result = EvaluationResult(
+        checkpoints=loaded,
+        pair_set_names=names,
+        identification_source=identification,
+        settings={
+            "flip": flip,
+            "batch_size": batch_size,
+            "device": device,
+            "max_pairs": max_pairs,
+            "n_folds": n_folds,
+            "pairs": list(pairs),
+            "identification": identification,
+            "gallery_list": None if gallery_list is None else str(gallery_list),
+            "probe_list": None if probe_list is None else str(probe_list),
+            "title": title,
+        },
+    )
+    for ckpt in loaded:
+        result.verification[ckpt.name] = {}
+        result.scores[ckpt.name] = {}
+        for name, pair_set in zip(names, pair_sets[ckpt.image_size], strict=True):
+            metrics, scores = evaluate_pairs(
+                ckpt.model,
+                pair_set,
+                batch_size=batch_size,
+                flip=flip,
+                device=device,
+                progress=progress,
+                n_folds=n_folds,
+            )
+            result.verification[ckpt.name][name] = metrics
+            result.scores[ckpt.name][name] = (scores, np.asarray(pair_set.issame, dtype=bool))
+        if identification is not None:
+            ds = id_sets[ckpt.image_size]
+            result.identification[ckpt.name] = evaluate_identification(
+                ckpt.model,
+                ds,
+                gallery_indices=split[0] if split else None,
+                probe_indices=split[1] if split else None,
+                batch_size=batch_size,
+                flip=flip,
+                device=device,
+                progress=progress,
+            )
+    for size in sizes:
+        for name, pair_set in zip(names, pair_sets[size], strict=True):
+            bad = getattr(pair_set.images, "num_bad", 0)
+            if bad:
+                result.warnings.append(
+                    f"pair set {name}: {bad} unreadable images were replaced by readable ones"
+                )
+        if identification is not None and getattr(id_sets[size], "num_bad", 0):
+            result.warnings.append(
+                f"identification set: {id_sets[size].num_bad} unreadable images replaced"
+            )
+    if output is not None:
+        write_evaluation(result, output)
+    return result
+
+
+def write_evaluation(result: EvaluationResult, output: str | os.PathLike) -> dict[str, Any]:
+    """Write ``metrics.json`` and the report under ``output``; returns the report's paths."""
+    output = Path(output)
+    report = build_report(result)
+    text = json.dumps(result.metrics_json(), indent=2) + "\n"
+    paths = report.write(output)
+    atomic_write_text(output / "metrics.json", text)
+    return {**paths, "metrics": output / "metrics.json"}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def build_report(result: EvaluationResult) -> Report:
+    """The evaluation report: checkpoints, verification table, ROC curves (overlaid per pair
+    set), score histograms, accuracy overlay of several checkpoints, identification + CMC."""
+    from marginface.evaluation.plots import (
+        plot_cmc,
+        plot_metric_bars,
+        plot_roc,
+        plot_score_histograms,
+    )
+
+    s = result.settings
+    report = Report(
+        s.get("title", "marginface evaluation"),
+        intro=(
+            f"{len(result.checkpoints)} checkpoint(s) on {len(result.pair_set_names)} pair "
+            f"set(s). Cosine similarity of L2-normalised embeddings"
+            f"{' with flip test' if s.get('flip', True) else ' (no flip test)'}; accuracy is "
+            f"LFW-style: {s.get('n_folds', 10)} folds in order, threshold chosen on the other "
+            f"folds (mean +- std). TAR@FAR only where the impostor pairs resolve the FAR."
+        ),
+    )
+    report.add_section("Checkpoints")
+    report.add_table(
+        [
+            [
+                c.name,
+                str(c.path),
+                c.info.get("backbone"),
+                c.info.get("backbone_kwargs", {}).get("embedding_size"),
+                c.image_size,
+                c.info.get("head"),
+                c.info.get("threshold"),
+            ]
+            for c in result.checkpoints
+        ],
+        headers=["name", "path", "backbone", "dim", "image size", "head", "stored threshold"],
+    )
+    if result.pair_set_names:
+        _verification_section(report, result, plot_roc, plot_score_histograms, plot_metric_bars)
+    if result.identification:
+        report.add_section("Identification")
+        report.add_text(
+            f"Closed-set 1:N on {result.identification_source}: gallery = "
+            f"{'the given list' if s.get('gallery_list') else 'first image of each identity'}, "
+            "probes = the rest; an identity scores its best gallery image."
+        )
+        rows = [
+            [n, _pct(m["rank1"]), _pct(m["rank5"]), m["num_gallery_identities"], m["num_probes"]]
+            for n, m in result.identification.items()
+        ]
+        report.add_table(
+            rows, headers=["checkpoint", "rank-1 %", "rank-5 %", "gallery identities", "probes"]
+        )
+        fig = plot_cmc(
+            {n: m["cmc"] for n, m in result.identification.items()},
+            title=f"CMC: {Path(str(result.identification_source)).name}",
+        )
+        report.add_figure(fig, "cmc", caption="Cumulative match characteristic")
+    if result.warnings:
+        report.add_section("Warnings")
+        for w in result.warnings:
+            report.add_text(w)
+    report.add_section("Settings")
+    report.add_code(json.dumps(s, indent=2))
+    return report
+
+
+def _verification_section(report, result, plot_roc, plot_score_histograms, plot_metric_bars):
+    fars = [
+        far
+        for far in sorted(FARS, reverse=True)
+        if any(far in m["tar_at_far"] for per in result.verification.values() for m in per.values())
+    ]
+    several = len(result.checkpoints) > 1
+    rows = []
+    for ckpt in result.checkpoints:
+        for name, m in result.verification[ckpt.name].items():
+            rows.append(
+                [
+                    ckpt.name,
+                    name,
+                    m["num_pairs"],
+                    f"{_pct(m['accuracy'])} +- {_pct(m['accuracy_std'])}",
+                    m["best_threshold"],
+                    m["auc"],
+                    _pct(m["eer"]),
+                ]
+                + [_pct(m["tar_at_far"][f]) if f in m["tar_at_far"] else "" for f in fars]
+            )
+    report.add_section("Verification")
+    report.add_table(
+        rows,
+        headers=["checkpoint", "pair set", "pairs", "accuracy %", "best threshold", "AUC", "EER %"]
+        + [f"TAR@FAR={far_key(f)} %" for f in fars],
+    )
+    for name in result.pair_set_names:
+        curves = {c.name: result.scores[c.name][name] for c in result.checkpoints}
+        fig = plot_roc(curves, title=f"ROC: {name}")
+        report.add_figure(fig, f"roc_{_sanitize(name)}", caption=f"ROC on {name} (log FAR axis)")
+    if several and len(result.pair_set_names) > 1:
+        curves = {
+            f"{c.name} / {n}": result.scores[c.name][n]
+            for c in result.checkpoints
+            for n in result.pair_set_names
+        }
+        report.add_figure(
+            plot_roc(curves, title="ROC: all checkpoints and pair sets"),
+            "roc_all",
+            caption="Every checkpoint on every pair set, overlaid",
+        )
+    if several:
+        acc = {
+            c.name: {n: result.verification[c.name][n]["accuracy"] for n in result.pair_set_names}
+            for c in result.checkpoints
+        }
+        std = {
+            c.name: {
+                n: result.verification[c.name][n]["accuracy_std"] for n in result.pair_set_names
+            }
+            for c in result.checkpoints
+        }
+        fig = plot_metric_bars(
+            acc, "accuracy", errors=std, title="Verification accuracy (10-fold mean +- std)"
+        )
+        report.add_figure(fig, "accuracy", caption="Checkpoints side by side")
+    report.add_section("Score distributions", level=3)
+    used: set[str] = set()
+    for ckpt in result.checkpoints:
+        for name in result.pair_set_names:
+            scores, issame = result.scores[ckpt.name][name]
+            m = result.verification[ckpt.name][name]
+            label = f"{ckpt.name} on {name}" if several else name
+            fig_name = _unique(list(used) + [f"hist_{_sanitize(ckpt.name)}_{_sanitize(name)}"])[-1]
+            used.add(fig_name)
+            fig = plot_score_histograms(
+                scores,
+                issame,
+                threshold=m["best_threshold"],
+                title=f"Genuine vs impostor cosine: {label}",
+            )
+            report.add_figure(
+                fig, fig_name, caption=f"Cosine scores, {label}; dashed: best threshold"
+            )
