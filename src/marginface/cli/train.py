@@ -1,0 +1,189 @@
+"""``marginface train``: train a backbone with a margin head (see docs/training.md).
+
+Settings come from the defaults, then a YAML file (``--config``), then the options given here;
+``--head-X VALUE`` sets the head hyperparameter X (e.g. ``--head-s 64 --head-m 0.5``).
+With ``--resume`` the run folder's saved ``config.yaml`` is the starting point, so
+``marginface train --output DIR --resume`` alone continues a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+#: options whose value is a plain string / int / float (dest -> type)
+_TYPED: dict[str, tuple[type, str]] = {
+    "data": (str, "dataset spec: a folder, a .rec, or synthetic:IDSxIMAGES"),
+    "head": (str, "margin head name (marginface.list_heads())"),
+    "backbone": (str, "backbone name (marginface.list_backbones())"),
+    "epochs": (int, "number of epochs"),
+    "batch_size": (int, "images per process per micro-batch"),
+    "lr": (float, "base learning rate"),
+    "output": (str, "run folder (checkpoints, models, logs)"),
+    "val_every": (int, "validate every N optimizer steps (0: at each epoch end)"),
+    "val_max_pairs": (int, "cap on generated genuine validation pairs"),
+    "accumulate": (int, "micro-batches per optimizer step (gradient accumulation)"),
+    "optimizer": (str, "sgd or adamw"),
+    "scheduler": (str, "cosine, poly or constant (after warm-up)"),
+    "warmup_epochs": (float, "epochs of linear warm-up"),
+    "momentum": (float, "SGD momentum"),
+    "weight_decay": (float, "weight decay"),
+    "seed": (int, "seed of initialisation and data order"),
+    "image_size": (int, "side of the square training images"),
+    "embedding_size": (int, "embedding width D"),
+    "num_workers": (int, "data loader worker processes"),
+    "device": (str, "auto, cpu, cuda or cuda:N"),
+    "max_steps": (int, "stop (with a resumable checkpoint) after this many optimizer steps"),
+    "checkpoint_every": (int, "also save checkpoint.pt every N steps (0: epoch ends only)"),
+    "log_every": (int, "write log.jsonl / TensorBoard every N steps"),
+}
+
+_HEAD_PREFIX = "head_hp_"
+
+
+def _head_hparam_names() -> list[str]:
+    """Every hyperparameter name of every registered head (each becomes ``--head-NAME``)."""
+    from marginface.heads import head_hparams, list_heads
+
+    names: set[str] = set()
+    for head in list_heads():
+        names.update(head_hparams(head))
+    return sorted(names)
+
+
+def _mapping(text: str) -> dict[str, Any]:
+    import yaml
+
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train a face model with a margin head",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+        argument_default=argparse.SUPPRESS,
+    )
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config keys")
+    for dest, (kind, text) in _TYPED.items():
+        p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, help=text)
+    p.add_argument("--amp", choices=["bf16", "fp16", "none"], help="mixed precision")
+    p.add_argument(
+        "--grad-clip",
+        dest="grad_clip",
+        type=float,
+        metavar="X",
+        help="clip the global gradient L2 norm at X (0: off)",
+    )
+    p.add_argument(
+        "--val",
+        action="append",
+        metavar="SPEC",
+        help="verification pair set (repeatable): .bin, pairs.txt, dataset spec",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --output exactly")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--no-tensorboard",
+        dest="tensorboard",
+        action="store_false",
+        help="no TensorBoard event files",
+    )
+    p.add_argument(
+        "--head-kwargs",
+        dest="head_kwargs",
+        type=_mapping,
+        metavar="MAPPING",
+        help="head hyperparameters as YAML, e.g. '{s: 64, m: 0.5}'",
+    )
+    p.add_argument(
+        "--backbone-kwargs",
+        dest="backbone_kwargs",
+        type=_mapping,
+        metavar="MAPPING",
+        help="backbone options as YAML, e.g. '{dropout: 0.2}'",
+    )
+    from marginface.training.config import parse_value
+
+    hp = p.add_argument_group("head hyperparameters (passed to create_head; checked there)")
+    for name in _head_hparam_names():
+        hp.add_argument(
+            f"--head-{name.replace('_', '-')}",
+            dest=_HEAD_PREFIX + name,
+            type=parse_value,
+            metavar="V",
+        )
+    p.set_defaults(func=run)
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The config keys given on the command line (nothing for options left out)."""
+    values = {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
+    head_kwargs = dict(values.pop("head_kwargs", {}))
+    for key in [k for k in values if k.startswith(_HEAD_PREFIX)]:
+        head_kwargs[key[len(_HEAD_PREFIX) :]] = values.pop(key)
+    if head_kwargs:
+        values["head_kwargs"] = head_kwargs
+    if values.get("grad_clip") == 0:
+        values["grad_clip"] = None
+    return values
+
+
+def build_config(args: argparse.Namespace):
+    """defaults < saved OUTPUT/config.yaml (on --resume) < --config FILE < command line."""
+    from marginface.training.config import load_yaml, resolve_config
+
+    cli = overrides_from_args(args)
+    from_file = load_yaml(args.config) if getattr(args, "config", None) else {}
+    layers: list[dict[str, Any]] = []
+    if cli.get("resume"):
+        output = cli.get("output") or from_file.get("output")
+        saved = Path(output) / "config.yaml" if output else None
+        if saved is None or not saved.is_file():
+            where = saved.parent if saved else "the default output folder"
+            raise FileNotFoundError(f"--resume: no config.yaml in {where}; is --output right?")
+        layers.append(
+            {k: v for k, v in load_yaml(saved).items() if k not in ("resume", "max_steps")}
+        )
+    layers += [from_file, cli]
+    return resolve_config(*layers)
+
+
+def run(args: argparse.Namespace) -> int:
+    from marginface.training import TrainingDiverged, train
+
+    config = build_config(args)
+    try:
+        result = train(config)
+    except TrainingDiverged as exc:
+        print(f"marginface train: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"marginface train: error: {exc}", file=sys.stderr)
+        return 2
+    if result.stopped == "interrupted":
+        print(
+            f"marginface train: interrupted after step {result.steps}; checkpoint saved in "
+            f"{result.output_dir}; continue with: marginface train --output "
+            f"{result.output_dir} --resume",
+            file=sys.stderr,
+        )
+        return 130
+    last = result.history[-1]["loss"] if result.history else float("nan")
+    print(
+        f"trained {result.steps} steps ({result.stopped}) in {result.train_time_s:.1f} s, "
+        f"last loss {last:.4f}; model: {result.output_dir / 'model.pt'}"
+    )
+    if result.best is not None:
+        print(
+            f"best validation: score {result.best['score']:.4f} at step {result.best['step']} "
+            f"(threshold {result.best['threshold']:.4f}): {result.output_dir / 'best'}"
+        )
+    return 0

@@ -1,0 +1,252 @@
+"""The training configuration: a dataclass, YAML files, command-line overrides.
+
+Precedence (lowest first): the defaults below, a YAML file (``--config``), command-line
+options. Keys are the field names of :class:`TrainConfig` (``-`` and ``_`` both accepted in
+YAML); an unknown key is a ValueError listing the valid ones. The resolved configuration is
+saved as ``OUTPUT/config.yaml``, which is itself a valid ``--config`` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+AMP_MODES = ("none", "bf16", "fp16")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("cosine", "poly", "constant")
+
+#: keys that may change between an interrupted run and its ``--resume`` without breaking the
+#: exact continuation (everything else must match the checkpoint's configuration)
+RESUME_FREE_KEYS = frozenset(
+    {
+        "output",
+        "resume",
+        "max_steps",
+        "epochs",
+        "num_workers",
+        "progress",
+        "log_every",
+        "val",
+        "val_every",
+        "val_max_pairs",
+        "val_batch_size",
+        "checkpoint_every",
+        "device",
+        "tensorboard",
+        "min_free_bytes",
+    }
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything ``marginface train`` needs. Sizes in images, rates per optimizer step.
+
+    Data and model: ``data`` (dataset spec for ``marginface.data.open_dataset``), ``head`` and
+    ``head_kwargs`` (``create_head``), ``backbone`` and ``backbone_kwargs``
+    (``create_backbone``), ``embedding_size``, ``image_size``.
+
+    Optimisation: ``epochs``, ``batch_size`` (per process), ``accumulate`` (micro-batches per
+    optimizer step), ``optimizer`` (sgd / adamw) with ``lr``, ``momentum``, ``weight_decay``;
+    ``scheduler`` (cosine / poly / constant) after ``warmup_epochs`` of linear warm-up, with
+    ``poly_power`` and ``min_lr``; ``grad_clip`` (max global L2 norm, None = off); ``amp``
+    (none / bf16 / fp16); ``seed``.
+
+    Running: ``output`` folder, ``resume``, ``max_steps`` (stop after this many optimizer steps
+    in all, saving a resumable checkpoint; None = run all epochs), ``checkpoint_every`` (extra
+    checkpoints every N steps; 0 = only at epoch ends), ``log_every``, ``val`` (pair-set specs
+    for ``open_pairs``), ``val_every`` (steps; 0 = at the end of each epoch),
+    ``val_max_pairs``, ``val_batch_size``, ``num_workers``, ``device`` (auto / cpu / cuda /
+    cuda:N), ``progress`` (progress bar), ``tensorboard``, ``min_free_bytes`` (extra free disk
+    space demanded beyond the estimated size of the saved files).
+    """
+
+    data: str | None = None
+    head: str = "arcface"
+    head_kwargs: dict[str, Any] = field(default_factory=dict)
+    backbone: str = "iresnet50"
+    backbone_kwargs: dict[str, Any] = field(default_factory=dict)
+    embedding_size: int = 512
+    image_size: int = 112
+    epochs: int = 20
+    batch_size: int = 128
+    accumulate: int = 1
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "poly"
+    warmup_epochs: float = 0.0
+    poly_power: float = 2.0
+    min_lr: float = 0.0
+    grad_clip: float | None = None
+    amp: str = "none"
+    seed: int = 0
+    output: str = "runs/train"
+    resume: bool = False
+    max_steps: int | None = None
+    checkpoint_every: int = 0
+    log_every: int = 1
+    val: list[str] = field(default_factory=list)
+    val_every: int = 0
+    val_max_pairs: int = 3000
+    val_batch_size: int = 64
+    num_workers: int = 0
+    device: str = "auto"
+    progress: bool = True
+    tensorboard: bool = True
+    min_free_bytes: int = 50_000_000
+
+    def __post_init__(self) -> None:
+        self._coerce_numbers()
+        self.validate()
+
+    def _coerce_numbers(self) -> None:
+        """Numbers written as strings (YAML reads ``1e-4`` as a string) become numbers."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, str):
+                continue
+            kind = str(f.type)
+            try:
+                if kind.startswith("float"):
+                    setattr(self, f.name, float(value))
+                elif kind.startswith("int"):
+                    setattr(self, f.name, int(value))
+            except ValueError:
+                pass  # left as is: validate() names the key and the value
+
+    # ------------------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """ValueError naming the key and the value for anything out of range."""
+        for key in ("epochs", "batch_size", "accumulate", "embedding_size", "image_size"):
+            self._need_int(key, 1)
+        for key in ("log_every", "val_max_pairs", "val_batch_size"):
+            self._need_int(key, 1)
+        for key in ("checkpoint_every", "val_every", "num_workers", "seed", "min_free_bytes"):
+            self._need_int(key, 0)
+        if self.max_steps is not None:
+            self._need_int("max_steps", 0)
+        for key, choices in (
+            ("amp", AMP_MODES),
+            ("optimizer", OPTIMIZERS),
+            ("scheduler", SCHEDULERS),
+        ):
+            self._need(getattr(self, key) in choices, key, f"must be one of {', '.join(choices)}")
+        for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "poly_power", "min_lr"):
+            self._need(_is_number(getattr(self, key), 0.0), key, "must be a number >= 0")
+        self._need(self.lr > 0, "lr", "must be > 0")
+        self._need(
+            self.warmup_epochs <= self.epochs,
+            "warmup_epochs",
+            f"must not exceed epochs {self.epochs}",
+        )
+        self._need(
+            self.grad_clip is None or (_is_number(self.grad_clip, 0.0) and self.grad_clip > 0),
+            "grad_clip",
+            "must be None (off) or a number > 0",
+        )
+        self._need(
+            isinstance(self.val, list) and all(isinstance(v, str) for v in self.val),
+            "val",
+            "must be a list of pair-set specs",
+        )
+        for key in ("head_kwargs", "backbone_kwargs"):
+            self._need(isinstance(getattr(self, key), dict), key, "must be a mapping")
+        device_ok = isinstance(self.device, str) and (
+            self.device in ("auto", "cpu") or self.device.startswith("cuda")
+        )
+        self._need(device_ok, "device", "must be auto, cpu, cuda or cuda:N")
+
+    def _need(self, ok: bool, key: str, what: str) -> None:
+        if not ok:
+            raise ValueError(f"config {key}: {what}, got {getattr(self, key)!r}")
+
+    def _need_int(self, key: str, minimum: int) -> None:
+        v = getattr(self, key)
+        ok = isinstance(v, int) and not isinstance(v, bool) and v >= minimum
+        self._need(ok, key, f"must be an int >= {minimum}")
+
+    # ------------------------------------------------------------------------ conversions
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (YAML / JSON / checkpoint friendly)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a mapping of field names (``-`` or ``_``); unknown keys are a ValueError."""
+        return cls(**normalize_keys(values, source))
+
+
+def _is_number(value: Any, minimum: float) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= minimum
+
+
+def valid_keys() -> list[str]:
+    """The field names of :class:`TrainConfig`, in declaration order."""
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def normalize_keys(values: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """``values`` with ``-`` in keys turned into ``_``; ValueError for keys not in the config."""
+    if not isinstance(values, Mapping):
+        raise ValueError(
+            f"{source}: expected a mapping of config keys, got {type(values).__name__}"
+        )
+    out = {str(k).replace("-", "_"): v for k, v in values.items()}
+    unknown = sorted(set(out) - set(valid_keys()))
+    if unknown:
+        raise ValueError(
+            f"{source}: unknown config key(s) {', '.join(unknown)}; "
+            f"valid keys: {', '.join(valid_keys())}"
+        )
+    return out
+
+
+def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML config file into a dict of checked keys (not yet a :class:`TrainConfig`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"config file {path}: not valid YAML ({exc})") from exc
+    return normalize_keys(values, f"config file {path}")
+
+
+def resolve_config(*layers: Mapping[str, Any]) -> TrainConfig:
+    """Merge mappings of config keys (later ones win; ``*_kwargs`` dicts merge key by key)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in normalize_keys(layer).items():
+            if key.endswith("_kwargs") and isinstance(value, Mapping):
+                merged[key] = {**merged.get(key, {}), **value}
+            else:
+                merged[key] = value
+    return TrainConfig(**merged)
+
+
+def config_to_yaml(config: TrainConfig) -> str:
+    """The config as YAML text, keys in declaration order."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value: ``64`` -> int, ``0.5`` / ``1e-4`` -> float, ``true`` -> bool,
+    ``[1, 2]`` -> list (YAML), anything else the string itself."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text

@@ -1,0 +1,125 @@
+"""Data-parallel plumbing: one process per device, started by ``torchrun``.
+
+``torchrun --nproc-per-node N -m marginface train ...`` sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup_distributed` reads them and
+joins the process group (NCCL on GPUs, gloo on CPUs). Without them training runs in one process.
+
+The model is wrapped with DistributedDataParallel (:func:`wrap_data_parallel`): the backbone and,
+for now, the margin head are replicated and their gradients all-reduced. A model-parallel head
+(class centres sharded over ranks, which synchronises itself) plugs in by passing its parameter
+names in ``ignore`` so DDP leaves them alone.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass
+class DistEnv:
+    """Where this process stands: its rank among ``world_size`` processes and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    owns_group: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ValueError(f"environment variable {name} must be an int, got {value!r}") from exc
+
+
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; checks ``cuda``."""
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if preference.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {preference!r} asked for, but CUDA is not available here")
+        if preference == "cuda":
+            preference = f"cuda:{local_rank}"
+    return torch.device(preference)
+
+
+def setup_distributed(device_preference: str = "auto") -> DistEnv:
+    """Read the torchrun environment, pick the device and join the process group if needed."""
+    world = _env_int("WORLD_SIZE", 1)
+    rank = _env_int("RANK", 0)
+    local = _env_int("LOCAL_RANK", 0)
+    if world > 1 and not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} is outside 0 .. WORLD_SIZE-1 = {world - 1}")
+    device = resolve_device(device_preference, local)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    owns = False
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        owns = True
+    return DistEnv(rank, world, local, device, owns)
+
+
+def cleanup_distributed(env: DistEnv) -> None:
+    """Leave the process group if :func:`setup_distributed` joined it."""
+    if env.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_data_parallel(module: nn.Module, env: DistEnv, ignore: Iterable[str] = ()) -> nn.Module:
+    """DDP around ``module`` when running distributed (else ``module`` itself).
+
+    ``ignore``: fully qualified names of parameters/buffers that synchronise themselves (a
+    model-parallel classifier) and that DDP must neither broadcast nor all-reduce.
+    """
+    if not env.distributed:
+        return module
+    ignore = list(ignore)
+    if ignore:
+        nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+            module, ignore
+        )
+    device_ids = [env.device.index] if env.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+
+
+def all_reduce_sum(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
+    """Sum of ``values`` over all ranks (``values`` itself when not distributed)."""
+    if env.distributed:
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def broadcast_object(obj: Any, env: DistEnv) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not env.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(env: DistEnv) -> None:
+    if env.distributed:
+        dist.barrier()

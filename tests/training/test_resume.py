@@ -1,0 +1,71 @@
+"""--resume continues exactly: an interrupted-and-resumed run logs the same losses as a
+straight one (CPU, bit for bit), whether stopped by max_steps or by Ctrl-C inside a step."""
+
+import pytest
+import torch
+from training_helpers import TINY, read_jsonl, train_losses
+
+import marginface.training.loop as loop
+
+# dropout (torch RNG), flips (item seeds), accumulation, SGD momentum, a head with state
+EXTRA = ["--epochs", "3", "--backbone-kwargs", "{dropout: 0.3}", "--checkpoint-every", "2"]
+
+
+def _straight(cli, out, *args):
+    assert cli(*TINY, *EXTRA, *args, "--output", out) == 0
+    return train_losses(out)
+
+
+@pytest.mark.parametrize("stop_at", [5, 4])  # mid-epoch, and exactly at an epoch end
+def test_max_steps_then_resume_is_exact(cli, tmp_path, stop_at):
+    straight = _straight(cli, tmp_path / "a")
+    assert len(straight) == 12
+    out = tmp_path / "b"
+    assert cli(*TINY, *EXTRA, "--output", out, "--max-steps", stop_at) == 0
+    assert train_losses(out) == straight[:stop_at]
+    blob = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert blob["position"]["step"] == stop_at
+    # --output and --resume alone: the rest comes from the saved config.yaml
+    assert cli("--output", out, "--resume", "--no-progress") == 0
+    assert train_losses(out) == straight  # exactly equal floats
+    a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
+    b = torch.load(out / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_inside_a_step_then_resume_is_exact(cli, tmp_path, monkeypatch):
+    args = ["--head", "sphereface", "--accumulate", "2"]  # 2 steps per epoch, a stateful head
+    straight = _straight(cli, tmp_path / "a", *args)
+    assert len(straight) == 6
+
+    calls = {"n": 0}
+    forward = loop.TrainModule.forward
+
+    def interrupted(self, images, labels):
+        calls["n"] += 1
+        if calls["n"] == 8:  # the 2nd micro-batch of step 4: BN stats and head state moved
+            raise KeyboardInterrupt
+        return forward(self, images, labels)
+
+    monkeypatch.setattr(loop.TrainModule, "forward", interrupted)
+    out = tmp_path / "b"
+    assert cli(*TINY, *EXTRA, *args, "--output", out) == 130
+    assert train_losses(out) == straight[:3]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"] == 3
+    monkeypatch.setattr(loop.TrainModule, "forward", forward)
+    assert cli("--output", out, "--resume", "--no-progress") == 0
+    assert train_losses(out) == straight
+    events = [r["event"] for r in read_jsonl(out / "log.jsonl") if r["type"] == "event"]
+    assert "resume" in events
+
+
+def test_resume_refuses_a_changed_config(cli, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli(*TINY, "--epochs", "2", "--output", out, "--max-steps", "2") == 0
+    assert cli("--output", out, "--resume", "--lr", "0.2", "--no-progress") == 2
+    assert "lr: checkpoint 0.05, now 0.2" in capsys.readouterr().err
+
+
+def test_resume_without_a_run_is_clear(cli, tmp_path, capsys):
+    assert cli("--output", tmp_path / "nothing", "--resume") == 2
+    assert "no config.yaml" in capsys.readouterr().err
