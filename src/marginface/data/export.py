@@ -1,0 +1,62 @@
+"""Write datasets out as images: contact sheets and folder datasets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from marginface.data.base import FaceDataset
+from marginface.data.transforms import to_pixels
+
+
+def contact_sheet(
+    dataset: FaceDataset, identities: int = 8, images: int = 10, gap: int = 2
+) -> Image.Image:
+    """A grid of the first ``images`` items of each of the first ``identities`` identities
+    (rows = identities, columns = images), ``gap`` pixels of white between cells.
+
+    Identities with fewer images leave their remaining cells white.
+    """
+    if identities < 1 or images < 1:
+        raise ValueError(f"need at least one identity and one image, got {identities}x{images}")
+    labels = dataset.labels
+    rows = min(identities, dataset.num_classes)
+    height, width = dataset.image_size
+    sheet = Image.new(
+        "RGB", (images * width + (images + 1) * gap, rows * height + (rows + 1) * gap), "white"
+    )
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(rows))
+    ends = np.searchsorted(labels[order], np.arange(rows), side="right")
+    for row in range(rows):
+        for col, item in enumerate(order[starts[row] : ends[row]][:images]):
+            tile = Image.fromarray(to_pixels(dataset[int(item)][0]))
+            sheet.paste(tile, (gap + col * (width + gap), gap + row * (height + gap)))
+    return sheet
+
+
+def write_image_folder(
+    dataset: FaceDataset,
+    output: str | os.PathLike,
+    extension: str = ".png",
+    progress: bool = True,
+) -> int:
+    """Write every item as ``OUTPUT/<identity name>/<index>.<ext>`` (a folder dataset).
+
+    PNG keeps exact pixels; ``.jpg`` is written at quality 95. Returns the number of images.
+    """
+    output = Path(output)
+    ext = extension if extension.startswith(".") else f".{extension}"
+    options = {"quality": 95} if ext.lower() in (".jpg", ".jpeg") else {}
+    names = dataset.identity_names
+    for label in range(dataset.num_classes):
+        (output / names[label]).mkdir(parents=True, exist_ok=True)
+    for index in tqdm(range(len(dataset)), desc="writing", unit="img", disable=not progress):
+        image, label = dataset[index]
+        path = output / names[label] / f"{index:07d}{ext}"
+        Image.fromarray(to_pixels(image)).save(path, **options)
+    return len(dataset)
