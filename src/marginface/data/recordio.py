@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from marginface.data.base import FaceDataset
+from marginface.data.base import BadImageWarning, FaceDataset
 from marginface.data.transforms import load_tensor
 
 MAGIC = 0xCED7230A
@@ -284,6 +285,7 @@ class RecordDataset(FaceDataset):
     ) -> None:
         super().__init__(image_size, augment)
         self.reader = RecordReader(rec_path, idx_path)
+        self._skipped = 0
         self.identity_ranges: np.ndarray | None = None
         header0 = self.reader.read_header(0) if 0 in self.reader.index else None
         if header0 is not None and header0.flag > 0:
@@ -317,7 +319,12 @@ class RecordDataset(FaceDataset):
         for key in range(first, end):
             if key not in self.reader.index:
                 raise ValueError(f"{rec}: identity record {key} (of {first}..{end - 1}) is missing")
-            lab = np.atleast_1d(self.reader.read_header(key).label)
+            try:
+                lab = np.atleast_1d(self.reader.read_header(key).label)
+            except (OSError, ValueError, EOFError) as exc:
+                raise ValueError(
+                    f"{rec}: identity record {key} is unreadable (truncated file?): {exc}"
+                ) from None
             start, stop = (int(lab[0]), int(lab[1])) if len(lab) > 1 else (0, 0)
             if not (1 <= start <= stop <= first):
                 raise ValueError(
@@ -336,15 +343,34 @@ class RecordDataset(FaceDataset):
         self.labels = labels
 
     def _from_record_labels(self) -> None:
-        keys = [k for k in self.reader.keys]
-        labels = np.empty(len(keys), dtype=np.int64)
-        show = len(keys) > 200_000
-        for i, key in enumerate(tqdm(keys, desc="reading labels", disable=not show)):
-            labels[i] = _scalar_label(self.reader.read_header(key).label)
-        if len(labels) and labels.min() < 0:
-            raise ValueError(f"{self.reader.rec_path}: negative label {labels.min()}")
+        keys: list[int] = []
+        labels: list[int] = []
+        show = len(self.reader.keys) > 200_000
+        for key in tqdm(self.reader.keys, desc="reading labels", disable=not show):
+            try:
+                label = _scalar_label(self.reader.read_header(key).label)
+            except (OSError, ValueError, EOFError) as exc:
+                self._skipped += 1
+                warnings.warn(
+                    f"record {key} of {self.reader.rec_path} has an unreadable header ({exc}); "
+                    "left out",
+                    BadImageWarning,
+                    stacklevel=3,
+                )
+                continue
+            if label < 0:
+                raise ValueError(f"{self.reader.rec_path}: record {key} has label {label} < 0")
+            keys.append(key)
+            labels.append(label)
+        if not keys:
+            raise ValueError(f"{self.reader.rec_path}: no readable record")
         self.keys = np.asarray(keys, dtype=np.int64)
-        self.labels = labels
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    @property
+    def num_bad(self) -> int:
+        """Unreadable images met so far (records left out at opening included)."""
+        return len(self._bad) + self._skipped
 
     def load(self, index: int) -> torch.Tensor:
         _, image = unpack_payload(self.reader.read(int(self.keys[index])))
