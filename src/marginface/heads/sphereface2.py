@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads._chunked import chunk_reduce
+from marginface.heads._chunked import chunk_reduce, softplus
 from marginface.heads._math import safe_angle, safe_sine
 from marginface.heads.base import _EPS, MarginHead, _no_autocast
 from marginface.heads.registry import register_head
@@ -147,8 +147,8 @@ class SphereFace2(MarginHead):
         """The SphereFace2 loss from the (B, C) logits of ``forward(x, y)``."""
         labels = labels.long()
         pos = logits.gather(1, labels[:, None]).squeeze(1)
-        neg = F.softplus(logits).scatter(1, labels[:, None], 0.0).sum(dim=1)
-        per_row = self.lamb * F.softplus(-pos) + (1.0 - self.lamb) * neg
+        neg = softplus(logits).scatter(1, labels[:, None], 0.0).sum(dim=1)
+        per_row = self.lamb * softplus(-pos) + (1.0 - self.lamb) * neg
         return self.loss_weight / self.r * per_row.mean()
 
     def loss(
@@ -177,12 +177,12 @@ class SphereFace2(MarginHead):
             neg_y = self.r * self.negative(c_y) + b
 
             def block(z: Tensor, c0: int, c1: int) -> Tensor:
-                return F.softplus(self.r * self.negative(z) + b).sum(dim=1)
+                return softplus(self.r * self.negative(z) + b).sum(dim=1)
 
             xn = F.normalize(x, dim=1, eps=_EPS)
             total = chunk_reduce(
                 block, xn, self._w(x.dtype), chunk_size=chunk_size, memory_budget=memory_budget
             ).sum(dim=1)
-            neg = total - F.softplus(neg_y)
-            per_row = self.lamb * F.softplus(-pos) + (1.0 - self.lamb) * neg
+            neg = total - softplus(neg_y)
+            per_row = self.lamb * softplus(-pos) + (1.0 - self.lamb) * neg
             return self.loss_weight / self.r * per_row.mean()

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads._chunked import chunk_reduce
+from marginface.heads._chunked import chunk_reduce, softplus
 from marginface.heads.base import _EPS, MarginHead, _no_autocast
 from marginface.heads.registry import register_head
 
@@ -74,8 +74,8 @@ class UniFace(MarginHead):
         labels = labels.long()
         logits = self._c(logits)
         pos = logits.gather(1, labels[:, None]).squeeze(1)
-        neg = F.softplus(logits).scatter(1, labels[:, None], 0.0).sum(dim=1)
-        return (F.softplus(-pos) + self.lamb * neg).mean()
+        neg = softplus(logits).scatter(1, labels[:, None], 0.0).sum(dim=1)
+        return (softplus(-pos) + self.lamb * neg).mean()
 
     def loss(
         self,
@@ -103,10 +103,10 @@ class UniFace(MarginHead):
             neg_y = self._c(self.s * c_y - b)
 
             def block(z: Tensor, c0: int, c1: int) -> Tensor:
-                return F.softplus(self._c(self.s * z - b)).sum(dim=1)
+                return softplus(self._c(self.s * z - b)).sum(dim=1)
 
             xn = F.normalize(x, dim=1, eps=_EPS)
             total = chunk_reduce(
                 block, xn, self._w(x.dtype), chunk_size=chunk_size, memory_budget=memory_budget
             ).sum(dim=1)
-            return (F.softplus(-pos) + self.lamb * (total - F.softplus(neg_y))).mean()
+            return (softplus(-pos) + self.lamb * (total - softplus(neg_y))).mean()
