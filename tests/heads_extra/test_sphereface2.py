@@ -154,7 +154,7 @@ def test_edges_and_bf16(variant, m):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="variant"):
         make("sphereface2", variant="X")
-    with pytest.raises(ValueError, match="num_classes >= 2"):
-        marginface.create_head("sphereface2", 8, 1)
+    one = marginface.create_head("sphereface2", 8, 1)  # defined (C - 1 taken as 1)
+    assert math.isclose(one.initial_bias(), hand_bias("C", 0.4, 2), rel_tol=1e-13)
     with pytest.raises(ValueError, match="lamb"):
         make("sphereface2", lamb=1.0)

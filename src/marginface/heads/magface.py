@@ -68,7 +68,7 @@ class MagFace(MarginHead):
         if lambda_g < bound:
             raise ValueError(
                 f"lambda_g={lambda_g} is below MagFace's bound s*k*u_a^2*l_a^2/(u_a^2-l_a^2)"
-                f" = {bound:.4f} (s={self.s}, k=(u_m-l_m)/(u_a-l_a)={(u_m - l_m) / (u_a - l_a)},"
+                f" = {bound:.4f} (s={self.s}, k=(u_m-l_m)/(u_a-l_a)={(u_m - l_m) / (u_a - l_a):.6g},"
                 f" l_a={l_a}, u_a={u_a}); use lambda_g >= {bound:.4f}"
             )
         self.l_a, self.u_a, self.l_m, self.u_m = float(l_a), float(u_a), float(l_m), float(u_m)

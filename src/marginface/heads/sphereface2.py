@@ -75,8 +75,6 @@ class SphereFace2(MarginHead):
         variant = str(variant).upper()
         if variant not in _DEFAULT_M:
             raise ValueError(f"variant must be 'C', 'A' or 'M', got {variant!r}")
-        if num_classes < 2:
-            raise ValueError(f"sphereface2 needs num_classes >= 2, got {num_classes}")
         if not 0.0 < lamb < 1.0:
             raise ValueError(f"lamb must lie in (0, 1), got {lamb}")
         if not t > 0:
@@ -92,9 +90,10 @@ class SphereFace2(MarginHead):
 
     # ------------------------------------------------------------------ the formulas
     def initial_bias(self) -> float:
-        """The paper's initial b for this head's r, m, lambda, t, variant and C."""
+        """The paper's initial b for this head's r, m, lambda, t, variant and C (C - 1 is
+        taken as 1 for a single class, where the paper's formula is undefined)."""
         r, m, lam = self.r, self.m, self.lamb
-        z = lam / ((1.0 - lam) * (self.num_classes - 1.0))
+        z = lam / ((1.0 - lam) * max(self.num_classes - 1.0, 1.0))
         g0 = 2.0 * 0.5**self.t - 1.0
         if self.variant == "C":
             ay, ai = r * (g0 - m), r * (g0 + m)
