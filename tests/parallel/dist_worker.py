@@ -16,35 +16,13 @@ import traceback
 from datetime import timedelta
 
 import torch
-from torch import Tensor
 
-from marginface.heads import CosFace, create_head
-from marginface.heads.arcface import ArcFace
+from marginface.heads import create_head
 
 D, C, B = 8, 37, 3  # C is not a multiple of 2 or 3: uneven shards
 
 
-class SubcenterArc(ArcFace):
-    """ArcFace with 2 sub-centres per class (tests the class-major rows)."""
-
-    subcenters = 2
-
-
-class CurricularLike(CosFace):
-    """Hard-negative modulation with a batch-dependent state, as CurricularFace."""
-
-    def __init__(self, embedding_size: int, num_classes: int, s: float = 8.0, m: float = 0.2):
-        super().__init__(embedding_size, num_classes, s=s, m=m)
-        self.register_buffer("t", torch.zeros(()))
-
-    def update_state(self, cos_y: Tensor, norms: Tensor) -> None:
-        self.t = 0.9 * self.t + 0.1 * cos_y.mean()
-
-    def negative_modulation(self, cos_y: Tensor, norms: Tensor):
-        return cos_y - self.m, float(self.t)
-
-
-# (name, hparams, sample_rate)
+# (name, hparams, sample_rate): the heads of the task and the later hook-based ones
 CASES = [
     ("arcface", {}, 1.0),
     ("arcface", {}, 0.3),
@@ -54,18 +32,19 @@ CASES = [
     ("sphereface", {}, 0.3),
     ("softmax", {}, 1.0),
     ("softmax", {}, 0.3),
-    ("subcenter", {}, 1.0),
-    ("subcenter", {}, 0.3),
-    ("curricular", {}, 1.0),
-    ("curricular", {}, 0.5),
+    ("subcenter_arcface", {"k": 2}, 1.0),
+    ("subcenter_arcface", {"k": 2}, 0.3),
+    ("curricularface", {}, 1.0),
+    ("curricularface", {}, 0.5),
+    ("adaface", {}, 1.0),
+    ("magface", {}, 1.0),
+    ("magface", {}, 0.3),
+    ("elasticface_cos_plus", {"seed": 3}, 1.0),
+    ("sphereface_r", {"version": "v1"}, 1.0),
 ]
 
 
 def make_head(name: str, num_classes: int, **hp):
-    if name == "subcenter":
-        return SubcenterArc(D, num_classes, **hp)
-    if name == "curricular":
-        return CurricularLike(D, num_classes, **hp)
     return create_head(name, D, num_classes, **hp)
 
 
@@ -74,7 +53,7 @@ def case_inputs(i: int, world: int):
     name, hp, _ = CASES[i]
     torch.manual_seed(1000 + i)
     head = make_head(name, C, **hp)
-    x = torch.randn(world * B, D) * 2.0
+    x = torch.randn(world * B, D) * 6.0  # norms ~17: inside MagFace's [10, 110]
     y = torch.randint(0, C, (world * B,))
     return head, x, y
 
@@ -91,15 +70,45 @@ def run_cases(rank: int, world: int) -> list[dict]:
         loss = pfc(xl, y[rank * B : (rank + 1) * B])
         loss.backward()
         src = pfc.active if rate < 1 else pfc.head
-        out.append({
-            "loss": loss.detach(), "x_grad": xl.grad, "range": (pfc.class_start, pfc.class_end),
-            "sampled": pfc.sampled_classes, "w_grad": src.weight.grad,
-            "b_grad": None if getattr(src, "bias", None) is None else src.bias.grad,
-            "head_state": head_state, "x": x, "y": y,
-            "after": {k: v for k, v in pfc.head.state_dict().items()
-                      if k not in pfc.class_keys},
-        })
+        out.append(
+            {
+                "loss": loss.detach(),
+                "x_grad": xl.grad,
+                "range": (pfc.class_start, pfc.class_end),
+                "sampled": pfc.sampled_classes,
+                "w_grad": src.weight.grad,
+                "b_grad": None if getattr(src, "bias", None) is None else src.bias.grad,
+                "head_state": head_state,
+                "x": x,
+                "y": y,
+                "after": {
+                    k: v for k, v in pfc.head.state_dict().items() if k not in pfc.class_keys
+                },
+            }
+        )
     return out
+
+
+def run_tiny(rank: int, world: int) -> dict:
+    """Two classes over 2 or 3 ranks (rank 2 of 3 holds none)."""
+    from marginface.parallel import PartialFC
+
+    torch.manual_seed(5)
+    head = create_head("cosface", D, 2)
+    x, y = torch.randn(world * B, D), torch.randint(0, 2, (world * B,))
+    pfc = PartialFC(head)
+    xl = x[rank * B : (rank + 1) * B].clone().requires_grad_(True)
+    loss = pfc(xl, y[rank * B : (rank + 1) * B])
+    loss.backward()
+    return {
+        "loss": loss.detach(),
+        "x_grad": xl.grad,
+        "w_grad": pfc.head.weight.grad,
+        "range": (pfc.class_start, pfc.class_end),
+        "x": x,
+        "y": y,
+        "weight": head.weight.detach().clone(),
+    }
 
 
 def run_errors(rank: int, world: int) -> dict[str, str]:
@@ -150,8 +159,12 @@ def main() -> None:
     dist.init_process_group("gloo", init_method="env://", timeout=timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
     try:
-        result = {"cases": run_cases(rank, world), "errors": run_errors(rank, world),
-                  "training": run_training(rank, world)}
+        result = {
+            "cases": run_cases(rank, world),
+            "errors": run_errors(rank, world),
+            "tiny": run_tiny(rank, world),
+            "training": run_training(rank, world),
+        }
     except Exception:
         result = {"crash": traceback.format_exc()}
     torch.save(result, os.path.join(out_dir, f"rank{rank}.pt"))

@@ -16,14 +16,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(script: Path, world_size: int, args: list[str], timeout: float = 120.0) -> None:
-    """Run ``script args`` as ranks 0..world_size-1; raise with their output if one fails."""
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
-           "WORLD_SIZE": str(world_size), "OMP_NUM_THREADS": "1"}
+def launch(script: Path, world_size: int, args: list[str], timeout: float = 120.0) -> list[str]:
+    """Run ``script args`` as ranks 0..world_size-1; their outputs, or raise with them if one
+    fails."""
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "WORLD_SIZE": str(world_size),
+        "OMP_NUM_THREADS": "1",
+    }
     procs = [
-        subprocess.Popen([sys.executable, str(script), *args],
-                         env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        subprocess.Popen(
+            [sys.executable, str(script), *args],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         for r in range(world_size)
     ]
     outputs, failed = [], False
@@ -38,3 +48,4 @@ def launch(script: Path, world_size: int, args: list[str], timeout: float = 120.
         failed |= p.returncode != 0
     if failed:
         raise AssertionError("\n".join(f"--- rank {r}:\n{o}" for r, o in enumerate(outputs)))
+    return outputs

@@ -47,8 +47,10 @@ def _reference(i: int, res: list[dict]):
         classes = torch.cat([r["cases"][i]["sampled"] for r in res])
         head = worker.make_head(name, len(classes), **hp)
         per_class = {"weight": k, "bias": 1}
-        state = {key: (v[class_rows(classes, per_class[key])] if key in per_class else v)
-                 for key, v in state.items()}
+        state = {
+            key: (v[class_rows(classes, per_class[key])] if key in per_class else v)
+            for key, v in state.items()
+        }
         head.load_state_dict(state)
         y = torch.searchsorted(classes, y)
     else:
@@ -61,8 +63,9 @@ def _reference(i: int, res: list[dict]):
     return loss.detach(), x.grad, head, classes, k
 
 
-@pytest.mark.parametrize("i", range(len(worker.CASES)),
-                         ids=[f"{n}-r{r}" for n, _, r in worker.CASES])
+@pytest.mark.parametrize(
+    "i", range(len(worker.CASES)), ids=[f"{n}-r{r}" for n, _, r in worker.CASES]
+)
 def test_loss_and_gradients_equal_single_process(ranks, i):
     world = len(ranks)
     loss, x_grad, head, classes, k = _reference(i, ranks)
@@ -88,9 +91,28 @@ def test_loss_and_gradients_equal_single_process(ranks, i):
             torch.testing.assert_close(got["b_grad"], head.bias.grad[rows_b], **TOL)
         for key, value in got["after"].items():  # replicated state, e.g. SphereFace iteration
             torch.testing.assert_close(value, head.state_dict()[key], **TOL)
-    assert sum(res["cases"][i]["range"][1] - res["cases"][i]["range"][0] for res in ranks) \
-        == worker.C
+    assert (
+        sum(res["cases"][i]["range"][1] - res["cases"][i]["range"][0] for res in ranks) == worker.C
+    )
     assert world in (2, 3)
+
+
+def test_fewer_classes_than_ranks(ranks):
+    first = ranks[0]["tiny"]
+    head = worker.make_head("cosface", 2)
+    head.load_state_dict({"weight": first["weight"]})
+    x = first["x"].clone().requires_grad_(True)
+    loss = head.loss(x, first["y"])
+    loss.backward()
+    b = worker.B
+    for r, res in enumerate(ranks):
+        got = res["tiny"]
+        s0, s1 = got["range"]
+        torch.testing.assert_close(got["loss"], loss.detach(), **TOL)
+        torch.testing.assert_close(got["x_grad"], x.grad[r * b : (r + 1) * b], **TOL)
+        if s1 > s0:
+            torch.testing.assert_close(got["w_grad"], head.weight.grad[s0:s1], **TOL)
+    assert len(ranks) == 2 or ranks[2]["tiny"]["range"] == (2, 2)
 
 
 def test_clear_errors_on_every_rank(ranks):
@@ -119,17 +141,20 @@ def test_sampled_sgd_leaves_unsampled_rows_and_reshards(ranks):
     parts = [shard_full_state(full, other, r) for r in range(other)]
     torch.testing.assert_close(torch.cat([p["head.weight"] for p in parts]), full["head.weight"])
     torch.testing.assert_close(
-        torch.cat([p["_extra_state"]["row_state"]["weight"]["momentum_buffer"] for p in parts]),
-        mom)
+        torch.cat([p["_extra_state"]["row_state"]["weight"]["momentum_buffer"] for p in parts]), mom
+    )
     for r, p in enumerate(parts):
-        sim = PartialFC("arcface", worker.D, worker.C, sample_rate=0.3, process_group="local",
-                        shard=(r, other))
+        sim = PartialFC(
+            "arcface", worker.D, worker.C, sample_rate=0.3, process_group="local", shard=(r, other)
+        )
         sim.load_state_dict(p)
         assert sim.step == 3
     # same world size: the sampling generators come back exactly
     same = shard_full_state(full, world, 1)
-    assert torch.equal(same["_extra_state"]["generator_state"],
-                       ranks[1]["training"]["state"]["_extra_state"]["generator_state"])
+    assert torch.equal(
+        same["_extra_state"]["generator_state"],
+        ranks[1]["training"]["state"]["_extra_state"]["generator_state"],
+    )
     # and one process sees the same loss as the sharded model
     single = PartialFC("arcface", worker.D, worker.C, process_group="local")
     single.load_full_state_dict(full)

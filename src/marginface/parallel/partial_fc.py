@@ -42,13 +42,16 @@ from marginface.parallel.sampling import (
     scatter_row_state,
 )
 from marginface.parallel.sharding import seeded_xavier_rows, shard_range
+from marginface.parallel.support import check_supported, extra_loss
 
 _EPS = 1e-12
 #: format tag of the extra state (``_extra_state`` key of ``state_dict()``)
 STATE_FORMAT = "marginface.parallel.PartialFC/1"
 
 
-def per_class_keys(head_cls: type[MarginHead], embedding_size: int, hparams: dict) -> dict[str, int]:
+def per_class_keys(
+    head_cls: type[MarginHead], embedding_size: int, hparams: dict
+) -> dict[str, int]:
     """State-dict keys of a head that hold rows per class, with their rows per class.
 
     Found by building the head for 1 and 2 classes: the tensors whose first dimension
@@ -144,10 +147,14 @@ class PartialFC(nn.Module):
         full = None
         if isinstance(head, MarginHead):
             if head_hparams:
-                raise ValueError(f"head hyperparameters {sorted(head_hparams)} given with a "
-                                 "head instance; set them on the instance")
-            for name, given, actual in (("embedding_size", embedding_size, head.embedding_size),
-                                        ("num_classes", num_classes, head.num_classes)):
+                raise ValueError(
+                    f"head hyperparameters {sorted(head_hparams)} given with a "
+                    "head instance; set them on the instance"
+                )
+            for name, given, actual in (
+                ("embedding_size", embedding_size, head.embedding_size),
+                ("num_classes", num_classes, head.num_classes),
+            ):
                 if given is not None and given != actual:
                     raise ValueError(f"{name}={given} differs from the head's {actual}")
             full, head_cls, hparams = head, type(head), head.hparams()
@@ -169,6 +176,7 @@ class PartialFC(nn.Module):
         n_local = self.class_end - self.class_start
         self.class_keys = per_class_keys(head_cls, embedding_size, hparams)
         self.head = head_cls(embedding_size, max(1, n_local), **hparams)
+        check_supported(self.head)
         self._fill_shard(full, head_cls)
         self.head.num_classes = n_local
         self.sampling = self.sample_rate < 1.0
@@ -208,8 +216,9 @@ class PartialFC(nn.Module):
             if full is not None:
                 new = full.state_dict()[key][s0 * k : s1 * k].detach().clone()
             elif key == "weight" and head_cls.reset_parameters is MarginHead.reset_parameters:
-                new = seeded_xavier_rows(s0 * k, s1 * k, self.num_classes * k,
-                                         self.embedding_size, self.seed, t.dtype)
+                new = seeded_xavier_rows(
+                    s0 * k, s1 * k, self.num_classes * k, self.embedding_size, self.seed, t.dtype
+                )
             else:  # the head's own initialisation of this shard
                 new = t.data[: (s1 - s0) * k]
             t.data = new.to(t.device, t.dtype)
@@ -241,26 +250,37 @@ class PartialFC(nn.Module):
         return None if self._index is None else self._index + self.class_start
 
     def extra_repr(self) -> str:
-        return (f"num_classes={self.num_classes}, classes=[{self.class_start}, {self.class_end}),"
-                f" rank={self.rank}/{self.world_size}, sample_rate={self.sample_rate}")
+        return (
+            f"num_classes={self.num_classes}, classes=[{self.class_start}, {self.class_end}),"
+            f" rank={self.rank}/{self.world_size}, sample_rate={self.sample_rate}"
+        )
 
     # ---------------------------------------------------------------------------- checks
     def _check_inputs(self, embeddings: Tensor, labels: Tensor) -> None:
         """ValueError, raised on every rank alike, for inputs that do not fit (per rank)."""
         if not isinstance(embeddings, Tensor) or not isinstance(labels, Tensor):
-            raise ValueError("embeddings and labels must be torch.Tensors, got "
-                             f"{type(embeddings).__name__} and {type(labels).__name__}")
-        lab_ok = not (labels.is_floating_point() or labels.is_complex()
-                      or labels.dtype == torch.bool)
+            raise ValueError(
+                "embeddings and labels must be torch.Tensors, got "
+                f"{type(embeddings).__name__} and {type(labels).__name__}"
+            )
+        lab_ok = not (
+            labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool
+        )
         lo = hi = 0
         if lab_ok and labels.numel():
             lo, hi = int(labels.min()), int(labels.max())
         meta = torch.tensor(
-            [embeddings.shape[0] if embeddings.dim() else -1,
-             embeddings.shape[1] if embeddings.dim() == 2 else -1,
-             int(embeddings.is_floating_point()), int(lab_ok),
-             labels.shape[0] if labels.dim() == 1 else -1, lo, hi],
-            dtype=torch.long, device=embeddings.device,
+            [
+                embeddings.shape[0] if embeddings.dim() else -1,
+                embeddings.shape[1] if embeddings.dim() == 2 else -1,
+                int(embeddings.is_floating_point()),
+                int(lab_ok),
+                labels.shape[0] if labels.dim() == 1 else -1,
+                lo,
+                hi,
+            ],
+            dtype=torch.long,
+            device=embeddings.device,
         )
         table = all_gather_plain(meta[None], self._info.group, self.world_size).tolist()
 
@@ -269,12 +289,15 @@ class PartialFC(nn.Module):
 
         ws = self.world_size
         if any(row[1] != self.embedding_size for row in table):
-            raise ValueError(f"embeddings must have shape (B, {self.embedding_size}); "
-                             f"width per rank: {per_rank(1)}")
+            raise ValueError(
+                f"embeddings must have shape (B, {self.embedding_size}); "
+                f"width per rank: {per_rank(1)}"
+            )
         if len({row[0] for row in table}) > 1:
             raise ValueError(
                 f"the batch size differs between the {ws} ranks ({per_rank(0)}); every rank "
-                "must pass the same number of embeddings (e.g. drop_last=True)")
+                "must pass the same number of embeddings (e.g. drop_last=True)"
+            )
         if table[0][0] == 0:
             raise ValueError("embeddings is an empty batch (B = 0) on every rank")
         if not all(row[2] for row in table):
@@ -282,8 +305,10 @@ class PartialFC(nn.Module):
         if not all(row[3] for row in table):
             raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
         if any(row[4] != row[0] for row in table):
-            raise ValueError(f"labels must have shape (B,) to match the embeddings; "
-                             f"labels per rank: {per_rank(4)}, batch per rank: {per_rank(0)}")
+            raise ValueError(
+                f"labels must have shape (B,) to match the embeddings; "
+                f"labels per rank: {per_rank(4)}, batch per rank: {per_rank(0)}"
+            )
         if any(row[5] < 0 or row[6] >= self.num_classes for row in table):
             ranges = ", ".join(f"rank {r}: [{row[5]}, {row[6]}]" for r, row in enumerate(table))
             raise ValueError(f"labels must lie in [0, {self.num_classes}); got {ranges}")
@@ -319,23 +344,36 @@ class PartialFC(nn.Module):
         xn = F.normalize(x, dim=1, eps=_EPS) if head.normalize else x
         z_own = target_scores(xn[rows], weight, bias, local, head.subcenters, head.normalize)
         # the target cosine of every row, known on every rank; gradient on the owner only
-        cos_all = all_reduce_(x.new_zeros(x.shape[0]).index_put((rows,), z_own.detach()),
-                              info.group)
+        cos_all = all_reduce_(
+            x.new_zeros(x.shape[0]).index_put((rows,), z_own.detach()), info.group
+        )
         cos_y = cos_all.index_put((rows,), z_own)
         target, neg = head._margin_parts(cos_y, norms, scale)
         target = torch.where(owned, target, target.detach())
         block_labels = torch.full_like(y_all, -1).index_put((rows,), local)
         if weight.shape[0]:
             lse_local = chunked_logsumexp(
-                xn, weight, scale, target, block_labels, bias=bias, normalize=head.normalize,
+                xn,
+                weight,
+                scale,
+                target,
+                block_labels,
+                bias=bias,
+                normalize=head.normalize,
                 neg_threshold=None if neg is None else neg[0].detach(),
-                neg_t=0.0 if neg is None else float(neg[1]), subcenters=head.subcenters,
-                chunk_size=self.chunk_size, memory_budget=self.memory_budget,
+                neg_t=0.0 if neg is None else float(neg[1]),
+                subcenters=head.subcenters,
+                chunk_size=self.chunk_size,
+                memory_budget=self.memory_budget,
             )
         else:  # an empty shard (fewer classes than ranks)
             lse_local = x.new_full((x.shape[0],), float("-inf"))
         lse = global_logsumexp(lse_local, info)
-        return (lse - target).mean()
+        loss = (lse - target).mean()
+        extra = extra_loss(head, norms)
+        if extra is not None:  # replicated on every rank: its gradient is counted on rank 0
+            loss = loss + (extra if info.rank == 0 else extra.detach())
+        return loss
 
     def _weights(self, local_pos: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
         """The centres (and bias) this step uses: the whole shard, or the sampled rows."""
@@ -353,8 +391,11 @@ class PartialFC(nn.Module):
             self._swap_active(key, old, nn.Parameter(full.detach().index_select(0, rows)))
         if torch.is_grad_enabled() and not self._optimizers and not self._warned:
             self._warned = True
-            warnings.warn("PartialFC(sample_rate < 1) without attach_optimizer(optimizer): "
-                          "the sampled centres' updates will not reach the shard", stacklevel=3)
+            warnings.warn(
+                "PartialFC(sample_rate < 1) without attach_optimizer(optimizer): "
+                "the sampled centres' updates will not reach the shard",
+                stacklevel=3,
+            )
         bias = self.active.bias
         return self.active.weight.to(dtype), None if bias is None else bias.to(dtype)
 
@@ -375,7 +416,8 @@ class PartialFC(nn.Module):
                     "PartialFC with sample_rate < 1: the gradient of the previously sampled "
                     "centres was never used by an optimizer step; take one optimizer step "
                     "(and zero_grad) per forward: gradient accumulation over several "
-                    "forwards is not supported with sampling")
+                    "forwards is not supported with sampling"
+                )
             p.grad = None
 
     # -------------------------------------------------------------------- optimizer hooks
@@ -390,8 +432,10 @@ class PartialFC(nn.Module):
             return
         held = {id(p) for g in optimizer.param_groups for p in g["params"]}
         if id(self.active.weight) not in held:
-            raise ValueError("the optimizer does not hold PartialFC's parameters: build it "
-                             "with pfc.parameters() (e.g. a parameter group) first")
+            raise ValueError(
+                "the optimizer does not hold PartialFC's parameters: build it "
+                "with pfc.parameters() (e.g. a parameter group) first"
+            )
         optimizer.register_step_pre_hook(lambda opt, args, kw: self._before_step(opt))
         optimizer.register_step_post_hook(lambda opt, args, kw: self._after_step(opt))
         self._optimizers.append(optimizer)
@@ -399,8 +443,11 @@ class PartialFC(nn.Module):
     def _stepped(self) -> list[tuple[str, nn.Parameter, Tensor]]:
         if self._index is None:
             return []
-        return [(key, p, class_rows(self._index, self.class_keys[key]))
-                for key, p in self.active.named() if p.grad is not None]
+        return [
+            (key, p, class_rows(self._index, self.class_keys[key]))
+            for key, p in self.active.named()
+            if p.grad is not None
+        ]
 
     def _before_step(self, optimizer: torch.optim.Optimizer) -> None:
         for key, p, rows in self._stepped():
@@ -429,18 +476,21 @@ class PartialFC(nn.Module):
             "seed": self.seed,
             "step": self.step,
             "generator_state": self.generator.get_state(),
-            "row_state": {k: {n: t.detach().cpu() for n, t in v.items()}
-                          for k, v in self.row_state.items()},
+            "row_state": {
+                k: {n: t.detach().cpu() for n, t in v.items()} for k, v in self.row_state.items()
+            },
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise ValueError("not a PartialFC state dict (its _extra_state is missing or of "
-                             "another format)")
+            raise ValueError(
+                "not a PartialFC state dict (its _extra_state is missing or of another format)"
+            )
         for key in ("num_classes", "embedding_size"):
             if state[key] != getattr(self, key):
-                raise ValueError(f"state dict has {key}={state[key]}, this module "
-                                 f"{getattr(self, key)}")
+                raise ValueError(
+                    f"state dict has {key}={state[key]}, this module {getattr(self, key)}"
+                )
         mine = (self.class_start, self.class_end)
         if tuple(state["class_range"]) != mine:
             raise ValueError(
@@ -448,7 +498,8 @@ class PartialFC(nn.Module):
                 f"of {state['world_size']}), this module rank {self.rank} of "
                 f"{self.world_size} holds {mine}: re-shard it with "
                 "marginface.parallel.reshard_state_dicts or save/load a full state "
-                "(full_state_dict / load_full_state_dict)")
+                "(full_state_dict / load_full_state_dict)"
+            )
         self.step = int(state["step"])
         gen_state = state.get("generator_state")
         if gen_state is not None:
@@ -456,8 +507,10 @@ class PartialFC(nn.Module):
         else:  # re-sharded: a fresh stream per rank, that also depends on the step
             self.generator.manual_seed(_mixed_seed(int(state["seed"]), self.rank, self.step))
         device = self.head.weight.device
-        self.row_state = {k: {n: t.to(device) for n, t in state["row_state"].get(k, {}).items()}
-                          for k in self.class_keys}
+        self.row_state = {
+            k: {n: t.to(device) for n, t in state["row_state"].get(k, {}).items()}
+            for k in self.class_keys
+        }
         self._index = None
 
     def full_state_dict(self, dst: int = 0) -> dict[str, Any] | None:
@@ -467,16 +520,23 @@ class PartialFC(nn.Module):
         """
         from marginface.parallel.state import gather_full_state
 
-        mine = {k: (v.detach().cpu() if isinstance(v, Tensor) else v)
-                for k, v in self.state_dict().items()}
+        mine = {
+            k: (v.detach().cpu() if isinstance(v, Tensor) else v)
+            for k, v in self.state_dict().items()
+        }
         if self._info.group is None:
             return gather_full_state([mine])
         import torch.distributed as dist
 
         parts = [None] * self.world_size if self.rank == dst else None
-        dist.gather_object(mine, parts, dst=dist.get_global_rank(self._info.group, dst)
-                           if self._info.group is not dist.group.WORLD else dst,
-                           group=self._info.group)
+        dist.gather_object(
+            mine,
+            parts,
+            dst=dist.get_global_rank(self._info.group, dst)
+            if self._info.group is not dist.group.WORLD
+            else dst,
+            group=self._info.group,
+        )
         return gather_full_state(parts) if self.rank == dst else None
 
     def load_full_state_dict(self, full: dict[str, Any]) -> None:

@@ -86,8 +86,10 @@ def gather_row_state(
     state = optimizer.state[param]
     for key, value in list(state.items()):  # stale row-shaped entries of another size
         if (
-            isinstance(value, Tensor) and key not in full_state
-            and value.dim() == param.dim() and value.shape != param.shape
+            isinstance(value, Tensor)
+            and key not in full_state
+            and value.dim() == param.dim()
+            and value.shape != param.shape
         ):
             del state[key]
     for key, full in full_state.items():
@@ -95,8 +97,11 @@ def gather_row_state(
 
 
 def scatter_row_state(
-    optimizer: torch.optim.Optimizer, param: Tensor, full_state: dict[str, Tensor],
-    rows: Tensor, full_rows: int,
+    optimizer: torch.optim.Optimizer,
+    param: Tensor,
+    full_state: dict[str, Tensor],
+    rows: Tensor,
+    full_rows: int,
 ) -> None:
     """After a step: copy ``param``'s row-shaped optimizer state into rows ``rows`` of the full
     state (created as zeros of ``full_rows`` rows the first time)."""
@@ -107,7 +112,8 @@ def scatter_row_state(
         if full is None or full.device != value.device:
             full = (
                 value.new_zeros((full_rows, *value.shape[1:]))
-                if full is None else full.to(value.device)
+                if full is None
+                else full.to(value.device)
             )
             full_state[key] = full
         full.index_copy_(0, rows, value)

@@ -34,8 +34,10 @@ def _extra(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
     extra = sd.get(prefix + EXTRA)
     if not isinstance(extra, dict) or extra.get("format") != STATE_FORMAT:
-        raise ValueError(f"not a PartialFC state dict: no {prefix + EXTRA!r} of format "
-                         f"{STATE_FORMAT!r} (pass prefix= for a nested module)")
+        raise ValueError(
+            f"not a PartialFC state dict: no {prefix + EXTRA!r} of format "
+            f"{STATE_FORMAT!r} (pass prefix= for a nested module)"
+        )
     return extra
 
 
@@ -56,9 +58,11 @@ def gather_full_state(state_dicts: Sequence[Mapping[str, Any]], prefix: str = ""
     world = extras[0]["world_size"]
     ranks = sorted(e["rank"] for e in extras)
     if any(e["world_size"] != world for e in extras) or ranks != list(range(world)):
-        raise ValueError(f"need the state dicts of ranks 0..{world - 1} of one run, each once; "
-                         f"got ranks {ranks} of world sizes "
-                         f"{sorted({e['world_size'] for e in extras})}")
+        raise ValueError(
+            f"need the state dicts of ranks 0..{world - 1} of one run, each once; "
+            f"got ranks {ranks} of world sizes "
+            f"{sorted({e['world_size'] for e in extras})}"
+        )
     order = sorted(range(len(extras)), key=lambda i: extras[i]["rank"])
     sds = [state_dicts[i] for i in order]
     extras = [extras[i] for i in order]
@@ -72,8 +76,8 @@ def gather_full_state(state_dicts: Sequence[Mapping[str, Any]], prefix: str = ""
     for key in sds[0]:
         if not key.startswith(prefix) or key == prefix + EXTRA:
             continue
-        name = key[len(prefix):]
-        if name.startswith(HEAD) and name[len(HEAD):] in class_keys:
+        name = key[len(prefix) :]
+        if name.startswith(HEAD) and name[len(HEAD) :] in class_keys:
             full[name] = torch.cat([sd[key] for sd in sds])
         else:
             full[name] = sds[0][key]
@@ -88,8 +92,11 @@ def gather_full_state(state_dicts: Sequence[Mapping[str, Any]], prefix: str = ""
                 t = e["row_state"].get(cls_key, {}).get(n)
                 rows = (e["class_range"][1] - e["class_range"][0]) * k
                 if t is None:  # this rank never stepped: its state is still zero
-                    ref = next(x["row_state"][cls_key][n] for x in extras
-                               if n in x["row_state"].get(cls_key, {}))
+                    ref = next(
+                        x["row_state"][cls_key][n]
+                        for x in extras
+                        if n in x["row_state"].get(cls_key, {})
+                    )
                     t = ref.new_zeros((rows, *ref.shape[1:]))
                 parts.append(t)
             row_state[cls_key][n] = torch.cat(parts)
@@ -114,31 +121,39 @@ def shard_full_state(full: Mapping[str, Any], world_size: int, rank: int) -> dic
     """
     extra = _extra(full, "")
     if extra["world_size"] != 1 or tuple(extra["class_range"]) != (0, extra["num_classes"]):
-        raise ValueError("shard_full_state needs a full state (gather_full_state / "
-                         "PartialFC.full_state_dict), got one rank's shard")
+        raise ValueError(
+            "shard_full_state needs a full state (gather_full_state / "
+            "PartialFC.full_state_dict), got one rank's shard"
+        )
     class_keys = extra["class_keys"]
     s0, s1 = shard_range(extra["num_classes"], world_size, rank)
     out: dict[str, Any] = {}
     for name, value in full.items():
         if name == EXTRA:
             continue
-        if name.startswith(HEAD) and name[len(HEAD):] in class_keys:
-            k = class_keys[name[len(HEAD):]]
+        if name.startswith(HEAD) and name[len(HEAD) :] in class_keys:
+            k = class_keys[name[len(HEAD) :]]
             out[name] = value[s0 * k : s1 * k].clone()
         else:
             out[name] = value
     gens = extra.get("source_generator_states") or [extra.get("generator_state")]
     same_world = extra.get("source_world_size", 1) == world_size
     out[EXTRA] = {
-        **{k: v for k, v in extra.items()
-           if k not in ("source_world_size", "source_generator_states")},
+        **{
+            k: v
+            for k, v in extra.items()
+            if k not in ("source_world_size", "source_generator_states")
+        },
         "rank": rank,
         "world_size": world_size,
         "class_range": (s0, s1),
         "generator_state": gens[rank] if same_world else None,
-        "row_state": {key: {n: t[s0 * class_keys[key] : s1 * class_keys[key]].clone()
-                            for n, t in states.items()}
-                      for key, states in extra["row_state"].items()},
+        "row_state": {
+            key: {
+                n: t[s0 * class_keys[key] : s1 * class_keys[key]].clone() for n, t in states.items()
+            }
+            for key, states in extra["row_state"].items()
+        },
     }
     return out
 
@@ -154,7 +169,8 @@ def reshard_state_dicts(
 def full_state_to_head(full: Mapping[str, Any]) -> MarginHead:
     """An ordinary head of all C classes (``head(x, y)``, ``head.loss``) from a full state."""
     extra = _extra(full, "")
-    head = create_head(extra["head_name"], extra["embedding_size"], extra["num_classes"],
-                       **extra["head_hparams"])
-    head.load_state_dict({k[len(HEAD):]: v for k, v in full.items() if k.startswith(HEAD)})
+    head = create_head(
+        extra["head_name"], extra["embedding_size"], extra["num_classes"], **extra["head_hparams"]
+    )
+    head.load_state_dict({k[len(HEAD) :]: v for k, v in full.items() if k.startswith(HEAD)})
     return head
