@@ -101,9 +101,12 @@ def align_face(
     points = check_landmarks(landmarks)
     height, width = image_size_pair(image_size)
     forward = similarity_transform(points, template((height, width)))
-    # Pillow's AFFINE maps output pixels back to input pixels: the inverse transform
+    # Pillow's AFFINE maps output pixels back to input pixels: the inverse transform. Pillow
+    # puts pixel centres at +0.5, landmarks (and OpenCV's warpAffine, which InsightFace uses)
+    # at integers: shift in and out by half a pixel so both agree.
     full = np.vstack([forward, [0.0, 0.0, 1.0]])
     inverse = np.linalg.inv(full)[:2]
+    inverse[:, 2] += 0.5 - 0.5 * inverse[:, :2].sum(axis=1)
     return image.transform(
         (width, height), Image.AFFINE, tuple(inverse.reshape(-1)), resample=Image.BILINEAR
     )

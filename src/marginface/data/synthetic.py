@@ -374,7 +374,7 @@ def render_face(
         ery = erx * p["eye_ratio"] * eye_open
         draw.polygon(pose(_ellipse(ex, eye_y, erx, ery, tilt), 0.06), fill=(240, 240, 236))
         if eye_open > 0.3:
-            look = 0.3 * erx * float(u[10])
+            look = 0.3 * erx * float(u[10]) * min(1.0, a)
             iris = _ellipse(ex + look, eye_y, erx * 0.5, min(ery, erx * 0.5))
             draw.polygon(pose(iris, 0.07), fill=_colour(p["eye_colour"]))
             pupil = _ellipse(ex + look, eye_y, erx * 0.22, min(ery, erx * 0.22))
@@ -432,7 +432,7 @@ def render_face(
     if p["mole"] is not None:
         mole = _ellipse(p["mole"][0], p["mole"][1], 0.012, 0.012)
         draw.polygon(pose(mole, 0.05), fill=_colour(skin, 0.35))
-    if p["glasses"] >= 0 and r[1] < 0.92:
+    if p["glasses"] >= 0 and r[1] < 1.0 - 0.05 * a:  # sometimes taken off
         frame = _colour(p["frame"])
         lw = pose.width(0.012)
         for sgn in (-1, 1):
