@@ -65,7 +65,8 @@ def test_plots_have_titles_labels_legends():
     scores = np.where(issame, rng.normal(0.5, 0.2, 400), rng.normal(0, 0.2, 400))
     fig = plot_roc({"ckpt A": (scores, issame), "ckpt B": (scores * 0.5, issame)}, title="lfw")
     title, xlabel, ylabel, legend = _labels(fig)
-    assert title == "lfw" and "FAR" in xlabel and "TAR" in ylabel and legend == ["ckpt A", "ckpt B"]
+    assert title == "lfw" and "FAR" in xlabel and "TAR" in ylabel and legend[2] == "chance"
+    assert legend[0].startswith("ckpt A (AUC 0.9") and legend[1].startswith("ckpt B (AUC 0.9")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlim()[0] == pytest.approx(1 / 200)
     fig = plot_score_histograms(scores, issame, threshold=0.25)

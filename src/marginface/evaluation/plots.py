@@ -47,8 +47,17 @@ def plot_roc(
         num_impostor = int((~np.asarray(issame, dtype=bool)).sum())
         floor = 1.0 / max(num_impostor, 1)
         smallest = min(smallest, floor)
+        auc = float(np.trapezoid(tpr, fpr))
         # the step curve; FAR 0 is drawn at the axis floor
-        ax.step(np.maximum(fpr, floor), tpr, where="post", label=label, linewidth=1.6)
+        ax.step(
+            np.maximum(fpr, floor),
+            tpr,
+            where="post",
+            label=f"{label} (AUC {auc:.3f})",
+            linewidth=1.6,
+        )
+    chance = np.logspace(np.log10(smallest), 0, 100)
+    ax.plot(chance, chance, color="grey", linestyle=":", linewidth=1, label="chance")
     ax.set_xscale("log")
     ax.set_xlim(smallest, 1.0)
     ax.set_ylim(0.0, 1.02)
@@ -94,6 +103,7 @@ def plot_score_histograms(
             linewidth=1.2,
             label=f"threshold {threshold:.3f}",
         )
+    ax.ticklabel_format(axis="x", useOffset=False)
     ax.set_xlabel("cosine similarity")
     ax.set_ylabel("density")
     ax.set_title(title)
