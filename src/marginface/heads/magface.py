@@ -66,9 +66,10 @@ class MagFace(MarginHead):
             raise ValueError(f"need l_m <= u_m, got l_m={l_m}, u_m={u_m}")
         bound = magface_lambda_bound(self.s, l_a, u_a, l_m, u_m)
         if lambda_g < bound:
+            k = (u_m - l_m) / (u_a - l_a)
             raise ValueError(
                 f"lambda_g={lambda_g} is below MagFace's bound s*k*u_a^2*l_a^2/(u_a^2-l_a^2)"
-                f" = {bound:.4f} (s={self.s}, k=(u_m-l_m)/(u_a-l_a)={(u_m - l_m) / (u_a - l_a):.6g},"
+                f" = {bound:.4f} (s={self.s}, k=(u_m-l_m)/(u_a-l_a)={k:.6g},"
                 f" l_a={l_a}, u_a={u_a}); use lambda_g >= {bound:.4f}"
             )
         self.l_a, self.u_a, self.l_m, self.u_m = float(l_a), float(u_a), float(l_m), float(u_m)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads._chunked import chunk_reduce, softplus
+from marginface.heads._chunked import chunk_reduce, softplus, target_cosine
 from marginface.heads._math import safe_angle, safe_sine
 from marginface.heads.base import _EPS, MarginHead, _no_autocast
 from marginface.heads.registry import register_head
@@ -171,7 +171,7 @@ class SphereFace2(MarginHead):
         with _no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             b = self.bias.to(x.dtype)
-            c_y = self._target_score(x, labels)
+            c_y = target_cosine(x, self._w(x.dtype), labels)
             pos = self.r * self.positive(c_y) + b
             neg_y = self.r * self.negative(c_y) + b
 

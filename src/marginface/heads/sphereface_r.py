@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from marginface.heads._chunked import chunk_reduce, masked_fill_target
+from marginface.heads._chunked import chunk_reduce, masked_fill_target, target_cosine
 from marginface.heads._math import monotone_cos
 from marginface.heads.base import _EPS, MarginHead, _no_autocast
 from marginface.heads.registry import register_head
@@ -128,7 +128,7 @@ class SphereFaceR(MarginHead):
         labels = labels.long()
         with _no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
-            target = self.s * self.margin(self._target_score(x, labels), x.norm(dim=1))
+            target = self.s * self.margin(target_cosine(x, self._w(x.dtype), labels), x.norm(dim=1))
             lowest = torch.finfo(x.dtype).min
 
             def block(z: Tensor, c0: int, c1: int) -> Tensor:

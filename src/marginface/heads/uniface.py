@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads._chunked import chunk_reduce, softplus
+from marginface.heads._chunked import chunk_reduce, softplus, target_cosine
 from marginface.heads.base import _EPS, MarginHead, _no_autocast
 from marginface.heads.registry import register_head
 
@@ -98,7 +98,7 @@ class UniFace(MarginHead):
         with _no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             b = self.bias.to(x.dtype)
-            c_y = self._target_score(x, labels)
+            c_y = target_cosine(x, self._w(x.dtype), labels)
             pos = self._c(self.s * (c_y - self.m) - b)
             neg_y = self._c(self.s * c_y - b)
 
