@@ -14,6 +14,7 @@ TINY = [
     "--lr", "0.05",
     "--no-progress",
     "--no-tensorboard",
+    "--device", "cpu",
 ]  # fmt: skip
 
 

@@ -257,7 +257,7 @@ class Trainer:
 
     def _resume(self) -> dict[str, int]:
         path = self.output / "checkpoint.pt"
-        blob = ckpt.load_checkpoint(path, map_location=self.env.device)
+        blob = ckpt.load_checkpoint(path, map_location="cpu")  # RNG states must stay on CPU
         self.cfg = _merge_resume_config(self.cfg, blob["config"], path)
         if blob.get("world_size", 1) != self.env.world_size:
             raise ValueError(
