@@ -71,13 +71,31 @@ def _mixed_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003**2 + rank * 1_000_003 + step) % 2**63
 
 
+class _GatherRows(torch.autograd.Function):
+    """``weight[rows]`` whose gradient is a sparse (rows x D) tensor, not a dense zero-filled
+    copy of the whole shard (which would add a shard-sized temporary to the backward)."""
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, rows: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(rows)
+        ctx.shape = weight.shape
+        return weight[rows]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        (rows,) = ctx.saved_tensors
+        with torch.sparse.check_sparse_tensor_invariants(False):
+            sparse = torch.sparse_coo_tensor(rows[None], grad, ctx.shape, is_coalesced=False)
+        return sparse, None
+
+
 def target_scores(
     xn: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, k: int, normalize: bool
 ) -> Tensor:
     """z_{i, y_i} of rows ``xn`` (n, D) for local ``labels`` (n,): (n,), as a head computes it
     (max over the K sub-centres; ``xn`` already normalised for cosine heads)."""
     rows = class_rows(labels, k)
-    w = weight[rows].view(labels.shape[0], k, weight.shape[1])
+    w = _GatherRows.apply(weight, rows).view(labels.shape[0], k, weight.shape[1])
     if normalize:
         z = torch.einsum("bd,bkd->bk", xn, F.normalize(w, dim=2, eps=_EPS))
     else:

@@ -117,3 +117,5 @@ def scatter_row_state(
             )
             full_state[key] = full
         full.index_copy_(0, rows, value)
+    for key in [k for k, v in optimizer.state[param].items() if k in full_state]:
+        del optimizer.state[param][key]  # kept in full_state until the next gather
