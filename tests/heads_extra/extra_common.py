@@ -112,3 +112,11 @@ def check_defaults_and_roundtrip(name: str, expected: dict):
     y = torch.tensor([0, 1, 4])
     assert head(x, y).shape == (3, 5) and head(x).shape == (3, 5)
     assert torch.isfinite(head.loss(x, y))
+    # save / restore: a fresh head loaded from the state dict continues identically
+    state = copy.deepcopy(head.state_dict())
+    other = marginface.create_head(name, 8, 5, **head.hparams())
+    other.load_state_dict(state)
+    for h in (head, other):  # one more training call each, from the same state
+        h.train()
+    assert torch.equal(head(x * 7, y), other(x * 7, y))
+    assert all(torch.equal(v, other.state_dict()[k]) for k, v in head.state_dict().items())
