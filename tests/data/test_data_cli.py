@@ -45,14 +45,21 @@ def test_synth_preview_is_a_grid(tmp_path):
     assert (cell == to_pixels(ds[1 * 4 + 2][0])).all()
 
 
-def test_synth_output_folder_packs_and_reads_back(tmp_path):
+def test_synth_output_folder_reads_back_and_aligns(tmp_path):
     folder = tmp_path / "synth"
-    assert main(["synth", "--spec", "synthetic:3x2", "--output", str(folder),
-                 "--image-size", "16", "--quiet"]) == 0  # fmt: skip
-    written = open_dataset(folder, image_size=16)
-    direct = open_dataset("synthetic:3x2", image_size=16)
-    assert written.identity_names == direct.identity_names
-    assert all(torch.equal(written[i][0], direct[i][0]) for i in range(6))
+    assert main(["synth", "--spec", "synthetic:12x1,difficulty=0.5", "--output", str(folder),
+                 "--image-size", "32", "--quiet"]) == 0  # fmt: skip
+    written = open_dataset(folder, image_size=32)
+    direct = open_dataset("synthetic:12x1,difficulty=0.5", image_size=32)
+    assert written.identity_names == direct.identity_names  # 12 names sort in label order
+    assert written.labels.tolist() == direct.labels.tolist()
+    assert all(torch.equal(written[i][0], direct[i][0]) for i in range(12))
+    landmarks = (folder / "landmarks.txt").read_text().splitlines()
+    assert len(landmarks) == 12 and landmarks[0].startswith("synth0000000/0000000.png ")
+    aligned = tmp_path / "aligned"
+    assert main(["align", str(folder), "--landmarks", str(folder / "landmarks.txt"),
+                 "--output", str(aligned), "--image-size", "64", "--quiet"]) == 0  # fmt: skip
+    assert Image.open(aligned / "synth0000011" / "0000011.png").size == (64, 64)
 
 
 def test_synth_needs_something_to_do(capsys):

@@ -46,7 +46,7 @@ def test_items_shape_range_labels():
         3,
         3,
     ]
-    assert ds.identity_names == ["synth0", "synth1", "synth2", "synth3"]
+    assert ds.identity_names == ["synth0000000", "synth0000001", "synth0000002", "synth0000003"]
     image, label = ds[7]
     assert image.shape == (3, 24, 24) and image.dtype == torch.float32 and label == 2
     assert -1.0 <= image.min() < image.max() <= 1.0
@@ -62,7 +62,7 @@ def test_deterministic_and_identity_offsets():
     # first=K names the same identities as positions K.. of a larger set
     held = open_dataset("synthetic:2x4,seed=7,first=3", image_size=24)
     assert torch.equal(held[5][0], a[3 * 4 + 5][0])
-    assert held.identity_names == ["synth3", "synth4"] and held[5][1] == 1
+    assert held.identity_names == ["synth0000003", "synth0000004"] and held[5][1] == 1
     # another seed is another universe
     c = open_dataset("synthetic:5x4,seed=8", image_size=24)
     assert not torch.equal(a[0][0], c[0][0])
@@ -103,7 +103,7 @@ def test_scales_to_a_million_identities_lazily():
     assert label == 999_999 and len(ds) == 20_000_000
     assert ds.num_classes == 1_000_000
     assert time.perf_counter() - start < 2.0  # nothing precomputed per identity
-    assert ds.identity_names[-1] == "synth999999"
+    assert ds.identity_names[-1] == "synth0999999"
 
 
 def test_difficulty_changes_the_variation():
@@ -133,3 +133,15 @@ def test_augment_flips_sometimes():
     results = [aug[0][0] for _ in range(20)]
     assert any(torch.equal(r, plain) for r in results)
     assert any(torch.equal(r, plain.flip(-1)) for r in results)
+
+
+def test_landmarks_sit_on_the_pupils():
+    for identity in range(6):
+        image, marks = render_face(0, identity, 0, 112, difficulty=0.0, with_landmarks=True)
+        assert marks.shape == (5, 2)
+        pixels = np.asarray(image, dtype=np.int32)
+        for x, y in marks[:2]:  # eye centres: the pupils, near black
+            assert pixels[int(round(y)), int(round(x))].max() < 60
+        # left eye left of right eye, nose between eyes and mouth, mouth corners ordered
+        assert marks[0, 0] < marks[1, 0] and marks[3, 0] < marks[4, 0]
+        assert marks[:2, 1].mean() < marks[2, 1] < marks[3:, 1].mean()

@@ -12,7 +12,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "The embedded synthetic identity dataset: --preview OUT.png saves a contact sheet "
             "(rows = identities, columns = images); --output DIR writes the whole spec as a "
-            "folder dataset (DIR/<identity>/<n>.png) that 'marginface pack' can pack."
+            "folder dataset (DIR/<identity>/<n>.png) that 'marginface pack' can pack, with "
+            "DIR/landmarks.txt (5 landmarks per image) that 'marginface align' reads."
         ),
     )
     parser.add_argument(

@@ -47,16 +47,30 @@ def write_image_folder(
 ) -> int:
     """Write every item as ``OUTPUT/<identity name>/<index>.<ext>`` (a folder dataset).
 
-    PNG keeps exact pixels; ``.jpg`` is written at quality 95. Returns the number of images.
+    PNG keeps exact pixels; ``.jpg`` is written at quality 95. For the synthetic dataset also
+    writes ``OUTPUT/landmarks.txt`` (each image's relative path and its 5 landmarks, the format
+    ``marginface align`` reads). Returns the number of images.
     """
+    from marginface.data.synthetic import SyntheticFaces
+
     output = Path(output)
     ext = extension if extension.startswith(".") else f".{extension}"
     options = {"quality": 95} if ext.lower() in (".jpg", ".jpeg") else {}
     names = dataset.identity_names
     for label in range(dataset.num_classes):
         (output / names[label]).mkdir(parents=True, exist_ok=True)
+    synthetic = isinstance(dataset, SyntheticFaces)
+    lines: list[str] = []
     for index in tqdm(range(len(dataset)), desc="writing", unit="img", disable=not progress):
-        image, label = dataset[index]
-        path = output / names[label] / f"{index:07d}{ext}"
-        Image.fromarray(to_pixels(image)).save(path, **options)
+        label = int(dataset.labels[index])
+        relative = f"{names[label]}/{index:07d}{ext}"
+        if synthetic:
+            picture, marks = dataset.render(index, with_landmarks=True)
+            numbers = " ".join(f"{v:.2f}" for v in marks.reshape(-1))
+            lines.append(f"{relative} {numbers}\n")
+        else:
+            picture = Image.fromarray(to_pixels(dataset[index][0]))
+        picture.save(output / relative, **options)
+    if synthetic:
+        (output / "landmarks.txt").write_text("".join(lines))
     return len(dataset)

@@ -291,10 +291,13 @@ def render_face(
     image: int,
     image_size: tuple[int, int] | int = 112,
     difficulty: float = 1.0,
-) -> Image.Image:
+    with_landmarks: bool = False,
+) -> Image.Image | tuple[Image.Image, np.ndarray]:
     """Render image ``image`` of ``identity`` as an RGB Pillow image of ``image_size``.
 
-    Deterministic: the same arguments give the same pixels in any process.
+    Deterministic: the same arguments give the same pixels in any process. With
+    ``with_landmarks`` also return the 5 landmarks (5, 2) in pixels (left eye, right eye, nose
+    tip, left and right mouth corners; OpenCV's integer pixel-centre convention).
     """
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     p = identity_params(seed, identity, difficulty)
@@ -464,8 +467,8 @@ def render_face(
 
     # --- downscale, lighting, blur, noise --------------------------------------------------
     img = img.reduce(ss)
+    left, top_ = (side - width) // 2, (side - height) // 2
     if (width, height) != img.size:
-        left, top_ = (side - width) // 2, (side - height) // 2
         img = img.crop((left, top_, left + width, top_ + height))
     blur = (float(r[8]) ** 2) * 1.2 * a * side / 64
     if blur > 0.25:
@@ -482,7 +485,19 @@ def render_face(
     noise = 6.0 * a * float(r[11])
     if noise > 0.5:
         pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * noise
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    out = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    if not with_landmarks:
+        return out
+    marks = np.array([
+        pose(np.array([[0.5 - p["eye_dx"], eye_y]]), 0.06)[0],
+        pose(np.array([[0.5 + p["eye_dx"], eye_y]]), 0.06)[0],
+        pose(np.array([[0.5, tip + 0.01]]), 0.1)[0],
+        pose(np.array([[0.5 - mw, my - curve]]), 0.07)[0],
+        pose(np.array([[0.5 + mw, my - curve]]), 0.07)[0],
+    ])  # fmt: skip
+    # canvas pixel X -> output pixel (X - (ss - 1) / 2) / ss, then the crop offset
+    marks = (marks - (ss - 1) / 2) / ss - np.array([left, top_])
+    return out, marks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,7 +507,7 @@ class SyntheticFaces(FaceDataset):
     """``IDS`` x ``IMAGES`` synthetic faces, rendered lazily by index.
 
     Item ``k`` is image ``k % images`` of identity ``first + k // images``; its label is
-    ``k // images``. ``identity_names`` are ``"synth<absolute identity>"``.
+    ``k // images``. ``identity_names`` are ``"synth<absolute identity, 7 digits>"``.
     """
 
     def __init__(
@@ -521,7 +536,8 @@ class SyntheticFaces(FaceDataset):
     def identity_names(self) -> list[str]:  # type: ignore[override]
         if self._names is None:
             first = self.spec.first
-            self._names = [f"synth{first + i}" for i in range(self.spec.identities)]
+            # zero-padded so that a folder written from it sorts in label order
+            self._names = [f"synth{first + i:07d}" for i in range(self.spec.identities)]
         return self._names
 
     def __len__(self) -> int:
@@ -535,11 +551,16 @@ class SyntheticFaces(FaceDataset):
             raise IndexError(f"index {index} out of range for a dataset of {n} items")
         return self.load(index), index // self.spec.images
 
-    def render(self, index: int) -> Image.Image:
-        """Item ``index`` as a Pillow image (no normalisation, no augmentation)."""
+    def render(
+        self, index: int, with_landmarks: bool = False
+    ) -> Image.Image | tuple[Image.Image, np.ndarray]:
+        """Item ``index`` as a Pillow image (no normalisation, no augmentation); with
+        ``with_landmarks`` also its 5 landmarks (5, 2) (see :func:`render_face`)."""
         label, image = divmod(index, self.spec.images)
         s = self.spec
-        return render_face(s.seed, s.first + label, image, self.image_size, s.difficulty)
+        return render_face(
+            s.seed, s.first + label, image, self.image_size, s.difficulty, with_landmarks
+        )
 
     def load(self, index: int) -> torch.Tensor:
         tensor = to_tensor(self.render(index))
