@@ -91,3 +91,24 @@ def test_index_out_of_range(make_folder):
     with pytest.raises(IndexError):
         ds[2]
     assert torch.equal(ds[-1][0], ds[1][0])
+
+
+def test_mixed_formats_sizes_and_grey(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "p").mkdir()
+    grey = rng.integers(0, 256, (30, 20), dtype=np.uint8)
+    Image.fromarray(grey).save(tmp_path / "p" / "a.pgm")
+    Image.fromarray(grey).save(tmp_path / "p" / "b.BMP")
+    Image.fromarray(rng.integers(0, 256, (50, 40, 3), dtype=np.uint8)).save(
+        tmp_path / "p" / "c.jpg"
+    )
+    (tmp_path / "p" / "notes.txt").write_text("ignored")
+    ds = open_dataset(tmp_path, image_size=16)
+    assert len(ds) == 3 and [p.name for p in ds.paths] == ["a.pgm", "b.BMP", "c.jpg"]
+    for i in range(3):
+        assert ds[i][0].shape == (3, 16, 16)
+    exact = open_dataset(tmp_path, image_size=(30, 20))[0][0]
+    assert torch.equal(exact[0], exact[1]) and torch.equal(exact[1], exact[2])  # grey -> RGB
+    assert (to_pixels(exact)[..., 0] == grey).all()
