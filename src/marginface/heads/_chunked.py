@@ -22,6 +22,9 @@ from marginface.heads.fused import auto_chunk_size
 
 _EPS = 1e-12  # as F.normalize and the base class
 
+#: Default bytes of a block's temporaries on CUDA devices (CPU: fused.DEFAULT_CHUNK_BYTES).
+GPU_CHUNK_BYTES = 64 * 2**20
+
 #: fn(cos (B, c1 - c0), c0, c1) -> (B,): a per-row reduction over one block of classes
 BlockFn = Callable[[Tensor, int, int], Tensor]
 
@@ -47,13 +50,17 @@ def chunk_reduce(
         xn: (B, D) L2-normalised embeddings.
         weight: (C, D) class centres (normalised per row inside each block).
         chunk_size / memory_budget: classes per block, or the bytes its temporaries may use
-            (see :func:`marginface.heads.fused.auto_chunk_size`).
+            (see :func:`marginface.heads.fused.auto_chunk_size`; default 4 MiB on CPU,
+            ``GPU_CHUNK_BYTES`` = 64 MiB on CUDA).
 
     The caller reduces the (B, blocks) result: a sum for per-class losses, a logsumexp for a
     softmax.  Each block runs under :func:`torch.utils.checkpoint.checkpoint`, so its
     backward recomputes the block instead of keeping it.
     """
     num_classes = weight.shape[0]
+    if chunk_size is None and memory_budget is None and xn.is_cuda:
+        # a GPU runs a cache-sized block in microseconds: launch overhead would dominate
+        memory_budget = GPU_CHUNK_BYTES
     chunk = chunk_size or auto_chunk_size(xn.shape[0], num_classes, memory_budget)
     if chunk <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
