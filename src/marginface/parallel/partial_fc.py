@@ -211,6 +211,7 @@ class PartialFC(nn.Module):
         self._index: Tensor | None = None  # local ids of the classes sampled in the last step
         self._optimizers: list[Any] = []
         self._warned = False
+        self._consumed = True  # the last sampled rows' gradient went through a step
         self._sync_replicated_grads()
 
     # ------------------------------------------------------------------ construction helpers
@@ -402,6 +403,7 @@ class PartialFC(nn.Module):
         self._release_previous()
         positive = torch.unique(local_pos, sorted=True)
         self._index = sample_classes(positive, head.num_classes, self.num_sample, self.generator)
+        self._consumed = not torch.is_grad_enabled()
         self.step += 1
         for key, old in self.active.named():
             full = self._tensor(key)
@@ -428,8 +430,9 @@ class PartialFC(nn.Module):
                 opt.state[new] = opt.state.pop(old)
 
     def _release_previous(self) -> None:
+        """Before sampling anew: the last rows' gradient must have been used by a step."""
         for _, p in self.active.named():
-            if p.grad is not None and bool(p.grad.any()):
+            if self._optimizers and not self._consumed and p.grad is not None and p.grad.any():
                 raise ValueError(
                     "PartialFC with sample_rate < 1: the gradient of the previously sampled "
                     "centres was never used by an optimizer step; take one optimizer step "
@@ -472,6 +475,7 @@ class PartialFC(nn.Module):
             gather_row_state(optimizer, p, self.row_state[key], rows)
 
     def _after_step(self, optimizer: torch.optim.Optimizer) -> None:
+        self._consumed = True
         for key, p, rows in self._stepped():
             full = self._tensor(key)
             full.data.index_copy_(0, rows, p.data.to(full.dtype))
