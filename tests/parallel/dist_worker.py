@@ -41,6 +41,12 @@ CASES = [
     ("magface", {}, 0.3),
     ("elasticface_cos_plus", {"seed": 3}, 1.0),
     ("sphereface_r", {"version": "v1"}, 1.0),
+    ("sphereface_r", {"version": "v2"}, 1.0),
+    ("sphereface_r", {"version": "v2"}, 0.3),
+    ("sphereface2", {}, 1.0),
+    ("sphereface2", {"variant": "A"}, 0.3),
+    ("uniface", {}, 1.0),
+    ("uniface", {}, 0.3),
 ]
 
 
@@ -81,6 +87,9 @@ def run_cases(rank: int, world: int) -> list[dict]:
                 "head_state": head_state,
                 "x": x,
                 "y": y,
+                "replicated_grads": {
+                    n: p.grad for n, p in pfc.head.named_parameters() if n not in pfc.class_keys
+                },
                 "after": {
                     k: v for k, v in pfc.head.state_dict().items() if k not in pfc.class_keys
                 },

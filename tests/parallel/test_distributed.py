@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from marginface.parallel import PartialFC, gather_full_state, num_samples, shard_full_state
+from marginface.parallel.partial_fc import per_class_keys
 from marginface.parallel.sampling import class_rows
 from marginface.parallel.state import full_state_to_head
 
@@ -46,7 +47,7 @@ def _reference(i: int, res: list[dict]):
     if rate < 1:
         classes = torch.cat([r["cases"][i]["sampled"] for r in res])
         head = worker.make_head(name, len(classes), **hp)
-        per_class = {"weight": k, "bias": 1}
+        per_class = per_class_keys(type(head), worker.D, hp)
         state = {
             key: (v[class_rows(classes, per_class[key])] if key in per_class else v)
             for key, v in state.items()
@@ -89,6 +90,8 @@ def test_loss_and_gradients_equal_single_process(ranks, i):
         torch.testing.assert_close(got["w_grad"], head.weight.grad[rows_w], **TOL)
         if head._bias() is not None:
             torch.testing.assert_close(got["b_grad"], head.bias.grad[rows_b], **TOL)
+        for key, value in got["replicated_grads"].items():  # e.g. SphereFace2's shared bias
+            torch.testing.assert_close(value, head.get_parameter(key).grad, **TOL)
         for key, value in got["after"].items():  # replicated state, e.g. SphereFace iteration
             torch.testing.assert_close(value, head.state_dict()[key], **TOL)
     assert (

@@ -18,11 +18,7 @@ from marginface.parallel import (
 D, C = 8, 23
 
 
-def _supported_heads() -> list[str]:
-    return [n for n in list_heads() if n not in ("sphereface2", "uniface", "sphereface_r")]
-
-
-@pytest.mark.parametrize("name", _supported_heads())
+@pytest.mark.parametrize("name", list_heads())
 def test_world_size_one_equals_head_loss(name):
     torch.manual_seed(0)
     hp = {"seed": 1} if name.startswith("elasticface") else {}
@@ -41,14 +37,22 @@ def test_world_size_one_equals_head_loss(name):
 
 
 def test_unsupported_head_and_missing_group_are_clear_errors():
-    with pytest.raises(ValueError, match="cannot shard head 'uniface'"):
-        PartialFC("uniface", D, C, process_group="local")
-    with pytest.raises(ValueError, match="cannot shard head 'sphereface_r'"):
-        PartialFC("sphereface_r", D, C, process_group="local", version="v2")
+    class Odd(type(create_head("cosface", D, 2))):
+        def loss(self, embeddings, labels, **kw):
+            return super().loss(embeddings, labels, **kw) * 2
+
+    with pytest.raises(ValueError, match="cannot shard head"):
+        PartialFC(Odd(D, C), process_group="local")
     with pytest.raises(ValueError, match="torchrun"):
         PartialFC("arcface", D, C)  # no process group initialised in this process
     with pytest.raises(ValueError, match="sample_rate"):
         PartialFC("arcface", D, C, sample_rate=0.0, process_group="local")
+
+
+@pytest.mark.parametrize("name", ["sphereface2", "uniface"])
+def test_class_count_dependent_bias_is_that_of_all_classes(name):
+    shard = PartialFC(name, D, 1000, process_group="local", shard=(1, 4))
+    torch.testing.assert_close(shard.head.bias, create_head(name, D, 1000).bias)
 
 
 def test_shard_ranges_tile_any_c_and_world_size():

@@ -123,3 +123,23 @@ def global_logsumexp(local: Tensor, info: GroupInfo) -> Tensor:
     if info.group is None:
         return local
     return _GlobalLogSumExp.apply(local, info.group)
+
+
+class _AllReduceSumPartial(torch.autograd.Function):
+    """Sum over ranks of per-rank partial sums; backward: the gradient, to every rank as is
+    (each rank's partial sum enters the total with weight 1)."""
+
+    @staticmethod
+    def forward(ctx, local: Tensor, group: object) -> Tensor:  # type: ignore[override]
+        return all_reduce_(local.detach().clone(), group)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return grad, None
+
+
+def all_reduce_sum_partial(local: Tensor, info: GroupInfo) -> Tensor:
+    """sum_r local_r on every rank, with the gradient of each rank's own ``local``."""
+    if info.group is None:
+        return local
+    return _AllReduceSumPartial.apply(local, info.group)

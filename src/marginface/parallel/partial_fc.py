@@ -42,7 +42,13 @@ from marginface.parallel.sampling import (
     scatter_row_state,
 )
 from marginface.parallel.sharding import seeded_xavier_rows, shard_range
-from marginface.parallel.support import check_supported, extra_loss
+from marginface.parallel.support import (
+    check_supported,
+    custom_kind,
+    custom_loss,
+    extra_loss,
+    init_replicated,
+)
 
 _EPS = 1e-12
 #: format tag of the extra state (``_extra_state`` key of ``state_dict()``)
@@ -196,6 +202,8 @@ class PartialFC(nn.Module):
         self.head = head_cls(embedding_size, max(1, n_local), **hparams)
         check_supported(self.head)
         self._fill_shard(full, head_cls)
+        if full is None:
+            init_replicated(self.head, num_classes)
         self.head.num_classes = n_local
         self.sampling = self.sample_rate < 1.0
         self.num_sample = num_samples(self.sample_rate, n_local)
@@ -367,9 +375,24 @@ class PartialFC(nn.Module):
             x.new_zeros(x.shape[0]).index_put((rows,), z_own.detach()), info.group
         )
         cos_y = cos_all.index_put((rows,), z_own)
+        block_labels = torch.full_like(y_all, -1).index_put((rows,), local)
+        kind = custom_kind(head)
+        if kind is not None:  # SphereFace-R v2, SphereFace2, UniFace
+            return custom_loss(
+                kind,
+                head,
+                xn,
+                weight,
+                cos_y,
+                norms,
+                owned,
+                block_labels,
+                info,
+                self.chunk_size,
+                self.memory_budget,
+            )
         target, neg = head._margin_parts(cos_y, norms, scale)
         target = torch.where(owned, target, target.detach())
-        block_labels = torch.full_like(y_all, -1).index_put((rows,), local)
         if weight.shape[0]:
             lse_local = chunked_logsumexp(
                 xn,
