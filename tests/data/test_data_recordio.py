@@ -206,3 +206,14 @@ def test_dataloader_workers_give_the_same_items(packed):
     assert len(single) == len(multi) == 3
     for (x0, y0), (x1, y1) in zip(single, multi, strict=True):
         assert torch.equal(x0, x1) and torch.equal(y0, y1)
+
+
+def test_pack_dataset_pickles_without_its_file_handle(packed):
+    import pickle
+
+    result, _ = packed
+    ds = open_dataset(result.rec_path, image_size=(20, 24))
+    first = ds[0][0]  # the file is open now
+    clone = pickle.loads(pickle.dumps(ds))  # what a spawned DataLoader worker gets
+    assert clone.reader._file is None
+    assert torch.equal(clone[0][0], first) and clone.labels.tolist() == ds.labels.tolist()

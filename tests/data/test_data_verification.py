@@ -162,3 +162,16 @@ def test_open_pairs_over_a_folder_and_synthetic(make_folder):
     synthetic = open_pairs("synthetic:6x4,first=50", image_size=16, max_pairs=1000)
     assert len(synthetic) == 2 * 36 and synthetic.images[0].shape == (3, 16, 16)
     assert synthetic.name == "synthetic"
+
+
+def test_unreadable_bin_image_is_counted(tmp_path):
+    from marginface.data import BadImageWarning
+
+    images = [png(pixels(i)) for i in range(4)]
+    images[1] = images[1][:30]  # truncated
+    write_bin(tmp_path / "cfp_fp.bin", images, [True, False])
+    pairs = open_pairs(tmp_path / "cfp_fp.bin", image_size=(12, 10))
+    with pytest.warns(BadImageWarning, match=r"image 1 of .*cfp_fp\.bin"):
+        image = pairs.images[1]
+    assert (to_pixels(image) == pixels(2)).all()  # the next readable image
+    assert pairs.images.num_bad == 1
