@@ -37,7 +37,7 @@ from marginface.heads.elasticface import (
     ElasticFaceCos,
     ElasticFaceCosPlus,
 )
-from marginface.heads.fused import auto_chunk_size, chunked_logsumexp
+from marginface.heads.fused import auto_chunk_size, chunked_logsumexp, fused_margin_terms
 from marginface.heads.magface import MagFace, magface_lambda_bound
 from marginface.heads.normface import NormFace
 from marginface.heads.registry import create_head, head_hparams, list_heads, register_head
@@ -59,6 +59,7 @@ __all__ = [
     "arc_margin",
     "auto_chunk_size",
     "chunked_logsumexp",
+    "fused_margin_terms",
     "create_head",
     "head_hparams",
     "list_heads",

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads.fused import chunked_logsumexp
+from marginface.heads.fused import fused_margin_terms
 
 _EPS = 1e-12
 
@@ -140,8 +140,9 @@ class MarginHead(nn.Module):
             z = z.view(z.shape[0], self.num_classes, self.subcenters).amax(dim=2)
         return z
 
+    @torch.no_grad()
     def _target_score(self, x: Tensor, labels: Tensor) -> Tensor:
-        """z_{i, y_i}, (B,), computed from the target rows of the weight only."""
+        """z_{i, y_i}, (B,), detached, from the target rows of the weight only."""
         k = self.subcenters
         rows = (labels[:, None] * k + torch.arange(k, device=labels.device)).reshape(-1)
         w = self._w(x.dtype)[rows].view(labels.shape[0], k, -1)
@@ -209,15 +210,15 @@ class MarginHead(nn.Module):
         labels = labels.long()
         with _no_autocast(embeddings.device.type):
             x, norms, scale = self._prepare(embeddings, labels)
-            z_y = self._target_score(x, labels)
-            target, neg = self._margin_parts(z_y, norms, scale)
-            xn = F.normalize(x, dim=1, eps=_EPS) if self.normalize else x
+            cos_y = self._target_score(x, labels)  # detached: for state and thresholds
+            if self.training:
+                self.update_state(cos_y, norms.detach())
+            neg = self.negative_modulation(cos_y, norms.detach())
             bias = self._bias()
-            lse = chunked_logsumexp(
-                xn,
+            lse_neg, z_y = fused_margin_terms(
+                F.normalize(x, dim=1, eps=_EPS) if self.normalize else x,
                 self._w(x.dtype),
                 scale,
-                target,
                 labels,
                 bias=None if bias is None else bias.to(x.dtype),
                 normalize=self.normalize,
@@ -227,4 +228,5 @@ class MarginHead(nn.Module):
                 chunk_size=chunk_size,
                 memory_budget=memory_budget,
             )
-            return (lse - target).mean()
+            target = scale * self.margin(z_y, norms)
+            return (torch.logaddexp(target, lse_neg) - target).mean()

@@ -1,21 +1,24 @@
-"""Chunked, fused margin-softmax: the log-sum-exp of a head's logits without the B x C matrix.
+"""Chunked, fused margin-softmax: the loss of a margin head without the B x C logits.
 
 Every margin head of this package produces logits of one shape::
 
     l_ij = r_i * g_i(z_ij)      for j != y_i      (z: cosine, or x.W_j + b_j for plain softmax)
-    l_iy = T_i                  (the target logit, computed by the head from z_iy)
+    l_iy = T_i = f(z_iy, ...)   (the target logit, with the margin, computed by the head)
 
 with r_i a per-row scale (s, or the feature norm for SphereFace), g_i the identity or a
 CurricularFace-style modulation of hard negatives, and T_i the margin-carrying target logit.
-The loss is mean_i(lse_i - T_i) with lse_i = log sum_j exp(l_ij).
+The loss is mean_i(logaddexp(T_i, N_i) - T_i), with N_i the log-sum-exp of the non-target
+logits of row i.
 
-:func:`chunked_logsumexp` computes lse in chunks of classes with an online max / sum-exp, and
-its backward recomputes each chunk's scores and forms the gradients chunk by chunk, so that at
-no time more than a (B, chunk) block of scores exists.  The cost is one extra matrix product
-(four instead of the three of forward + backward), against never holding B x C.
+:func:`fused_margin_terms` returns (N, z_y): it computes N in chunks of classes and the target
+scores z_y from the target rows of the weight, and its backward recomputes each chunk's scores
+and forms the gradients chunk by chunk, so that at no time more than a (B, chunk) block of
+scores exists, and every gradient of the weight lands in one dense buffer.  The cost is one
+extra matrix product (four instead of the three of forward + backward), against never holding
+B x C.  The head then applies its margin to z_y with ordinary autograd.
 
 Rows whose label is -1 have no target column in this block of classes (used by the sharded
-classifier of :mod:`marginface.parallel`); their ``target_logit`` entry is ignored.
+classifier of :mod:`marginface.parallel`): N is then over all the block's classes.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ from torch import Tensor
 
 _EPS = 1e-12  # as F.normalize
 
-#: Default size of the per-chunk working set in bytes; small enough to stay in cache.
-DEFAULT_CHUNK_BYTES = 4 * 2**20
+#: Default size of the per-chunk working set in bytes.
+DEFAULT_CHUNK_BYTES = 24 * 2**20
 #: Temporaries of shape (B, chunk) alive at once in the backward pass.
 _TEMPS = 3
 
@@ -39,8 +42,9 @@ def auto_chunk_size(
     """Number of classes per chunk for ``batch_size`` rows.
 
     Args:
-        memory_budget: bytes the (B, chunk) temporaries may take; the default keeps them
-            cache-sized (about 4 MiB), which is also the fastest choice on CPU.
+        memory_budget: bytes the (B, chunk) temporaries may take; the default, about 24 MiB,
+            gives 4096 classes per chunk at B = 512: large enough that the matrix products
+            dominate, small beside the weight.
     """
     budget = DEFAULT_CHUNK_BYTES if memory_budget is None else int(memory_budget)
     if budget <= 0:
@@ -50,36 +54,56 @@ def auto_chunk_size(
     return int(min(num_classes, chunk)) if num_classes > 0 else 1
 
 
-def _scores(
-    xn: Tensor,
-    weight: Tensor,
-    inv_norm: Tensor | None,
-    bias: Tensor | None,
-    c0: int,
-    c1: int,
-    subcenters: int,
-) -> tuple[Tensor, Tensor | None, Tensor]:
-    """Scores of classes [c0, c1): (B, k), the argmax sub-centre (or None) and the raw product."""
-    k = subcenters
-    w = weight[c0 * k : c1 * k]
-    u = xn @ w.t()  # (B, (c1 - c0) * K)
-    z = u * inv_norm[c0 * k : c1 * k] if inv_norm is not None else u.clone()
-    if bias is not None:
-        z += bias[c0:c1] if k == 1 else bias[c0 * k : c1 * k]
-    if k == 1:
-        return z, None, u
-    z, arg = z.view(z.shape[0], c1 - c0, k).max(dim=2)
-    return z, arg, u
+class _Block:
+    """What forward and backward share: the inputs, prepared once per call."""
 
+    def __init__(self, xn, weight, scale, labels, bias, normalize, neg_threshold, neg_t, k):
+        self.weight, self.labels, self.bias, self.k = weight, labels, bias, k
+        self.neg_threshold, self.neg_t = neg_threshold, neg_t
+        self.inv_norm = 1.0 / weight.norm(dim=1).clamp_min(_EPS) if normalize else None
+        # fast path: the row scale is folded into the features, logits = (r x) . (W / |W|)
+        self.fast = neg_threshold is None and k == 1
+        self.scale = scale
+        self.a = xn * scale[:, None] if self.fast else xn
 
-def _modulate(
-    z: Tensor, neg_threshold: Tensor | None, neg_t: float
-) -> tuple[Tensor, Tensor | None]:
-    """g(z) and the hard-negative mask (CurricularFace: z -> z (t + z) where z > threshold)."""
-    if neg_threshold is None:
-        return z, None
-    mask = z > neg_threshold[:, None]
-    return torch.where(mask, z * (neg_t + z), z), mask
+    def logits(self, c0: int, c1: int):
+        """Logits of classes [c0, c1), (B, c1 - c0), target columns not yet removed, plus what
+        the backward pass needs: None on the fast path, (z, g, mask, arg) on the general one."""
+        k, lo, hi = self.k, c0 * self.k, c1 * self.k
+        u = self.a @ self.weight[lo:hi].t()
+        if self.inv_norm is not None:
+            u.mul_(self.inv_norm[lo:hi])
+        if self.bias is not None:
+            u.add_(self.bias[lo:hi])
+        if self.fast:
+            return u, None
+        arg = None
+        if k > 1:
+            u, arg = u.view(u.shape[0], c1 - c0, k).max(dim=2)
+        mask = None
+        if self.neg_threshold is not None:
+            mask = u > self.neg_threshold[:, None]
+            g = torch.where(mask, u * (self.neg_t + u), u)
+        else:
+            g = u
+        return g * self.scale[:, None], (u, g, mask, arg)
+
+    def target_rows(self) -> Tensor:
+        """(B, K) row indices of each label's sub-centres (label -1: row 0, ignored)."""
+        y = self.labels.clamp_min(0)
+        return y[:, None] * self.k + torch.arange(self.k, device=y.device)
+
+    def target_scores(self, xn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """z_y (B,), the winning target row (B,) and its centre as used, normalised (B, D)."""
+        rows = self.target_rows()
+        w = self.weight[rows]  # (B, K, D)
+        if self.inv_norm is not None:
+            w = w * self.inv_norm[rows][..., None]
+        z = torch.einsum("bd,bkd->bk", xn, w)
+        if self.bias is not None:
+            z = z + self.bias[rows]
+        z, arg = z.max(dim=1)
+        return z, rows.gather(1, arg[:, None]).squeeze(1), w[torch.arange(len(arg)), arg]
 
 
 def _target_cells(labels: Tensor, c0: int, c1: int) -> tuple[Tensor, Tensor]:
@@ -87,14 +111,13 @@ def _target_cells(labels: Tensor, c0: int, c1: int) -> tuple[Tensor, Tensor]:
     return rows, labels[rows] - c0
 
 
-class _ChunkedLogSumExp(torch.autograd.Function):
+class _FusedMarginTerms(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
         ctx,
         xn: Tensor,
         weight: Tensor,
         scale: Tensor,
-        target_logit: Tensor,
         labels: Tensor,
         bias: Tensor | None,
         normalize: bool,
@@ -102,82 +125,104 @@ class _ChunkedLogSumExp(torch.autograd.Function):
         neg_t: float,
         subcenters: int,
         chunk: int,
-    ) -> Tensor:
+    ) -> tuple[Tensor, Tensor]:
         num_classes = weight.shape[0] // subcenters
-        inv_norm = 1.0 / weight.norm(dim=1).clamp_min(_EPS) if normalize else None
-        run_max = xn.new_full((xn.shape[0],), -math.inf)
-        run_sum = xn.new_zeros(xn.shape[0])
+        block = _Block(xn, weight, scale, labels, bias, normalize, neg_threshold, neg_t, subcenters)
+        lse = xn.new_full((xn.shape[0],), -math.inf)
         for c0 in range(0, num_classes, chunk):
             c1 = min(num_classes, c0 + chunk)
-            z, _, _ = _scores(xn, weight, inv_norm, bias, c0, c1, subcenters)
-            logits, _ = _modulate(z, neg_threshold, neg_t)
-            logits = logits.mul_(scale[:, None]) if logits is z else logits * scale[:, None]
+            logits, _ = block.logits(c0, c1)
             rows, cols = _target_cells(labels, c0, c1)
-            logits[rows, cols] = target_logit[rows]
-            new_max = torch.maximum(run_max, logits.max(dim=1).values)
-            run_sum = run_sum * torch.exp(run_max - new_max) + logits.sub_(
-                new_max[:, None]
-            ).exp_().sum(dim=1)
-            run_max = new_max
-        lse = run_max + torch.log(run_sum)
-        ctx.save_for_backward(xn, weight, scale, labels, bias, inv_norm, neg_threshold, lse)
-        ctx.target_logit = target_logit.detach()
+            logits[rows, cols] = -math.inf
+            lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
+        z_y, _, _ = block.target_scores(xn)
+        z_y = torch.where(labels >= 0, z_y, torch.zeros_like(z_y))
+        ctx.save_for_backward(xn, weight, scale, labels, bias, neg_threshold, lse)
         ctx.cfg = (normalize, neg_t, subcenters, chunk)
-        return lse
+        return lse, z_y
 
     @staticmethod
-    def backward(ctx, grad_lse: Tensor):  # type: ignore[override]
-        xn, weight, scale, labels, bias, inv_norm, neg_threshold, lse = ctx.saved_tensors
-        target_logit = ctx.target_logit
+    def backward(ctx, grad_lse: Tensor, grad_zy: Tensor):  # type: ignore[override]
+        xn, weight, scale, labels, bias, neg_threshold, lse = ctx.saved_tensors
         normalize, neg_t, k, chunk = ctx.cfg
-        need_x, need_w, need_r, need_t, _, need_b = ctx.needs_input_grad[:6]
+        need_x, need_w, need_r, _, need_b = ctx.needs_input_grad[:5]
         num_classes = weight.shape[0] // k
-        grad_x = torch.zeros_like(xn) if need_x else None
+        block = _Block(xn, weight, scale, labels, bias, normalize, neg_threshold, neg_t, k)
+        inv_norm = block.inv_norm
+        # rows with no non-target class (lse = -inf) get no gradient from lse
+        grad_lse = torch.where(torch.isfinite(lse), grad_lse, torch.zeros_like(grad_lse))
+        lse_safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
+        # the row's incoming gradient multiplies all its probabilities: fold it into the
+        # features for the weight gradient, apply it once to the feature gradient at the end
+        a_weighted = block.a * grad_lse[:, None]
+        grad_a = torch.zeros_like(xn) if (need_x or need_r) else None
         grad_w = torch.zeros_like(weight) if need_w else None
-        grad_r = torch.zeros_like(scale) if need_r else None
+        grad_r = torch.zeros_like(scale) if (need_r and not block.fast) else None
         grad_b = torch.zeros_like(bias) if (need_b and bias is not None) else None
-        # the target column's softmax probability goes to the target logit
-        grad_t = torch.exp(target_logit - lse) * grad_lse
-        grad_t = torch.where(labels >= 0, grad_t, torch.zeros_like(grad_t))
         for c0 in range(0, num_classes, chunk):
             c1 = min(num_classes, c0 + chunk)
-            z, arg, u = _scores(xn, weight, inv_norm, bias, c0, c1, k)
-            g, mask = _modulate(z, neg_threshold, neg_t)
-            # p = d lse / d l, times the incoming gradient
-            p = (g * scale[:, None]).sub_(lse[:, None]).exp_().mul_(grad_lse[:, None])
+            lo, hi = c0 * k, c1 * k
+            logits, aux = block.logits(c0, c1)
+            p = logits.sub_(lse_safe[:, None]).exp_()  # softmax over the non-target classes
             rows, cols = _target_cells(labels, c0, c1)
             p[rows, cols] = 0.0
-            if grad_r is not None:
-                grad_r += (p * g).sum(dim=1)
-            dz = p.mul_(scale[:, None])
-            if mask is not None:
-                dz = dz * torch.where(mask, neg_t + 2.0 * z, torch.ones_like(z))
-            del g, p
-            if k > 1:  # the gradient flows to the winning sub-centre of each class
-                full = dz.new_zeros(dz.shape[0], c1 - c0, k)
-                full.scatter_(2, arg.unsqueeze(2), dz.unsqueeze(2))
-                dz = full.view(dz.shape[0], -1)
-            lo, hi = c0 * k, c1 * k
+            if aux is None:
+                du = p  # d lse / d (scaled score)
+            else:
+                u, g, mask, arg = aux
+                if grad_r is not None:
+                    grad_r += (p * g).sum(dim=1) * grad_lse
+                du = p.mul_(scale[:, None])
+                if mask is not None:
+                    du.mul_(torch.where(mask, neg_t + 2.0 * u, torch.ones_like(u)))
+                if arg is not None:  # the gradient flows to the winning sub-centre of each class
+                    full = du.new_zeros(du.shape[0], c1 - c0, k)
+                    full.scatter_(2, arg.unsqueeze(2), du.unsqueeze(2))
+                    du = full.view(du.shape[0], -1)
             if grad_b is not None:
-                grad_b[lo:hi] = dz.sum(dim=0)
-            du = dz.mul_(inv_norm[lo:hi]) if normalize else dz
+                grad_b[lo:hi] = (du * grad_lse[:, None]).sum(dim=0)
+            if inv_norm is not None:
+                du.mul_(inv_norm[lo:hi])
             w = weight[lo:hi]
-            if grad_x is not None:
-                grad_x.addmm_(du, w)
+            if grad_a is not None:
+                grad_a.addmm_(du, w)
             if grad_w is not None:
                 gw = grad_w[lo:hi]
-                torch.mm(du.t(), xn, out=gw)
+                torch.mm(du.t(), a_weighted, out=gw)
                 if normalize:  # through w / |w|: g - (g.w) w / |w|^2
                     coef = torch.linalg.vecdot(gw, w) * inv_norm[lo:hi] ** 2
                     gw.addcmul_(w, coef[:, None], value=-1.0)
-        return grad_x, grad_w, grad_r, grad_t, None, grad_b, None, None, None, None, None
+        grad_x = None
+        if grad_a is not None:
+            grad_a.mul_(grad_lse[:, None])
+            if block.fast:
+                if need_r:
+                    grad_r = torch.linalg.vecdot(grad_a, xn)
+                grad_x = grad_a.mul_(scale[:, None]) if need_x else None
+            else:
+                grad_x = grad_a if need_x else None
+        # the target scores z_y = x.w_y / |w_y| (+ b_y)
+        g_zy = torch.where(labels >= 0, grad_zy, torch.zeros_like(grad_zy))
+        if need_x or need_w or grad_b is not None:
+            z_y, row, w_used = block.target_scores(xn)
+            if need_x:
+                grad_x = grad_x if grad_x is not None else torch.zeros_like(xn)
+                grad_x.addcmul_(w_used, g_zy[:, None])
+            if need_w:
+                if normalize:
+                    gw_rows = (xn - z_y[:, None] * w_used) * (g_zy * inv_norm[row])[:, None]
+                else:
+                    gw_rows = xn * g_zy[:, None]
+                grad_w.index_add_(0, row, gw_rows)
+            if grad_b is not None:
+                grad_b.index_add_(0, row, g_zy)
+        return grad_x, grad_w, grad_r, None, grad_b, None, None, None, None, None
 
 
-def chunked_logsumexp(
+def fused_margin_terms(
     xn: Tensor,
     weight: Tensor,
     scale: Tensor,
-    target_logit: Tensor,
     labels: Tensor,
     *,
     bias: Tensor | None = None,
@@ -187,29 +232,31 @@ def chunked_logsumexp(
     subcenters: int = 1,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
-) -> Tensor:
-    """log-sum-exp over classes of a margin head's logits, in chunks; shape (B,).
+) -> tuple[Tensor, Tensor]:
+    """The two pieces of a margin head's loss, computed in chunks of classes.
 
     Args:
-        xn: (B, D) float32 embeddings, already normalised for cosine heads.
+        xn: (B, D) embeddings, already normalised for cosine heads.
         weight: (C * K, D) class centres (K sub-centres per class, class-major); normalised
             per row inside when ``normalize``.
         scale: (B,) row scale r_i of the non-target logits.
-        target_logit: (B,) the target logits T_i (with their margin).
         labels: (B,) int64 target class in [0, C), or -1 where this block has no target.
-        bias: optional (C,) bias added to the scores (plain softmax).
+        bias: optional (C,) bias added to the scores (plain softmax, with scale 1).
         neg_threshold, neg_t: CurricularFace modulation of hard negatives.
         chunk_size / memory_budget: classes per chunk, or the bytes its temporaries may use.
+
+    Returns:
+        (N, z_y): N (B,) the log-sum-exp over the non-target logits (-inf if none), z_y (B,)
+        the target score (cosine, max over sub-centres; 0 where the label is -1).
     """
     num_classes = weight.shape[0] // subcenters
     chunk = chunk_size or auto_chunk_size(xn.shape[0], num_classes, memory_budget, subcenters)
     if chunk <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
-    return _ChunkedLogSumExp.apply(
+    return _FusedMarginTerms.apply(
         xn,
         weight,
         scale,
-        target_logit,
         labels,
         bias,
         normalize,
@@ -218,3 +265,19 @@ def chunked_logsumexp(
         int(subcenters),
         int(chunk),
     )
+
+
+def chunked_logsumexp(
+    xn: Tensor,
+    weight: Tensor,
+    scale: Tensor,
+    target_logit: Tensor,
+    labels: Tensor,
+    **kwargs,
+) -> Tensor:
+    """log-sum-exp over all classes of a block, (B,), with ``target_logit`` (B,) in each row's
+    target column (ignored where the label is -1).  Keyword arguments as
+    :func:`fused_margin_terms`."""
+    lse_neg, _ = fused_margin_terms(xn, weight, scale, labels, **kwargs)
+    target = torch.where(labels >= 0, target_logit, torch.full_like(target_logit, -math.inf))
+    return torch.logaddexp(lse_neg, target)
