@@ -175,3 +175,15 @@ def test_eval_mode_uses_all_classes():
     head = create_head("softmax", D, C)
     head.load_state_dict(pfc.head.state_dict())
     torch.testing.assert_close(pfc(x, y), head.loss(x, y))
+
+
+def test_embedding_grad_scale_multiplies_only_the_embedding_gradient():
+    x, y = torch.randn(4, D, requires_grad=True), torch.randint(0, C, (4,))
+    grads = []
+    for scale in (1.0, 3.0):
+        pfc = PartialFC("cosface", D, C, process_group="local", embedding_grad_scale=scale)
+        pfc(x, y).backward()
+        grads.append((x.grad.clone(), pfc.head.weight.grad.clone()))
+        x.grad = None
+    torch.testing.assert_close(grads[1][0], 3.0 * grads[0][0])
+    torch.testing.assert_close(grads[1][1], grads[0][1])

@@ -77,6 +77,8 @@ class _AllGatherWithGrad(torch.autograd.Function):
         if group is not None and dist.get_backend(group) == "nccl":
             out = grad.new_empty((b, *grad.shape[1:]))
             dist.reduce_scatter_tensor(out, grad, group=group)
+        elif group is None:  # one process (embedding_grad_scale != 1)
+            out = grad
         else:  # gloo has no reduce-scatter: sum everything, keep this rank's block
             out = all_reduce_(grad.clone(), group)[rank * b : (rank + 1) * b]
         if scale != 1.0:
