@@ -9,6 +9,7 @@ With ``--resume`` the run folder's saved ``config.yaml`` is the starting point, 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,19 @@ _TYPED: dict[str, tuple[type, str]] = {
     "max_steps": (int, "stop (with a resumable checkpoint) after this many optimizer steps"),
     "checkpoint_every": (int, "also save checkpoint.pt every N steps (0: epoch ends only)"),
     "log_every": (int, "write log.jsonl / TensorBoard every N steps"),
+    "poly_power": (float, "power of the polynomial decay (InsightFace: 2)"),
+    "min_lr": (float, "learning rate at the end of the decay"),
+    "val_batch_size": (int, "batch size of validation embedding"),
+}
+
+_METAVAR = {
+    "data": "SPEC",
+    "output": "DIR",
+    "head": "NAME",
+    "backbone": "NAME",
+    "optimizer": "NAME",
+    "scheduler": "NAME",
+    "device": "DEVICE",
 }
 
 _HEAD_PREFIX = "head_hp_"
@@ -73,7 +87,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config keys")
     for dest, (kind, text) in _TYPED.items():
-        p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, help=text)
+        metavar = _METAVAR.get(dest, "N" if kind is int else "X")
+        p.add_argument(
+            "--" + dest.replace("_", "-"), dest=dest, type=kind, help=text, metavar=metavar
+        )
     p.add_argument("--amp", choices=["bf16", "fp16", "none"], help="mixed precision")
     p.add_argument(
         "--grad-clip",
@@ -168,6 +185,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"marginface train: error: {exc}", file=sys.stderr)
         return 2
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        return 130 if result.stopped == "interrupted" else 0  # rank 0 reports for all
     if result.stopped == "interrupted":
         print(
             f"marginface train: interrupted after step {result.steps}; checkpoint saved in "
