@@ -109,7 +109,10 @@ def run_tiny(rank: int, world: int) -> dict:
     xl = x[rank * B : (rank + 1) * B].clone().requires_grad_(True)
     loss = pfc(xl, y[rank * B : (rank + 1) * B])
     loss.backward()
+    torch.manual_seed(rank)  # an unseeded ElasticFace draws its own state on each rank
+    elastic = PartialFC("elasticface_arc", D, C).head.rng_state
     return {
+        "elastic_rng": elastic,
         "loss": loss.detach(),
         "x_grad": xl.grad,
         "w_grad": pfc.head.weight.grad,

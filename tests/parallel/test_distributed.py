@@ -116,6 +116,8 @@ def test_fewer_classes_than_ranks(ranks):
         if s1 > s0:
             torch.testing.assert_close(got["w_grad"], head.weight.grad[s0:s1], **TOL)
     assert len(ranks) == 2 or ranks[2]["tiny"]["range"] == (2, 2)
+    # replicated head state is rank 0's everywhere
+    assert all(torch.equal(r["tiny"]["elastic_rng"], first["elastic_rng"]) for r in ranks)
 
 
 def test_clear_errors_on_every_rank(ranks):

@@ -233,15 +233,14 @@ class PartialFC(nn.Module):
     def _fill_shard(self, full: MarginHead | None, head_cls: type[MarginHead]) -> None:
         """Put this rank's rows of every per-class tensor in the shard head."""
         s0, s1 = self.class_start, self.class_end
-        if full is not None:
-            sd = full.state_dict()
-            for key, value in sd.items():
-                if key not in self.class_keys:
-                    self._tensor(key).data = value.detach().clone()
+        sd = full.state_dict() if full is not None else {}
+        for key, value in sd.items():
+            if key not in self.class_keys and isinstance(value, Tensor):
+                self._tensor(key).data = value.detach().clone()
         for key, k in self.class_keys.items():
             t = self._tensor(key)
             if full is not None:
-                new = full.state_dict()[key][s0 * k : s1 * k].detach().clone()
+                new = sd[key][s0 * k : s1 * k].detach().clone()
             elif key == "weight" and head_cls.reset_parameters is MarginHead.reset_parameters:
                 new = seeded_xavier_rows(
                     s0 * k, s1 * k, self.num_classes * k, self.embedding_size, self.seed, t.dtype
@@ -251,9 +250,23 @@ class PartialFC(nn.Module):
             t.data = new.to(t.device, t.dtype)
 
     def _sync_replicated_grads(self) -> None:
-        """Head parameters that are not per class are replicated: sum their gradients."""
+        """Replicated head tensors (not per class) start as rank 0's (e.g. an unseeded
+        random state), and the gradients of replicated parameters are summed over ranks."""
         if self._info.group is None:
             return
+        import torch.distributed as dist
+
+        replicated = {
+            k: v.detach().cpu()
+            for k, v in self.head.state_dict().items()
+            if k not in self.class_keys and isinstance(v, Tensor)
+        }
+        box = [replicated]
+        src = dist.get_global_rank(self._info.group, 0)
+        dist.broadcast_object_list(box, src=src, group=self._info.group)
+        for key, value in box[0].items():
+            t = self._tensor(key)
+            t.data = value.to(t.device, t.dtype)
         for name, p in self.head.named_parameters():
             if name not in self.class_keys and p.requires_grad:
                 p.register_hook(lambda g: all_reduce_(g.clone(), self._info.group))
