@@ -161,7 +161,7 @@ class Trainer:
         if self.env.is_main:
             try:
                 value = check()
-            except (OSError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
                 error = exc
         error = broadcast_object(error, self.env)
         if error is not None:
@@ -392,12 +392,16 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg, env = self.cfg, self.env
-        if self.env.is_main and not cfg.resume and (self.output / "checkpoint.pt").exists():
-            raise ValueError(
-                f"output folder {self.output} already holds a run (checkpoint.pt); pass --resume "
-                f"to continue it or choose another --output"
-            )
-        self._fail_together(lambda: check_output_dir(self.output))
+
+        def fresh_output() -> None:
+            if not cfg.resume and (self.output / "checkpoint.pt").exists():
+                raise ValueError(
+                    f"output folder {self.output} already holds a run (checkpoint.pt); pass "
+                    f"--resume to continue it or choose another --output"
+                )
+            check_output_dir(self.output)
+
+        self._fail_together(fresh_output)
         self._open_data()
         self._build()
         position = {"epoch": 0, "batch": 0, "step": 0}
