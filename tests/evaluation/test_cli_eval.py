@@ -99,11 +99,17 @@ def test_eval_several_checkpoints_and_pair_sets(trained_run, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"tiny", "copy"}
-    assert set(metrics["tiny"]) == {"synthetic", "synthetic-2"}
+    # two pair sets named "synthetic": their specs name them instead
+    assert set(metrics["tiny"]) == {PAIRS, "synthetic:6x2,first=900"}
     # the same weights give the same numbers
-    assert metrics["tiny"]["synthetic"]["auc"] == metrics["copy"]["synthetic"]["auc"]
+    assert metrics["tiny"][PAIRS]["auc"] == metrics["copy"][PAIRS]["auc"]
     figures = {p.name for p in (out / "figures").iterdir()}
-    assert {"roc_synthetic.png", "roc_synthetic-2.png", "roc_all.png", "accuracy.png"} <= figures
+    assert {
+        "roc_synthetic_6x3_first_300.png",
+        "roc_synthetic_6x2_first_900.png",
+        "roc_all.png",
+        "accuracy.png",
+    } <= figures
     assert len([f for f in figures if f.startswith("hist_")]) == 4
 
 

@@ -122,6 +122,13 @@ def _read_list(list_file: str | os.PathLike, root: Path, index_of: dict[Path, in
     return out
 
 
+def pair_set_names(specs: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The pair sets' own names (``lfw``, ``cfp_fp``), or their specs where two share a name
+    (``synthetic:40x6,first=5000``); made unique in the end."""
+    counts = {n: list(names).count(n) for n in names}
+    return _unique([n if counts[n] == 1 else str(s) for s, n in zip(specs, names, strict=True)])
+
+
 def _sanitize(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_.") or "x"
 
@@ -173,7 +180,7 @@ def run_evaluation(
         size: [open_pairs(spec, image_size=size, max_pairs=max_pairs) for spec in pairs]
         for size in sizes
     }
-    names = _unique([p.name for p in pair_sets[sizes[0]]])
+    names = pair_set_names(pairs, [p.name for p in pair_sets[sizes[0]]])
     id_sets = {}
     split: tuple[list[int], list[int]] | None = None
     if identification is not None:
@@ -251,6 +258,8 @@ def run_evaluation(
 def write_evaluation(result: EvaluationResult, output: str | os.PathLike) -> dict[str, Any]:
     """Write ``metrics.json`` and the report under ``output``; returns the report's paths."""
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"output {output} exists and is not a folder")
     report = build_report(result)
     text = json.dumps(result.metrics_json(), indent=2) + "\n"
     paths = report.write(output)
@@ -357,10 +366,18 @@ def _verification_section(report, result, plot_roc, plot_score_histograms, plot_
         headers=["checkpoint", "pair set", "pairs", "accuracy %", "best threshold", "AUC", "EER %"]
         + [f"TAR@FAR={far_key(f)} %" for f in fars],
     )
+    used: list[str] = ["roc_all", "accuracy"]
+
+    def figure_name(base: str) -> str:
+        used.append(_unique([*used, base])[-1])
+        return used[-1]
+
     for name in result.pair_set_names:
         curves = {c.name: result.scores[c.name][name] for c in result.checkpoints}
         fig = plot_roc(curves, title=f"ROC: {name}")
-        report.add_figure(fig, f"roc_{_sanitize(name)}", caption=f"ROC on {name} (log FAR axis)")
+        report.add_figure(
+            fig, figure_name(f"roc_{_sanitize(name)}"), caption=f"ROC on {name} (log FAR axis)"
+        )
     if several and len(result.pair_set_names) > 1:
         curves = {
             f"{c.name} / {n}": result.scores[c.name][n]
@@ -384,18 +401,19 @@ def _verification_section(report, result, plot_roc, plot_score_histograms, plot_
             for c in result.checkpoints
         }
         fig = plot_metric_bars(
-            acc, "accuracy", errors=std, title="Verification accuracy (10-fold mean +- std)"
+            acc,
+            "accuracy",
+            errors=std,
+            title=f"Verification accuracy ({result.settings.get('n_folds', 10)}-fold mean +- std)",
         )
         report.add_figure(fig, "accuracy", caption="Checkpoints side by side")
     report.add_section("Score distributions", level=3)
-    used: set[str] = set()
     for ckpt in result.checkpoints:
         for name in result.pair_set_names:
             scores, issame = result.scores[ckpt.name][name]
             m = result.verification[ckpt.name][name]
             label = f"{ckpt.name} on {name}" if several else name
-            fig_name = _unique(list(used) + [f"hist_{_sanitize(ckpt.name)}_{_sanitize(name)}"])[-1]
-            used.add(fig_name)
+            fig_name = figure_name(f"hist_{_sanitize(ckpt.name)}_{_sanitize(name)}")
             fig = plot_score_histograms(
                 scores,
                 issame,

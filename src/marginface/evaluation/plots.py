@@ -174,7 +174,8 @@ def plot_metric_bars(
         ax.bar_label(bars, fmt="%.3f", fontsize="x-small")
     ax.set_xticks(x, groups)
     ax.set_ylabel(metric)
-    ax.set_ylim(0.0, 1.05)
+    lowest = min((v for series in values.values() for v in series.values()), default=0.0)
+    ax.set_ylim(max(0.0, np.floor((lowest - 0.1) * 10) / 10), 1.02)  # zoom on the differences
     ax.set_title(title or metric)
     ax.grid(True, axis="y", alpha=0.3)
     ax.legend(loc="lower right", fontsize="small")

@@ -1,0 +1,59 @@
+"""The evaluation report and metrics.json layout, built from precomputed scores (no model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from marginface.evaluation.evaluate import (
+    EvaluationResult,
+    LoadedCheckpoint,
+    build_report,
+    pair_set_names,
+)
+from marginface.evaluation.metrics import verification_metrics
+
+
+def _result(checkpoints: list[str], pair_sets: list[str]) -> EvaluationResult:
+    rng = np.random.default_rng(0)
+    issame = np.arange(200) % 2 == 0
+    ckpts = [
+        LoadedCheckpoint(n, Path(n), nn.Identity(), {"backbone": "x", "image_size": 16})
+        for n in checkpoints
+    ]
+    result = EvaluationResult(ckpts, pair_sets, settings={"n_folds": 10, "flip": True})
+    for c in checkpoints:
+        result.verification[c], result.scores[c] = {}, {}
+        for p in pair_sets:
+            scores = np.where(issame, rng.normal(0.5, 0.2, 200), rng.normal(0, 0.2, 200))
+            result.verification[c][p] = verification_metrics(scores, issame)
+            result.scores[c][p] = (scores, issame)
+    return result
+
+
+def test_metrics_json_layout():
+    one = _result(["a"], ["lfw", "cfp"]).metrics_json()
+    assert set(one) == {"lfw", "cfp"} and set(one["lfw"]["tar_at_far"]) == {"1e-02", "1e-01"}
+    several = _result(["a", "b"], ["lfw"]).metrics_json()
+    assert set(several) == {"a", "b"} and set(several["b"]) == {"lfw"}
+
+
+def test_report_figure_names_stay_unique():
+    # "x y" and "x_y" sanitise to the same file name
+    report = build_report(_result(["m 1", "m_1"], ["x y", "x_y"]))
+    names = [b.data["name"] for b in report.blocks if b.kind == "figure"]
+    assert len(names) == len(set(names)) == 2 + 1 + 1 + 4
+    assert {"roc_x_y", "roc_x_y-2", "roc_all", "accuracy"} <= set(names)
+
+
+def test_pair_set_names():
+    assert pair_set_names(["lfw.bin", "cfp_fp.bin"], ["lfw", "cfp_fp"]) == ["lfw", "cfp_fp"]
+    assert pair_set_names(
+        ["synthetic:4", "synthetic:5", "a/lfw.bin"], ["synthetic"] * 2 + ["lfw"]
+    ) == [
+        "synthetic:4",
+        "synthetic:5",
+        "lfw",
+    ]
