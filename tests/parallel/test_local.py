@@ -187,3 +187,25 @@ def test_embedding_grad_scale_multiplies_only_the_embedding_gradient():
         x.grad = None
     torch.testing.assert_close(grads[1][0], 3.0 * grads[0][0])
     torch.testing.assert_close(grads[1][1], grads[0][1])
+
+
+def test_adam_state_follows_the_sampled_rows():
+    torch.manual_seed(0)
+    pfc = PartialFC("arcface", D, C, sample_rate=0.25, process_group="local")
+    opt = torch.optim.Adam(pfc.parameters(), lr=0.01)
+    pfc.attach_optimizer(opt)
+    seen = torch.zeros(C, dtype=torch.bool)
+    for _ in range(3):
+        x, y = torch.randn(4, D), torch.randint(0, C, (4,))
+        before = pfc.head.weight.detach().clone()
+        opt.zero_grad()
+        pfc(x, y).backward()
+        opt.step()
+        seen[pfc.sampled_classes] = True
+        keep = torch.ones(C, dtype=torch.bool)
+        keep[pfc.sampled_classes] = False
+        assert torch.equal(pfc.head.weight[keep], before[keep])
+    state = pfc.row_state["weight"]
+    assert set(state) == {"exp_avg", "exp_avg_sq"}
+    assert (state["exp_avg_sq"][seen].sum(1) > 0).all()
+    assert (state["exp_avg_sq"][~seen] == 0).all()
