@@ -15,6 +15,7 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -144,10 +145,17 @@ def _merge_resume_config(new: TrainConfig, saved: dict[str, Any], source: Path) 
 class Trainer:
     """One training run; :func:`train` is the way to use it."""
 
-    def __init__(self, config: TrainConfig, env: DistEnv, dataset: Dataset | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        env: DistEnv,
+        dataset: Dataset | None = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.cfg, self.env = config, env
         self.output = Path(config.output)
         self.dataset = dataset
+        self.on_step = on_step
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.last_validation: dict[str, dict[str, Any]] = {}
@@ -481,6 +489,8 @@ class Trainer:
                         self.history.append(record)
                         if step % cfg.log_every == 0 or step == self.total_steps:
                             self.logger.log(record, prefix="train")
+                        if self.on_step is not None and env.is_main:
+                            self.on_step(record)
                         self.bar.update(1)
                         self.bar.set_postfix(
                             loss=f"{record['loss']:.4f}",
@@ -528,7 +538,12 @@ class Trainer:
         )
 
 
-def train(config: TrainConfig | dict[str, Any], *, dataset: Dataset | None = None) -> TrainResult:
+def train(
+    config: TrainConfig | dict[str, Any],
+    *,
+    dataset: Dataset | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
     """Train a backbone with a margin head; the real main of ``marginface train``.
 
     Args:
@@ -536,6 +551,9 @@ def train(config: TrainConfig | dict[str, Any], *, dataset: Dataset | None = Non
         dataset: optional map-style dataset of ``(image (3, S, S), label)`` with a
             ``num_classes`` attribute (and ideally ``identity_names``), used instead of
             opening ``config.data`` (library use).
+        on_step: optional callable, called on the main process after every optimizer step
+            with that step's record (step, epoch, loss, lr, images_per_s, ...), e.g. to drive
+            a progress display of one's own (with ``progress=False``).
 
     Writes into ``config.output``: ``config.yaml``, ``checkpoint.pt`` (every epoch, on
     ``max_steps`` and on interrupt), ``model.pt`` + ``model.json``, ``log.jsonl``,
@@ -545,6 +563,6 @@ def train(config: TrainConfig | dict[str, Any], *, dataset: Dataset | None = Non
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     env = setup_distributed(cfg.device)
     try:
-        return Trainer(cfg, env, dataset).run()
+        return Trainer(cfg, env, dataset, on_step).run()
     finally:
         cleanup_distributed(env)
