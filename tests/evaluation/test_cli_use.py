@@ -30,9 +30,9 @@ def test_embed_folder_and_search(trained_run, face_folder, tmp_path, capsys):
         emb, names = data["embeddings"], data["names"]
     assert emb.shape == (18, 16) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    assert names[0] == "synth500/synth500_0001.png" and list(names) == sorted(names)
+    assert names[0] == "person00/person00_0001.png" and list(names) == sorted(names)
     # searching with one of the gallery images finds it first, with cosine ~1
-    query = face_folder / "synth502" / "synth502_0002.png"
+    query = face_folder / "person02" / "person02_0002.png"
     code, stdout, err = _run(
         [
             "search",
@@ -49,13 +49,13 @@ def test_embed_folder_and_search(trained_run, face_folder, tmp_path, capsys):
     assert code == 0, err
     lines = stdout.splitlines()
     assert lines[0] == f"{query}:" and len(lines) == 4
-    assert lines[1].split()[1] == "synth502/synth502_0002.png"
+    assert lines[1].split()[1] == "person02/person02_0002.png"
     assert float(lines[1].split()[2]) == pytest.approx(1.0, abs=1e-4)
 
 
 def test_embed_skips_unreadable_image(trained_run, face_folder, tmp_path, capsys):
     folder = tmp_path / "imgs"
-    shutil.copytree(face_folder / "synth500", folder)
+    shutil.copytree(face_folder / "person00", folder)
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "e.npz"
     code, stdout, err = _run(
@@ -65,7 +65,7 @@ def test_embed_skips_unreadable_image(trained_run, face_folder, tmp_path, capsys
     assert code == 0, err
     assert "skipped unreadable image" in stdout and "broken.jpg" in stdout
     with np.load(out) as data:
-        assert list(data["names"]) == [f"synth500_000{k}.png" for k in (1, 2, 3)]
+        assert list(data["names"]) == [f"person00_000{k}.png" for k in (1, 2, 3)]
         assert data["embeddings"].shape == (3, 16)
 
 
@@ -107,8 +107,8 @@ def test_embed_bad_out(trained_run, face_folder, tmp_path, capsys):
 
 
 def test_verify(trained_run, face_folder, capsys):
-    a = face_folder / "synth500" / "synth500_0001.png"
-    b = face_folder / "synth501" / "synth501_0001.png"
+    a = face_folder / "person00" / "person00_0001.png"
+    b = face_folder / "person01" / "person01_0001.png"
     code, _, err = _run(["verify", str(a), str(b), "--checkpoint", str(trained_run)], capsys)
     assert code == 2 and "stores no verification threshold; pass --threshold" in err
     code, stdout, err = _run(
@@ -130,7 +130,7 @@ def test_verify_uses_stored_threshold(trained_run, face_folder, tmp_path, capsys
     info = json.loads((run / "model.json").read_text())
     info["threshold"] = 2.0  # above any cosine: always "different"
     (run / "model.json").write_text(json.dumps(info))
-    a = face_folder / "synth500" / "synth500_0001.png"
+    a = face_folder / "person00" / "person00_0001.png"
     code, stdout, err = _run(["verify", str(a), str(a), "--checkpoint", str(run)], capsys)
     assert code == 0, err
     assert "different" in stdout and "(threshold 2.0000)" in stdout
@@ -155,7 +155,7 @@ def test_verify_missing_image(trained_run, tmp_path, capsys):
 def test_search_dimension_mismatch(trained_run, face_folder, tmp_path, capsys):
     gallery = tmp_path / "g.npz"
     np.savez(gallery, embeddings=np.ones((4, 8), dtype=np.float32), names=np.array(list("abcd")))
-    query = face_folder / "synth500" / "synth500_0001.png"
+    query = face_folder / "person00" / "person00_0001.png"
     code, _, err = _run(
         ["search", str(query), "--gallery", str(gallery), "--checkpoint", str(trained_run)],
         capsys,
