@@ -30,23 +30,32 @@ from torch import Tensor
 
 _EPS = 1e-12  # as F.normalize
 
-#: Default size of the per-chunk working set in bytes.
+#: Default size of the per-chunk working set in bytes, on CPU and on CUDA devices.  Measured
+#: at B = D = 512, C = 100,000, ArcFace forward + backward: on 2 CPU cores 24 MiB is as fast as
+#: any larger size; on an H200, 24 / 64 / 128 / 512 MiB took 29.7 / 18.3 / 14.5 / 12.3 ms with
+#: peak growth 216 / 244 / 286 / 542 MiB (the plain dense loss: 5.7 ms, 982 MiB).
 DEFAULT_CHUNK_BYTES = 24 * 2**20
+DEFAULT_CHUNK_BYTES_CUDA = 128 * 2**20
 #: Temporaries of shape (B, chunk) alive at once in the backward pass.
 _TEMPS = 3
 
 
 def auto_chunk_size(
-    batch_size: int, num_classes: int, memory_budget: int | None = None, subcenters: int = 1
+    batch_size: int,
+    num_classes: int,
+    memory_budget: int | None = None,
+    subcenters: int = 1,
+    device_type: str = "cpu",
 ) -> int:
     """Number of classes per chunk for ``batch_size`` rows.
 
     Args:
-        memory_budget: bytes the (B, chunk) temporaries may take; the default, about 24 MiB,
-            gives 4096 classes per chunk at B = 512: large enough that the matrix products
-            dominate, small beside the weight.
+        memory_budget: bytes the (B, chunk) temporaries may take; the default, 24 MiB on CPU
+            (4096 classes per chunk at B = 512: the matrix products dominate, small beside
+            the weight) and 128 MiB on CUDA (fewer, larger kernels).
     """
-    budget = DEFAULT_CHUNK_BYTES if memory_budget is None else int(memory_budget)
+    default = DEFAULT_CHUNK_BYTES_CUDA if device_type == "cuda" else DEFAULT_CHUNK_BYTES
+    budget = default if memory_budget is None else int(memory_budget)
     if budget <= 0:
         raise ValueError(f"memory_budget must be positive, got {memory_budget}")
     per_class = max(1, batch_size) * 4 * _TEMPS * subcenters
@@ -250,7 +259,9 @@ def fused_margin_terms(
         the target score (cosine, max over sub-centres; 0 where the label is -1).
     """
     num_classes = weight.shape[0] // subcenters
-    chunk = chunk_size or auto_chunk_size(xn.shape[0], num_classes, memory_budget, subcenters)
+    chunk = chunk_size or auto_chunk_size(
+        xn.shape[0], num_classes, memory_budget, subcenters, xn.device.type
+    )
     if chunk <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}")
     return _FusedMarginTerms.apply(
