@@ -12,6 +12,7 @@ side::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -73,19 +74,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--image-size", type=int, default=112)
     p.add_argument("--classes", type=int, default=1000, help="identities of the ArcFace head")
-    p.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    p.add_argument("--steps", type=int, default=3, help="timed steps per configuration")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else (f"CPU, {torch.get_num_threads()} threads")
-    )
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        load = os.getloadavg()[0]
+        where = f"CPU, {torch.get_num_threads()} threads, load average {load:.1f} at start"
     print(
         f"training throughput, images/s: batch {args.batch_size}, {args.image_size}x"
         f"{args.image_size}, ArcFace head ({args.classes} classes, D 512), SGD; "
