@@ -1,0 +1,83 @@
+"""Integration with ``marginface train``: eval / verify / export on a real run folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from marginface.cli import main
+
+
+@pytest.mark.slow
+def test_eval_verify_export_on_a_train_run(tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--data",
+            "synthetic:8x4",
+            "--head",
+            "cosface",
+            "--backbone",
+            "small_cnn",
+            "--image-size",
+            "16",
+            "--embedding-size",
+            "16",
+            "--batch-size",
+            "16",
+            "--max-steps",
+            "3",
+            "--output",
+            str(run),
+            "--no-progress",
+            "--no-tensorboard",
+            "--val",
+            "synthetic:6x3,first=400",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    threshold = json.loads((run / "model.json").read_text())["threshold"]
+    out = tmp_path / "eval"
+    code = main(
+        [
+            "eval",
+            "--checkpoint",
+            str(run),
+            "--checkpoint",
+            str(run / "checkpoint.pt"),
+            "--pairs",
+            "synthetic:6x3,first=400",
+            "--output",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    # model.pt and checkpoint.pt of one run hold the same weights
+    first, second = (m["synthetic"] for m in metrics.values())
+    assert first["auc"] == second["auc"] and len(metrics) == 2
+    image = tmp_path / "a.png"
+    Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8)).save(image)
+    capsys.readouterr()
+    assert main(["verify", str(image), str(image), "--checkpoint", str(run)]) == 0
+    stdout = capsys.readouterr().out
+    if threshold is not None:  # the run stored its validation threshold: verify uses it
+        assert f"(threshold {threshold:.4f})" in stdout and " same " in stdout
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(run / "checkpoint.pt"),
+                "--onnx",
+                str(tmp_path / "m.onnx"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "m.onnx").is_file()
