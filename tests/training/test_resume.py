@@ -69,3 +69,13 @@ def test_resume_refuses_a_changed_config(cli, tmp_path, capsys):
 def test_resume_without_a_run_is_clear(cli, tmp_path, capsys):
     assert cli("--output", tmp_path / "nothing", "--resume") == 2
     assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_loader_workers_change_nothing(cli, tmp_path):
+    """Worker processes load the same augmented items: the losses equal the in-process ones,
+    also across an interruption (stop with 2 workers, resume with 1)."""
+    straight = _straight(cli, tmp_path / "a")
+    out = tmp_path / "b"
+    assert cli(*TINY, *EXTRA, "--output", out, "--max-steps", "6", "--num-workers", "2") == 0
+    assert cli("--output", out, "--resume", "--no-progress", "--num-workers", "1") == 0
+    assert train_losses(out) == straight
