@@ -79,3 +79,20 @@ def test_failed_write_keeps_the_old_file(tmp_path):
         atomic_torch_save({"bad": Unpicklable()}, target)
     assert torch.equal(torch.load(target, weights_only=True)["ok"], torch.ones(1))
     assert os.listdir(tmp_path) == ["model.pt"]  # no temporary left behind
+
+
+def test_bare_insightface_state_dict_loads(tmp_path):
+    """A released InsightFace backbone.pth has no model.json: the iResNet is inferred."""
+    net = create_backbone("iresnet18", embedding_size=32, input_size=32).eval()
+    torch.save(net.state_dict(), tmp_path / "backbone.pth")
+    loaded, info = load_model(tmp_path / "backbone.pth")
+    assert info["backbone"] == "iresnet18" and info["image_size"] == 32
+    assert info["backbone_kwargs"] == {"embedding_size": 32, "input_size": 32}
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded(x), net(x))
+    with torch.device("meta"):
+        r100 = create_backbone("iresnet100").state_dict()
+    from marginface.backbones.checkpoint import infer_iresnet_info
+
+    assert infer_iresnet_info(r100)["backbone_kwargs"] == {"embedding_size": 512, "input_size": 112}
+    assert infer_iresnet_info({"weight": torch.ones(1)}) is None

@@ -145,6 +145,30 @@ def load_state_checked(model: nn.Module, state: Mapping[str, torch.Tensor], sour
     model.load_state_dict(state)
 
 
+def infer_iresnet_info(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Model info for a bare InsightFace iResNet state dict (e.g. a released ``backbone.pth``):
+    the depth from the blocks per stage, D from ``fc``, the input size from ``fc``'s width.
+    None when the keys are not an iResNet's."""
+    from marginface.backbones.iresnet import LAYERS
+
+    if not all(k in state for k in ("conv1.weight", "fc.weight", "features.running_mean")):
+        return None
+    blocks = []
+    for stage in range(1, 5):
+        indices = {int(k.split(".")[1]) for k in state if k.startswith(f"layer{stage}.")}
+        blocks.append(max(indices) + 1 if indices else 0)
+    depth = next((d for d, layers in LAYERS.items() if list(layers) == blocks), None)
+    embedding, fc_in = (int(n) for n in state["fc.weight"].shape)
+    side = round((fc_in / 512) ** 0.5)
+    if depth is None or side * side * 512 != fc_in:
+        return None
+    return {
+        "backbone": f"iresnet{depth}",
+        "backbone_kwargs": {"embedding_size": embedding, "input_size": 16 * side},
+        "image_size": 16 * side,
+    }
+
+
 def _resolve(path: Path) -> Path:
     if path.is_dir():
         for name in ("model.pt", "checkpoint.pt"):
@@ -162,7 +186,9 @@ def load_model(
     """Rebuild a saved backbone: ``(backbone in eval mode, info)``.
 
     ``path``: a run folder (its ``model.pt``, else its ``checkpoint.pt``), a ``model.pt`` with
-    ``model.json`` beside it, or a training ``checkpoint.pt`` (keys ``model_info``, ``backbone``).
+    ``model.json`` beside it, a training ``checkpoint.pt`` (keys ``model_info``, ``backbone``),
+    or a bare InsightFace iResNet state dict such as a released ``backbone.pth`` (architecture
+    inferred from its shapes, see :func:`infer_iresnet_info`).
     """
     file = _resolve(Path(path))
     try:
@@ -173,10 +199,16 @@ def load_model(
         info, state = dict(blob["model_info"]), blob["backbone"]
     else:
         js = file.with_name("model.json") if file.suffix == ".pt" else file.with_suffix(".json")
-        if not js.is_file():
-            raise FileNotFoundError(f"{file}: no {js.name} beside it to say which backbone it is")
-        info = json.loads(js.read_text())
         state = blob
+        if js.is_file():
+            info = json.loads(js.read_text())
+        else:
+            info = infer_iresnet_info(state) if isinstance(state, Mapping) else None
+            if info is None:
+                raise FileNotFoundError(
+                    f"{file}: no {js.name} beside it to say which backbone it is (and it is not "
+                    f"an InsightFace iResNet state dict)"
+                )
     if not isinstance(state, Mapping):
         raise ValueError(f"{file}: expected a state dict, got {type(state).__name__}")
     info = complete_info(info)
