@@ -134,6 +134,8 @@ def test_eval_identification_with_given_lists(trained_run, face_folder, tmp_path
             "--output",
             str(out),
             "--quiet",
+            "--num-workers",
+            "1",
         ]
     )
     assert code == 0, capsys.readouterr().err

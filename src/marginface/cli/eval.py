@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument(
+        "--num-workers", type=int, default=0, help="image decoding processes (default 0)"
+    )
+    p.add_argument(
         "--max-pairs",
         type=int,
         default=3000,
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         max_pairs=args.max_pairs,
         n_folds=args.folds,
         progress=not args.quiet,
+        num_workers=args.num_workers,
         title=args.title,
     )
     paths = write_evaluation(result, args.output)

@@ -117,6 +117,7 @@ def evaluate_pairs(
     device: str | torch.device = "cpu",
     progress: bool = True,
     n_folds: int = 10,
+    num_workers: int = 0,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Verification metrics of ``model`` on a pair set.
 
@@ -125,6 +126,7 @@ def evaluate_pairs(
             2k+1) and ``.issame`` (N booleans).
         n_folds: folds of the LFW-style accuracy; lowered to the number of pairs when there
             are fewer pairs than folds.
+        num_workers: DataLoader worker processes decoding the images.
 
     Returns: ``(metrics, scores)``: the dict of
     :func:`~marginface.evaluation.metrics.verification_metrics` and the (N,) cosine scores.
@@ -138,7 +140,13 @@ def evaluate_pairs(
             f"(expected {2 * len(issame)})"
         )
     embeddings = embed_dataset(
-        model, pairs.images, batch_size=batch_size, flip=flip, device=device, progress=progress
+        model,
+        pairs.images,
+        batch_size=batch_size,
+        flip=flip,
+        device=device,
+        progress=progress,
+        num_workers=num_workers,
     )
     scores = pair_scores(embeddings)
     metrics = verification_metrics(scores, issame, n_folds=max(2, min(n_folds, len(issame))))

@@ -146,6 +146,7 @@ def run_evaluation(
     max_pairs: int = 3000,
     n_folds: int = 10,
     progress: bool = True,
+    num_workers: int = 0,
     title: str = "marginface evaluation",
 ) -> EvaluationResult:
     """Evaluate checkpoints on pair sets (and optionally identification on a folder).
@@ -161,6 +162,7 @@ def run_evaluation(
             CMC; ``gallery_list`` / ``probe_list`` (text files of image paths relative to the
             folder) override the default split (first image of each identity = gallery).
         max_pairs, n_folds: passed to ``open_pairs`` and the metrics.
+        num_workers: DataLoader worker processes decoding images.
 
     Returns: an :class:`EvaluationResult` (also written to ``output`` when given).
     """
@@ -223,6 +225,7 @@ def run_evaluation(
                 flip=flip,
                 device=device,
                 progress=progress,
+                num_workers=num_workers,
                 n_folds=n_folds,
             )
             result.verification[ckpt.name][name] = metrics
@@ -238,6 +241,7 @@ def run_evaluation(
                 flip=flip,
                 device=device,
                 progress=progress,
+                num_workers=num_workers,
             )
     for size in sizes:
         for name, pair_set in zip(names, pair_sets[size], strict=True):

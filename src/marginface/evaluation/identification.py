@@ -131,6 +131,7 @@ def evaluate_identification(
     device: str | torch.device = "cpu",
     progress: bool = True,
     max_rank: int = 100,
+    num_workers: int = 0,
 ) -> dict[str, Any]:
     """Identification metrics of ``model`` on a labelled dataset.
 
@@ -171,6 +172,7 @@ def evaluate_identification(
         flip=flip,
         device=device,
         progress=progress,
+        num_workers=num_workers,
     )
     return identification_metrics(
         emb[: len(g_idx)], y[g_idx], emb[len(g_idx) :], y[p_idx], max_rank=max_rank
