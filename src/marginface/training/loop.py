@@ -204,6 +204,8 @@ class Trainer:
         if cfg.amp == "fp16" and env.device.type != "cuda":
             raise ValueError("amp fp16 needs a CUDA device; use --amp bf16 on CPU")
         torch.manual_seed(cfg.seed)
+        if env.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels
         self.backbone_kwargs = {
             "embedding_size": cfg.embedding_size,
             "input_size": cfg.image_size,
