@@ -1,0 +1,162 @@
+"""The demo's settings: one dataclass, a default and a ``--quick`` preset.
+
+Every head is trained with the same backbone, data, schedule and seed; only the head (and its
+usual hyperparameters, ``marginface.heads.head_hparams``) changes. Where the demo departs from
+a head's usual defaults, :data:`HEAD_OVERRIDES` / :data:`TOY_OVERRIDES` say so and the report
+lists it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_HEADS = ("softmax", "sphereface", "cosface", "arcface")
+
+#: departures from the heads' usual defaults in the main comparison (none: usual defaults)
+HEAD_OVERRIDES: dict[str, dict[str, Any]] = {}
+
+#: departures for the 2-D / 3-D toy (few identities, a 2- or 3-wide embedding)
+TOY_OVERRIDES: dict[str, dict[str, Any]] = {}
+
+
+@dataclass
+class DemoConfig:
+    """What ``marginface demo`` runs.
+
+    Data: ``train_identities`` x ``train_images`` synthetic identities (``difficulty``) for
+    training; ``test_identities`` x ``test_images`` held-out identities starting at
+    ``test_first`` (never seen in training) for verification, ``max_pairs`` genuine pairs (and
+    as many impostor pairs); ``data`` / ``test_data`` replace the synthetic specs.
+
+    Model and schedule (the same for every head): ``backbone``, ``embedding_size``,
+    ``image_size``, ``epochs``, ``batch_size``, SGD with ``lr``, ``momentum``,
+    ``weight_decay``, ``scheduler`` after ``warmup_epochs``.
+
+    Toy (2-D circle, 3-D sphere): ``toy_identities`` x ``toy_images``, ``toy_epochs``,
+    ``toy_batch_size``, ``toy_lr``, ``toy_dims``.
+
+    Running: ``heads``, ``seeds`` (each head runs with seeds 0 .. seeds-1), ``output``,
+    ``device``, ``threads`` (torch CPU threads; 0 = auto: 1 on machines with at most 2 cores,
+    where small convolutions gain little from a second thread and lose a lot when the cores
+    are shared, else half the cores), ``render_workers``, ``progress``, ``head_kwargs``
+    (per-head overrides).
+    """
+
+    heads: list[str] = field(default_factory=lambda: list(DEFAULT_HEADS))
+    seeds: int = 1
+    data: str | None = None
+    test_data: str | None = None
+    train_identities: int = 400
+    train_images: int = 20
+    test_identities: int = 300
+    test_images: int = 10
+    test_first: int = 1_000_000
+    difficulty: float = 1.0
+    max_pairs: int = 12_000
+    backbone: str = "small_cnn"
+    embedding_size: int = 128
+    image_size: int = 32
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "cosine"
+    warmup_epochs: float = 1.0
+    toy_identities: int = 10
+    toy_images: int = 40
+    toy_epochs: int = 12
+    toy_batch_size: int = 80
+    toy_lr: float = 0.05
+    toy_dims: list[int] = field(default_factory=lambda: [2, 3])
+    angle_samples: int = 2000
+    head_kwargs: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in HEAD_OVERRIDES.items()}
+    )
+    toy_head_kwargs: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {k: dict(v) for k, v in TOY_OVERRIDES.items()}
+    )
+    output: str = "demo_output"
+    device: str = "cpu"
+    threads: int = 0
+    render_workers: int = 2
+    progress: bool = True
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.heads:
+            raise ValueError("demo: at least one head is needed (--heads)")
+        if len(set(self.heads)) != len(self.heads):
+            raise ValueError(f"demo: a head is listed twice in {','.join(self.heads)}")
+        if self.seeds < 1:
+            raise ValueError(f"demo: --seeds must be >= 1, got {self.seeds}")
+        if self.threads < 0:
+            raise ValueError(f"demo: --threads must be >= 0 (0 = auto), got {self.threads}")
+        for dim in self.toy_dims:
+            if dim not in (2, 3):
+                raise ValueError(f"demo: toy dimensions must be 2 or 3, got {dim}")
+
+    @property
+    def train_spec(self) -> str:
+        """The training set's dataset spec."""
+        if self.data:
+            return self.data
+        spec = f"synthetic:{self.train_identities}x{self.train_images}"
+        return spec + (f",difficulty={self.difficulty:g}" if self.difficulty != 1.0 else "")
+
+    @property
+    def test_spec(self) -> str:
+        """The held-out identities' dataset spec (pairs are generated from it)."""
+        if self.test_data:
+            return self.test_data
+        spec = f"synthetic:{self.test_identities}x{self.test_images},first={self.test_first}"
+        return spec + (f",difficulty={self.difficulty:g}" if self.difficulty != 1.0 else "")
+
+    @property
+    def toy_spec(self) -> str:
+        """The toy's few identities."""
+        spec = f"synthetic:{self.toy_identities}x{self.toy_images}"
+        return spec + (f",difficulty={self.difficulty:g}" if self.difficulty != 1.0 else "")
+
+    def torch_threads(self) -> int:
+        """The number of torch CPU threads to use (``threads``, or the automatic choice)."""
+        import os
+
+        if self.threads:
+            return self.threads
+        cores = os.cpu_count() or 1
+        return 1 if cores <= 2 else cores // 2
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (for metrics.json)."""
+        return dataclasses.asdict(self)
+
+
+#: ``--quick``: a small run for CI's smoke test (every part of the report, in well under 90 s)
+QUICK: dict[str, Any] = {
+    "train_identities": 60,
+    "train_images": 8,
+    "test_identities": 50,
+    "test_images": 8,
+    "max_pairs": 1000,
+    "image_size": 24,
+    "embedding_size": 32,
+    "epochs": 3,
+    "batch_size": 32,
+    "warmup_epochs": 0.0,
+    "toy_identities": 6,
+    "toy_images": 12,
+    "toy_epochs": 2,
+    "toy_batch_size": 24,
+    "angle_samples": 320,
+    "quick": True,
+}
+
+
+def make_config(quick: bool = False, **overrides: Any) -> DemoConfig:
+    """The default configuration, or the ``--quick`` one, with ``overrides`` (None = keep)."""
+    values: dict[str, Any] = dict(QUICK) if quick else {}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return DemoConfig(**values)

@@ -1,0 +1,253 @@
+"""The comparison itself: train every head the same way, evaluate on held-out identities.
+
+For each seed and head: :func:`marginface.training.train` on the cached training images (same
+backbone, schedule, seed, data order; only the head differs), then
+
+* verification on identities never seen in training: flip-test embeddings of the held-out
+  images, cosine scores of the generated pairs (the pairs ``open_pairs`` generates from a
+  dataset spec), :func:`marginface.evaluation.verification_metrics`;
+* on (a sample of) the training images: each sample's angle to its own class centre and to the
+  nearest other centre, with the head's own class centres (its weight rows).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from marginface.demo.cache import CachedFaces
+from marginface.demo.config import DemoConfig
+from marginface.demo.progress import DemoProgress
+from marginface.evaluation import embed_dataset, verification_metrics
+from marginface.training import TrainConfig, train
+
+
+@dataclass
+class RunResult:
+    """One head trained with one seed and evaluated.
+
+    ``metrics``: :func:`verification_metrics` on the held-out pairs; ``scores``: the pairs'
+    cosine scores; ``history``: (step, loss) per optimizer step; ``angles_own`` /
+    ``angles_other``: degrees from each sampled training image to its own / nearest other
+    class centre; times in seconds (``cpu_s``: CPU time of this process, all threads).
+    """
+
+    head: str
+    seed: int
+    head_kwargs: dict[str, Any]
+    metrics: dict[str, Any]
+    scores: np.ndarray
+    history: np.ndarray
+    train_time_s: float
+    train_cpu_s: float
+    eval_time_s: float
+    angles_own: np.ndarray
+    angles_other: np.ndarray
+    run_dir: Path
+    steps: int = 0
+
+
+@dataclass
+class ToyResult:
+    """One head trained with a ``dim``-wide (2 or 3) embedding on the toy identities.
+
+    ``features`` (N, dim) raw embeddings of the toy images (eval mode, no flip), ``labels``
+    (N,), ``centres`` (C, dim) the head's class centres (weight rows), ``final_loss``.
+    """
+
+    head: str
+    dim: int
+    head_kwargs: dict[str, Any]
+    features: np.ndarray
+    labels: np.ndarray
+    centres: np.ndarray
+    final_loss: float
+    train_time_s: float
+    history: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+
+
+def steps_of(num_items: int, batch_size: int, epochs: int) -> int:
+    """Optimizer steps of a run (incomplete batches are dropped, as the trainer does)."""
+    return (num_items // batch_size) * epochs
+
+
+def _train(
+    cfg: DemoConfig,
+    head: str,
+    head_kwargs: dict[str, Any],
+    dataset: CachedFaces,
+    run_dir: Path,
+    seed: int,
+    embedding_size: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    warmup_epochs: float,
+    progress: DemoProgress,
+    name: str,
+) -> tuple[Any, float]:
+    """Train one run with :func:`marginface.training.train`; returns (TrainResult, CPU s)."""
+    if run_dir.exists():  # the demo owns DIR/runs: a re-run replaces its old runs
+        shutil.rmtree(run_dir)
+    config = TrainConfig(
+        data=dataset.spec,
+        head=head,
+        head_kwargs=dict(head_kwargs),
+        backbone=cfg.backbone,
+        embedding_size=embedding_size,
+        image_size=int(dataset.image_size[0]),
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer="sgd",
+        lr=lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        scheduler=cfg.scheduler,
+        warmup_epochs=warmup_epochs,
+        seed=seed,
+        output=str(run_dir),
+        device=cfg.device,
+        progress=False,
+        tensorboard=False,
+        log_every=10,
+    )
+    progress.start_run(name, steps_of(len(dataset), batch_size, epochs), batch_size)
+    cpu0 = time.process_time()
+    try:
+        result = train(config, dataset=dataset.with_augment(True), on_step=progress.step)
+    finally:
+        progress.end_run()
+    return result, time.process_time() - cpu0
+
+
+@torch.inference_mode()
+def _embed_raw(backbone: nn.Module, images: Tensor, device: str, batch: int = 256) -> Tensor:
+    """Raw (unnormalised, no flip) embeddings (N, D) in eval mode, on the CPU."""
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        parts = [
+            backbone(images[i : i + batch].to(device)).float().cpu()
+            for i in range(0, len(images), batch)
+        ]
+        return torch.cat(parts)
+    finally:
+        backbone.train(was_training)
+
+
+def class_centres(head: nn.Module) -> Tensor:
+    """The head's class centres (C, D); sub-centre heads give (C, K, D)."""
+    weight = head.weight.detach().float().cpu()
+    k = int(getattr(head, "subcenters", 1))
+    return weight.view(-1, k, weight.shape[1]) if k > 1 else weight
+
+
+def centre_angles(
+    features: Tensor, labels: Tensor, centres: Tensor
+) -> tuple[np.ndarray, np.ndarray]:
+    """Angles in degrees from each feature (N, D) to its own class centre and to the nearest
+    other centre; ``centres`` (C, D), or (C, K, D) for sub-centres (the nearest sub-centre)."""
+    x = F.normalize(features.float(), dim=1)
+    w = F.normalize(centres.float(), dim=-1)
+    if w.dim() == 3:
+        cos = torch.einsum("nd,ckd->nck", x, w).amax(dim=2)
+    else:
+        cos = x @ w.T
+    rows = torch.arange(len(x))
+    own = cos[rows, labels].clone()
+    cos[rows, labels] = -2.0
+    other = cos.amax(dim=1)
+    to_deg = lambda c: torch.rad2deg(torch.acos(c.clamp(-1.0, 1.0))).numpy()  # noqa: E731
+    return to_deg(own), to_deg(other)
+
+
+def evaluate_run(
+    backbone: nn.Module,
+    test_set: CachedFaces,
+    pairs: np.ndarray,
+    issame: np.ndarray,
+    device: str,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """Verification on the held-out pairs: each held-out image embedded once (flip test),
+    then the cosine of every pair (``pairs`` (N, 2) item indices)."""
+    emb = embed_dataset(backbone, test_set, batch_size=256, device=device, progress=False)
+    emb = emb.astype(np.float64)  # flip test: embed_dataset's default
+    scores = np.sum(emb[pairs[:, 0]] * emb[pairs[:, 1]], axis=1)
+    return verification_metrics(scores, issame), scores
+
+
+def run_head(
+    cfg: DemoConfig,
+    head: str,
+    seed: int,
+    train_set: CachedFaces,
+    test_set: CachedFaces,
+    pairs: np.ndarray,
+    issame: np.ndarray,
+    progress: DemoProgress,
+) -> RunResult:
+    """Train ``head`` with ``seed`` on ``train_set`` and evaluate it (see the module doc)."""
+    kwargs = cfg.head_kwargs.get(head, {})
+    run_dir = Path(cfg.output) / "runs" / f"{head}-seed{seed}"
+    result, cpu_s = _train(
+        cfg, head, kwargs, train_set, run_dir, seed, cfg.embedding_size, cfg.epochs,
+        cfg.batch_size, cfg.lr, cfg.warmup_epochs, progress, f"{head} seed {seed}",
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    metrics, scores = evaluate_run(result.backbone, test_set, pairs, issame, cfg.device)
+    rng = np.random.default_rng([seed, 11])
+    n = min(cfg.angle_samples, len(train_set))
+    idx = np.sort(rng.choice(len(train_set), size=n, replace=False))
+    features = _embed_raw(result.backbone, train_set.images(idx), cfg.device)
+    own, other = centre_angles(
+        features, torch.from_numpy(train_set.labels[idx]), class_centres(result.head)
+    )
+    history = np.array([(r["step"], r["loss"]) for r in result.history], dtype=np.float64)
+    return RunResult(
+        head=head,
+        seed=seed,
+        head_kwargs=dict(result.head.hparams()),
+        metrics=metrics,
+        scores=scores,
+        history=history.reshape(-1, 2),
+        train_time_s=float(result.train_time_s),
+        train_cpu_s=float(cpu_s),
+        eval_time_s=time.perf_counter() - t0,
+        angles_own=own,
+        angles_other=other,
+        run_dir=run_dir,
+        steps=int(result.steps),
+    )
+
+
+def run_toy(
+    cfg: DemoConfig, head: str, dim: int, toy_set: CachedFaces, progress: DemoProgress
+) -> ToyResult:
+    """Train ``head`` with a ``dim``-wide embedding on the toy identities (seed 0)."""
+    kwargs = cfg.toy_head_kwargs.get(head, cfg.head_kwargs.get(head, {}))
+    run_dir = Path(cfg.output) / "runs" / f"toy{dim}d-{head}"
+    result, _ = _train(
+        cfg, head, kwargs, toy_set, run_dir, 0, dim, cfg.toy_epochs, cfg.toy_batch_size,
+        cfg.toy_lr, min(1.0, cfg.toy_epochs / 4), progress, f"{head} {dim}-D toy",
+    )  # fmt: skip
+    features = _embed_raw(result.backbone, toy_set.images(), cfg.device)
+    history = np.array([(r["step"], r["loss"]) for r in result.history], dtype=np.float64)
+    return ToyResult(
+        head=head,
+        dim=dim,
+        head_kwargs=dict(result.head.hparams()),
+        features=features.numpy(),
+        labels=toy_set.labels.copy(),
+        centres=class_centres(result.head).reshape(-1, dim).numpy(),
+        final_loss=float(history[-1, 1]) if len(history) else float("nan"),
+        train_time_s=float(result.train_time_s),
+        history=history.reshape(-1, 2),
+    )
