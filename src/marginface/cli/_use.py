@@ -15,7 +15,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, flip: bool = True) -> N
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     if flip:
-        parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
+        parser.add_argument(
+            "--batch-size", type=int, default=64, metavar="N", help="images per batch"
+        )
         parser.add_argument(
             "--no-flip",
             dest="flip",

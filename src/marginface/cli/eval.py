@@ -33,18 +33,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--no-flip", dest="flip", action="store_false", help="no flip test")
-    p.add_argument("--batch-size", type=int, default=64, help="images per batch (default 64)")
+    p.add_argument(
+        "--batch-size", type=int, default=64, metavar="N", help="images per batch (default 64)"
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument(
-        "--num-workers", type=int, default=0, help="image decoding processes (default 0)"
+        "--num-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="image decoding processes (default 0)",
     )
     p.add_argument(
         "--max-pairs",
         type=int,
+        metavar="N",
         default=3000,
         help="cap on generated genuine pairs for dataset specs (default 3000)",
     )
-    p.add_argument("--folds", type=int, default=10, help="folds of the accuracy (default 10)")
+    p.add_argument(
+        "--folds", type=int, default=10, metavar="K", help="folds of the accuracy (default 10)"
+    )
     p.add_argument(
         "--identification",
         metavar="FOLDER",
@@ -52,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--gallery-list", metavar="FILE", help="gallery image paths, one a line")
     p.add_argument("--probe-list", metavar="FILE", help="probe image paths, one a line")
-    p.add_argument("--title", default="marginface evaluation", help="report title")
+    p.add_argument("--title", default="marginface evaluation", metavar="TEXT", help="report title")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("query", metavar="QUERY", help="image file or folder of images")
     p.add_argument("--gallery", required=True, metavar="FILE.npz", help="from marginface embed")
-    p.add_argument("--top-k", type=int, default=5, help="results per query (default 5)")
+    p.add_argument(
+        "--top-k", type=int, default=5, metavar="K", help="results per query (default 5)"
+    )
     p.add_argument(
         "--backend", choices=["auto", "torch", "faiss"], default="auto", help="search backend"
     )
