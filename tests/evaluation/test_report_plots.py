@@ -69,6 +69,8 @@ def test_plots_have_titles_labels_legends():
     assert legend[0].startswith("ckpt A (AUC 0.9") and legend[1].startswith("ckpt B (AUC 0.9")
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_xlim()[0] == pytest.approx(1 / 200)
+    many = plot_roc({f"c{i}": (scores, issame) for i in range(4)})
+    assert many.axes[0].get_legend() is None and len(many.legends[0].get_texts()) == 5
     fig = plot_score_histograms(scores, issame, threshold=0.25)
     _, xlabel, _, legend = _labels(fig)
     assert xlabel == "cosine similarity"

@@ -65,7 +65,10 @@ def plot_roc(
     ax.set_ylabel("true accept rate (TAR)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right", fontsize="small")
+    if len(curves) > 3:  # many long labels: below the axes, where they hide no curve
+        fig.legend(loc="outside lower center", ncols=2, fontsize="small")
+    else:
+        ax.legend(loc="lower right", fontsize="small")
     return fig
 
 
