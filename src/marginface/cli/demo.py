@@ -32,7 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--epochs", type=int, help="training epochs of the comparison")
     parser.add_argument("--batch-size", type=int, help="batch size of the comparison")
-    parser.add_argument("--lr", type=float, help="SGD learning rate of the comparison")
+    parser.add_argument(
+        "--optimizer", choices=("adamw", "sgd"), help="optimizer of every run (default adamw)"
+    )
+    parser.add_argument("--lr", type=float, help="learning rate of the comparison")
     parser.add_argument("--embedding-size", type=int, help="embedding width of the comparison")
     parser.add_argument("--image-size", type=int, help="image side in pixels")
     parser.add_argument("--difficulty", type=float, help="synthetic difficulty 0..4 (default 1)")
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         epochs=args.epochs,
         batch_size=args.batch_size,
+        optimizer=args.optimizer,
         lr=args.lr,
         embedding_size=args.embedding_size,
         image_size=args.image_size,

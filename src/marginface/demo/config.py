@@ -31,11 +31,11 @@ class DemoConfig:
     as many impostor pairs); ``data`` / ``test_data`` replace the synthetic specs.
 
     Model and schedule (the same for every head): ``backbone``, ``embedding_size``,
-    ``image_size``, ``epochs``, ``batch_size``, SGD with ``lr``, ``momentum``,
-    ``weight_decay``, ``scheduler`` after ``warmup_epochs``.
+    ``image_size``, ``epochs``, ``batch_size``, ``optimizer`` (adamw / sgd) with ``lr``,
+    ``momentum`` (sgd), ``weight_decay``, ``scheduler`` after ``warmup_epochs``.
 
     Toy (2-D circle, 3-D sphere): ``toy_identities`` x ``toy_images``, ``toy_epochs``,
-    ``toy_batch_size``, ``toy_lr``, ``toy_dims``.
+    ``toy_batch_size``, ``toy_lr`` (same optimizer), ``toy_dims``.
 
     Running: ``heads``, ``seeds`` (each head runs with seeds 0 .. seeds-1), ``output``,
     ``device``, ``threads`` (torch CPU threads; 0 = auto: 1 on machines with at most 2 cores,
@@ -58,18 +58,19 @@ class DemoConfig:
     backbone: str = "small_cnn"
     embedding_size: int = 128
     image_size: int = 32
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
+    epochs: int = 8
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 2e-3
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float = 0.05
     scheduler: str = "cosine"
     warmup_epochs: float = 1.0
-    toy_identities: int = 10
-    toy_images: int = 40
-    toy_epochs: int = 12
-    toy_batch_size: int = 80
-    toy_lr: float = 0.05
+    toy_identities: int = 8
+    toy_images: int = 24
+    toy_epochs: int = 40
+    toy_batch_size: int = 48
+    toy_lr: float = 1e-2
     toy_dims: list[int] = field(default_factory=lambda: [2, 3])
     angle_samples: int = 2000
     head_kwargs: dict[str, dict[str, Any]] = field(
@@ -92,6 +93,8 @@ class DemoConfig:
             raise ValueError(f"demo: a head is listed twice in {','.join(self.heads)}")
         if self.seeds < 1:
             raise ValueError(f"demo: --seeds must be >= 1, got {self.seeds}")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"demo: optimizer must be adamw or sgd, got {self.optimizer!r}")
         if self.threads < 0:
             raise ValueError(f"demo: --threads must be >= 0 (0 = auto), got {self.threads}")
         for dim in self.toy_dims:

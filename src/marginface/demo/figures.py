@@ -88,7 +88,8 @@ def contact_sheet_png(
     times (nearest neighbour, so the pixels the network sees stay visible), as PNG bytes."""
     from marginface.data.export import contact_sheet
 
-    sheet = contact_sheet(dataset, identities=identities, images=images)
+    per_identity = int(np.bincount(dataset.labels).max())
+    sheet = contact_sheet(dataset, identities=identities, images=min(images, per_identity))
     if zoom > 1:
         sheet = sheet.resize((sheet.width * zoom, sheet.height * zoom), Image.NEAREST)
     buf = io.BytesIO()

@@ -215,6 +215,13 @@ def build_report(
     return report
 
 
+def optimizer_text(cfg: DemoConfig, lr: float) -> str:
+    """``AdamW lr 0.002 weight decay 0.05`` / ``SGD lr 0.1 momentum 0.9 weight decay ...``."""
+    if cfg.optimizer == "sgd":
+        return f"SGD lr {lr:g} momentum {cfg.momentum:g} weight decay {cfg.weight_decay:g}"
+    return f"AdamW lr {lr:g} weight decay {cfg.weight_decay:g}"
+
+
 def settings_text(cfg: DemoConfig, heads: Mapping[str, Mapping[str, Any]]) -> str:
     """The settings block of the report."""
     lines = [
@@ -222,11 +229,12 @@ def settings_text(cfg: DemoConfig, heads: Mapping[str, Mapping[str, Any]]) -> st
         f"held-out data   {cfg.test_spec}  (pairs as open_pairs generates them, "
         f"max_pairs={cfg.max_pairs})",
         f"backbone        {cfg.backbone}, embedding {cfg.embedding_size}",
-        f"schedule        {cfg.epochs} epochs, batch {cfg.batch_size}, SGD lr {cfg.lr} momentum "
-        f"{cfg.momentum} weight decay {cfg.weight_decay}, {cfg.scheduler} after "
-        f"{cfg.warmup_epochs:g} warm-up epoch(s)",
+        f"schedule        {cfg.epochs} epochs, batch {cfg.batch_size}, "
+        f"{optimizer_text(cfg, cfg.lr)}, {cfg.scheduler} after {cfg.warmup_epochs:g} warm-up "
+        "epoch(s)",
         f"toy             {cfg.toy_spec}, {cfg.toy_epochs} epochs, batch {cfg.toy_batch_size}, "
-        f"lr {cfg.toy_lr}, embedding {' and '.join(str(d) for d in cfg.toy_dims)}",
+        f"{optimizer_text(cfg, cfg.toy_lr)}, embedding "
+        + " and ".join(str(d) for d in cfg.toy_dims),
         f"device          {cfg.device}",
     ]
     for head, agg in heads.items():

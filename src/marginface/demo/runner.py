@@ -106,7 +106,7 @@ def _train(
         image_size=int(dataset.image_size[0]),
         epochs=epochs,
         batch_size=batch_size,
-        optimizer="sgd",
+        optimizer=cfg.optimizer,
         lr=lr,
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,

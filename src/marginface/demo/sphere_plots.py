@@ -111,7 +111,8 @@ def plot_sphere_panels(toys: Sequence[ToyResult], title: str | None = None) -> F
     if not toys:
         raise ValueError("plot_sphere_panels needs at least one head")
     n = len(toys)
-    fig = Figure(figsize=(3.6 * n, 4.2), layout="constrained")
+    fig = Figure(figsize=(3.6 * n, 4.4))  # 3-D axes: explicit margins leave room for titles
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.02, top=0.80, wspace=0.05)
     u, v = np.mgrid[0 : 2 * np.pi : 30j, 0 : np.pi : 16j]
     for col, toy in enumerate(toys):
         if toy.features.shape[1] != 3:
@@ -145,5 +146,6 @@ def plot_sphere_panels(toys: Sequence[ToyResult], title: str | None = None) -> F
         or "3-D embedding: normalised features on the unit sphere (crosses: class centres). "
         "Colour = identity.",
         fontsize="medium",
+        y=0.99,
     )
     return fig
