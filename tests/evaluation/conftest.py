@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 
 import matplotlib
@@ -27,6 +28,25 @@ class TinyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.pool(self.act(self.bn(self.conv(x)))).flatten(1))
+
+
+@contextlib.contextmanager
+def one_thread():
+    """torch on one thread inside (restored after): on a shared, busy CPU two OpenMP threads
+    made a tiny training step 70x slower (1.8 s against 0.026 s)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _evaluation_tests_on_one_thread():
+    """Every test of this folder runs torch on one thread; other folders are untouched."""
+    with one_thread():
+        yield
 
 
 @pytest.fixture
@@ -69,13 +89,14 @@ def trained_run(tmp_path_factory):
     head = marginface.create_head("arcface", embedding_size=16, num_classes=8, s=16.0, m=0.2)
     opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=3e-3)
     net.train()
-    for _ in range(15):
-        flip = torch.rand(len(images)) < 0.5
-        batch = torch.where(flip[:, None, None, None], images.flip(3), images)
-        loss = head.loss(net(batch), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with one_thread():  # session fixtures are set up before the autouse one
+        for _ in range(15):
+            flip = torch.rand(len(images)) < 0.5
+            batch = torch.where(flip[:, None, None, None], images.flip(3), images)
+            loss = head.loss(net(batch), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     run = tmp_path_factory.mktemp("run") / "tiny"
     info = {
         "backbone": "small_cnn",
