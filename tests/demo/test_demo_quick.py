@@ -65,7 +65,10 @@ def test_metrics_json_has_finite_numbers_per_head(quick_run):
             toy = metrics["toy"][head][dim]
             assert math.isfinite(toy["final_loss"]) and 0 <= toy["intra_deg"] <= 180
     assert set(metrics["verdicts"]) == set(HEADS) - {"softmax"}
-    assert metrics["heads"]["arcface"]["head_kwargs"] == {"s": 64.0, "m": 0.5, "easy_margin": False}
+    # the demo's documented departure from the usual s = 64 (docs/demo.md), margins as usual
+    assert metrics["heads"]["arcface"]["head_kwargs"] == {"s": 16.0, "m": 0.5, "easy_margin": False}
+    assert metrics["heads"]["cosface"]["head_kwargs"] == {"s": 16.0, "m": 0.35}
+    assert any("arcface: s=16.0 (usual 64.0)" in line for line in metrics["deviations"])
 
 
 def test_report_md_table_lists_every_head(quick_run):
@@ -79,6 +82,7 @@ def test_report_md_table_lists_every_head(quick_run):
         assert row is not None, head
     for fig in FIGURES:
         assert f"(figures/{fig}.png)" in text
+    assert "cosface: s=16.0 (usual 64.0)" in text  # departures from the defaults are listed
 
 
 def test_report_html_embeds_every_figure(quick_run):
@@ -100,6 +104,12 @@ def test_runs_are_usable_checkpoints(quick_run, tmp_path):
         "--output", str(tmp_path / "eval"),
     ])  # fmt: skip
     assert code == 0
+
+
+def test_bad_head_kwargs_is_a_clear_error(tmp_path, capsys):
+    code = main(["demo", "--quick", "--head-kwargs", "{s: 64", "--output", str(tmp_path)])
+    assert code == 2
+    assert "--head-kwargs" in capsys.readouterr().err
 
 
 def test_unknown_head_is_a_clear_error(tmp_path, capsys):

@@ -51,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads", type=int, default=0,
         help="torch CPU threads (default 0 = auto: 1 on a machine of 1-2 cores, else half)",
     )  # fmt: skip
+    parser.add_argument(
+        "--head-kwargs", metavar="JSON", help="per-head hyperparameters replacing the demo's, e.g. "
+        '\'{"arcface": {"s": 64}, "cosface": {"s": 64}}\' for the heads\' usual scale',
+    )  # fmt: skip
     parser.add_argument("--no-toy", action="store_true", help="skip the 2-D / 3-D toy runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
@@ -81,6 +85,17 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.quiet,
     )
+    if args.head_kwargs:
+        import json
+
+        try:
+            given = json.loads(args.head_kwargs)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--head-kwargs: not valid JSON ({exc})") from None
+        if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
+            raise ValueError('--head-kwargs: expected {"head": {"name": value, ...}, ...}')
+        config.head_kwargs.update(given)
+        config.toy_head_kwargs.update(given)
     outcome = run_demo(config)
     print(outcome.table)
     print(f"report: {outcome.report_html} (and {outcome.report_md}, {outcome.metrics_json})")

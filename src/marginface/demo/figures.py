@@ -57,7 +57,8 @@ def plot_angle_distributions(runs: Mapping[str, RunResult]) -> Figure:
     rows = (n + cols - 1) // cols
     fig = Figure(figsize=(3.4 * cols, 3.0 * rows + 0.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-    edges = np.linspace(0, 120, 61)
+    largest = max(max(r.angles_own.max(), r.angles_other.max()) for r in runs.values())
+    edges = np.linspace(0, 120 if largest < 120 else 180, 61)  # 180: a head that collapsed
     for ax, (head, r) in zip(axes, runs.items(), strict=False):
         ax.hist(r.angles_own, bins=edges, alpha=0.6, color="tab:blue", label="own centre")
         ax.hist(r.angles_other, bins=edges, alpha=0.6, color="tab:orange", label="nearest other")

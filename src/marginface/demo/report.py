@@ -198,6 +198,10 @@ def build_report(
     report.add_code(settings_text(cfg, heads))
     if deviations:
         report.add_text("Departures from the heads' usual defaults:\n" + "\n".join(deviations))
+        if any("s=16.0" in line for line in deviations):
+            from marginface.demo.config import OVERRIDES_REASON
+
+            report.add_text(OVERRIDES_REASON)
     current = None
     for name, fig, caption in figures:
         section = section_of.get(name, "Figures")
