@@ -26,7 +26,11 @@ def run() -> int:
         params = {k: v.detach().clone() for k, v in result.backbone.named_parameters()}
         params.update({f"head.{k}": v.detach().clone() for k, v in result.head.named_parameters()})
         history = [(r["step"], r["loss"]) for r in result.history]
-        torch.save({"params": params, "history": history}, out / f"rank{os.environ['RANK']}.pt")
+        blob = {"params": params, "history": history}
+        if hasattr(result.head, "class_start"):  # PartialFC: this rank's shard
+            blob["shard"] = (result.head.class_start, result.head.class_end)
+            blob["head_weight"] = result.head.head.weight.detach().clone()
+        torch.save(blob, out / f"rank{os.environ['RANK']}.pt")
         return result
 
     training.train = train_and_save

@@ -42,6 +42,10 @@ _TYPED: dict[str, tuple[type, str]] = {
     "poly_power": (float, "power of the polynomial decay (InsightFace: 2)"),
     "min_lr": (float, "learning rate at the end of the decay"),
     "val_batch_size": (int, "batch size of validation embedding"),
+    "sample_rate": (
+        float,
+        "Partial FC: fraction of class centres used per step (implies --partial-fc)",
+    ),
 }
 
 _METAVAR = {
@@ -106,6 +110,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="verification pair set (repeatable): .bin, pairs.txt, dataset spec",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --output exactly")
+    p.add_argument(
+        "--partial-fc",
+        dest="partial_fc",
+        action="store_true",
+        help="shard the class centres over the processes (marginface.parallel.PartialFC)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument(
         "--no-tensorboard",

@@ -58,6 +58,10 @@ class TrainConfig:
     ``poly_power`` and ``min_lr``; ``grad_clip`` (max global L2 norm, None = off); ``amp``
     (none / bf16 / fp16); ``seed``.
 
+    Classifier: ``partial_fc`` shards the class centres over the processes
+    (:class:`marginface.parallel.PartialFC`) instead of replicating the head; ``sample_rate``
+    (0 < r <= 1) below 1 samples the centres each step (Partial FC; implies ``partial_fc``).
+
     Running: ``output`` folder, ``resume``, ``max_steps`` (stop after this many optimizer steps
     in all, saving a resumable checkpoint; None = run all epochs), ``checkpoint_every`` (extra
     checkpoints every N steps; 0 = only at epoch ends), ``log_every``, ``val`` (pair-set specs
@@ -86,6 +90,8 @@ class TrainConfig:
     poly_power: float = 2.0
     min_lr: float = 0.0
     grad_clip: float | None = None
+    partial_fc: bool = False
+    sample_rate: float = 1.0
     amp: str = "none"
     seed: int = 0
     output: str = "runs/train"
@@ -142,6 +148,18 @@ class TrainConfig:
         for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "poly_power", "min_lr"):
             self._need(_is_number(getattr(self, key), 0.0), key, "must be a number >= 0")
         self._need(self.lr > 0, "lr", "must be > 0")
+        self._need(
+            _is_number(self.sample_rate, 0.0) and 0 < self.sample_rate <= 1,
+            "sample_rate",
+            "must be a number in (0, 1]",
+        )
+        self._need(isinstance(self.partial_fc, bool), "partial_fc", "must be true or false")
+        self._need(
+            self.sample_rate == 1 or self.accumulate == 1,
+            "sample_rate",
+            f"below 1 needs accumulate 1 (one optimizer step per forward), "
+            f"accumulate is {self.accumulate}",
+        )
         self._need(
             self.warmup_epochs <= self.epochs,
             "warmup_epochs",

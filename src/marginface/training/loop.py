@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from marginface.backbones import create_backbone
 from marginface.backbones.checkpoint import atomic_write_text, save_model
-from marginface.heads import create_head
+from marginface.heads import MarginHead, create_head
 from marginface.training import checkpoint as ckpt
 from marginface.training.config import RESUME_FREE_KEYS, TrainConfig, config_to_yaml
 from marginface.training.distributed import (
@@ -86,7 +86,9 @@ class TrainModule(nn.Module):
             images.device.type, dtype=self.amp_dtype or torch.float32, enabled=bool(self.amp_dtype)
         ):
             embeddings = self.backbone(images)
-        return self.head.loss(embeddings.float(), labels)
+        if isinstance(self.head, MarginHead):
+            return self.head.loss(embeddings.float(), labels)
+        return self.head(embeddings.float(), labels)  # PartialFC: the loss is its forward
 
 
 class _StopFlag:
@@ -213,12 +215,30 @@ class Trainer:
         }
         kwargs = {k: v for k, v in self.backbone_kwargs.items() if k != "embedding_size"}
         backbone = create_backbone(cfg.backbone, embedding_size=cfg.embedding_size, **kwargs)
-        head = create_head(cfg.head, cfg.embedding_size, self.num_classes, **cfg.head_kwargs)
+        if self.sharded:
+            from marginface.parallel import PartialFC
+
+            # rank r holds only its shard; DDP averages the backbone's gradients over the W
+            # ranks, so the local embeddings' gradient is scaled by W (see docs/parallel.md)
+            head: nn.Module = PartialFC(
+                cfg.head,
+                cfg.embedding_size,
+                self.num_classes,
+                sample_rate=cfg.sample_rate,
+                process_group=None if env.distributed else "local",
+                seed=cfg.seed,
+                embedding_grad_scale=float(env.world_size),
+                **cfg.head_kwargs,
+            )
+        else:
+            head = create_head(cfg.head, cfg.embedding_size, self.num_classes, **cfg.head_kwargs)
         amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
         self.model = TrainModule(backbone, head, amp_dtype).to(env.device).train()
         self.optimizer = build_optimizer(
             self.model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay
         )
+        if self.sharded:
+            self.model.head.attach_optimizer(self.optimizer)
         self.scheduler = WarmupDecay(
             self.optimizer,
             total_steps=self.total_steps,
@@ -238,14 +258,35 @@ class Trainer:
             "identity_names": self.identity_names,
             "threshold": self.threshold,
             "head": self.cfg.head,
-            "head_kwargs": self.model.head.hparams(),
+            "head_kwargs": self.margin_head.hparams(),
         }
 
+    @property
+    def sharded(self) -> bool:
+        """The class centres are sharded (PartialFC) rather than a replicated head."""
+        return self.cfg.partial_fc or self.cfg.sample_rate < 1
+
+    @property
+    def margin_head(self) -> MarginHead:
+        """The margin head (for PartialFC: this rank's shard of it)."""
+        head = self.model.head
+        return head if isinstance(head, MarginHead) else head.head
+
+    def head_state(self) -> dict[str, Any] | None:
+        """The head's state to save; with PartialFC the full (all ranks') state on rank 0.
+        Collective when sharded: every rank calls it."""
+        if self.sharded:
+            return self.model.head.full_state_dict()
+        return self.model.head.state_dict()
+
     # --------------------------------------------------------------------- checkpoints
-    def _payload(self, position: dict[str, int], rng: dict[str, Any]) -> dict[str, Any]:
+    def _payload(
+        self, position: dict[str, int], rng: dict[str, Any], head_state: dict[str, Any] | None
+    ) -> dict[str, Any]:
         return {
             "backbone": self.model.backbone.state_dict(),
-            "head": self.model.head.state_dict(),
+            "head": head_state,
+            "sharded_head": self.sharded,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -259,9 +300,11 @@ class Trainer:
 
     def save(self, position: dict[str, int], rng: dict[str, Any], reason: str) -> None:
         """checkpoint.pt + model.pt/model.json (main process only; write, then rename)."""
+        head_state = self.head_state()  # collective with PartialFC
         if not self.env.is_main:
             return
-        ckpt.save_checkpoint(self.output / "checkpoint.pt", self._payload(position, rng))
+        payload = self._payload(position, rng, head_state)
+        ckpt.save_checkpoint(self.output / "checkpoint.pt", payload)
         save_model(self.output, self.model.backbone, self.model_info())
         self.logger.event("checkpoint", position["step"], reason=reason, epoch=position["epoch"])
 
@@ -275,7 +318,15 @@ class Trainer:
                 f"{self.env.world_size}; the data order would differ"
             )
         self.model.backbone.load_state_dict(blob["backbone"])
-        self.model.head.load_state_dict(blob["head"])
+        if bool(blob.get("sharded_head", False)) != self.sharded:
+            raise ValueError(
+                f"--resume from {path}: saved {'with' if blob.get('sharded_head') else 'without'}"
+                f" the sharded classifier (partial_fc / sample_rate); the run must keep it"
+            )
+        if self.sharded:
+            self.model.head.load_full_state_dict(blob["head"])
+        else:
+            self.model.head.load_state_dict(blob["head"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         self.scaler.load_state_dict(blob["scaler"])
@@ -443,7 +494,11 @@ class Trainer:
         from tqdm import tqdm
 
         cfg, env = self.cfg, self.env
-        ddp = wrap_data_parallel(self.model, env)
+        # PartialFC synchronises itself: DDP must neither broadcast nor all-reduce its tensors
+        ignore = [f"head.{n}" for n, _ in self.model.head.named_parameters()] + [
+            f"head.{n}" for n, _ in self.model.head.named_buffers()
+        ]
+        ddp = wrap_data_parallel(self.model, env, ignore if self.sharded else ())
         self.logger.event(
             "resume" if cfg.resume else "start",
             position["step"],
