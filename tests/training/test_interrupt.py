@@ -11,6 +11,14 @@ import torch
 from training_helpers import TINY, train_losses
 
 
+def _complete_train_lines(path) -> int:
+    """Train records fully written so far (the last line may be caught half-written)."""
+    if not path.is_file():
+        return 0
+    lines = path.read_text().split("\n")[:-1]  # drop the unterminated tail
+    return sum('"type": "train"' in line for line in lines)
+
+
 def test_sigint_saves_and_resume_is_exact(cli, tmp_path):
     out = tmp_path / "run"
     long_run = [*TINY, "--epochs", "300", "--output", str(out)]  # 1200 steps: never finishes
@@ -24,7 +32,7 @@ def test_sigint_saves_and_resume_is_exact(cli, tmp_path):
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "log.jsonl").is_file() and len(train_losses(out)) >= 3:
+            if _complete_train_lines(out / "log.jsonl") >= 3:
                 break
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
