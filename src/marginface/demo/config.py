@@ -81,11 +81,11 @@ class DemoConfig:
     weight_decay: float = 0.05
     scheduler: str = "cosine"
     warmup_epochs: float = 1.0
-    toy_identities: int = 8
-    toy_images: int = 24
+    toy_identities: int = 6
+    toy_images: int = 32
     toy_epochs: int = 40
     toy_batch_size: int = 48
-    toy_lr: float = 1e-2
+    toy_lr: float = 3e-3
     toy_dims: list[int] = field(default_factory=lambda: [2, 3])
     angle_samples: int = 2000
     head_kwargs: dict[str, dict[str, Any]] = field(
