@@ -163,8 +163,8 @@ class Report:
                 out += ["```", d["text"], "```", ""]
             elif b.kind == "table":
                 out += _markdown_table(d["headers"], d["rows"])
-                if d["caption"]:
-                    out.append(f"*{d['caption']}*")
+                if d["caption"]:  # after a blank line: GFM would read it as one more row
+                    out += ["", f"*{d['caption']}*"]
                 out.append("")
             elif b.kind == "figure":
                 alt = d["caption"] or d["name"]
