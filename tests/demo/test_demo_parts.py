@@ -118,3 +118,15 @@ def test_progress_counts_images_and_estimates():
     assert progress.done == 20 and progress.eta() is not None and progress.eta() >= 0
     progress.end_run()
     assert steps_of(100, 32, 3) == 9
+
+
+def test_a_folder_dataset_is_cached_like_the_synthetic_one(tmp_path):
+    """--data FOLDER: the cache reads any open_dataset spec (here PNGs written by synth)."""
+    from marginface.cli import main
+
+    assert main(["synth", "--spec", "synthetic:3x2", "--image-size", "16", "--output",
+                 str(tmp_path / "faces"), "--quiet"]) == 0  # fmt: skip
+    folder = render_dataset(str(tmp_path / "faces"), image_size=16, workers=1)
+    synthetic = render_dataset("synthetic:3x2", image_size=16, workers=1)
+    assert folder.num_classes == 3 and np.array_equal(folder.labels, synthetic.labels)
+    assert np.array_equal(folder.pixels, synthetic.pixels)  # PNG is lossless
