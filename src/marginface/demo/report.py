@@ -192,12 +192,12 @@ def build_report(
             f"- {head} {word} plain softmax on TAR@FAR=1e-3: {v['tar@1e-03']:.4f} vs "
             f"{v['softmax_tar@1e-03']:.4f} ({v['difference']:+.4f})"
         )
-    if lines:
-        report.add_text("\n".join(lines))
+    if lines:  # blank lines between them: one paragraph each in the HTML
+        report.add_text("\n\n".join(lines))
     report.add_section("Settings")
     report.add_code(settings_text(cfg, heads))
     if deviations:
-        report.add_text("Departures from the heads' usual defaults:\n" + "\n".join(deviations))
+        report.add_text("Departures from the heads' usual defaults:\n\n" + "\n\n".join(deviations))
         if any("s=16.0" in line for line in deviations):
             from marginface.demo.config import OVERRIDES_REASON
 
