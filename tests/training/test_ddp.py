@@ -1,48 +1,15 @@
 """A 2-process data-parallel job on CPU (gloo), each rank running the real CLI."""
 
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
-
 import torch
-from training_helpers import TINY, read_jsonl
+from training_helpers import TINY, read_jsonl, run_two_ranks
 
 from marginface.backbones import create_backbone
-
-WORKER = Path(__file__).with_name("ddp_worker.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_two_process_gloo_job_trains_and_ranks_agree(tmp_path):
     out = tmp_path / "run"
     args = [*TINY, "--epochs", "2", "--output", str(out), "--batch-size", "4"]
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        ranks = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
-        master = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        env = {**os.environ, **ranks, **master, "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, str(WORKER), str(tmp_path), "--", *args]
-        procs.append(
-            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        )
-    outputs = []
-    try:
-        for p in procs:
-            outputs.append(p.communicate(timeout=240)[0].decode())
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
-
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    r0, r1 = run_two_ranks(tmp_path, args)
     # 32 images / (2 ranks x 4) = 4 steps per epoch; both ranks log the all-reduced loss
     assert [s for s, _ in r0["history"]] == list(range(1, 9))
     assert r0["history"] == r1["history"]

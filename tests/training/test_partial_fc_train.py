@@ -1,15 +1,11 @@
 """`marginface train` with the sharded, sampled classifier (--partial-fc, --sample-rate)."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from test_ddp import WORKER, _free_port
-from training_helpers import TINY, train_losses
+from training_helpers import TINY, run_two_ranks, train_losses
 
 PFC = ["--epochs", "3", "--sample-rate", "0.5", "--checkpoint-every", "2"]
 
@@ -49,25 +45,7 @@ def test_two_process_gloo_job_with_sharded_centres(tmp_path, sample):
     out = tmp_path / "run"
     args = [*TINY, "--epochs", "2", "--output", str(out), "--batch-size", "4", "--partial-fc"]
     args += ["--sample-rate", sample]
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        ranks = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
-        master = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        env = {**os.environ, **ranks, **master, "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, str(WORKER), str(tmp_path), "--", *args]
-        procs.append(
-            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        )
-    outputs = []
-    try:
-        for p in procs:
-            outputs.append(p.communicate(timeout=240)[0].decode())
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
+    r0, r1 = run_two_ranks(tmp_path, args)
     assert [s for s, _ in r0["history"]] == list(range(1, 9))
     assert r0["history"] == r1["history"]  # the same global loss on both ranks
     backbone = [k for k in r0["params"] if not k.startswith("head.")]
