@@ -128,6 +128,14 @@ class MarginHead(nn.Module):
     def _w(self, dtype: torch.dtype) -> Tensor:
         return self.weight.to(dtype)
 
+    def check_loss_inputs(self, embeddings: Tensor, labels: Tensor | None) -> None:
+        """As :meth:`check_inputs`, and labels are required and the batch must not be empty."""
+        if labels is None:
+            raise ValueError("loss() needs labels")
+        self.check_inputs(embeddings, labels)
+        if embeddings.shape[0] == 0:
+            raise ValueError("embeddings is an empty batch (B = 0): the mean loss is undefined")
+
     def scores(self, x: Tensor) -> Tensor:
         """(B, C) cosines (or raw scores for the plain softmax head), in ``x``'s dtype."""
         w = self._w(x.dtype)
@@ -200,11 +208,7 @@ class MarginHead(nn.Module):
         :mod:`marginface.heads.fused`.  ``chunk_size`` (classes per chunk) or
         ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
         """
-        if labels is None:
-            raise ValueError("loss() needs labels")
-        self.check_inputs(embeddings, labels)
-        if embeddings.shape[0] == 0:
-            raise ValueError("embeddings is an empty batch (B = 0): the mean loss is undefined")
+        self.check_loss_inputs(embeddings, labels)
         if not fused:
             return F.cross_entropy(self(embeddings, labels), labels.long())
         labels = labels.long()

@@ -160,11 +160,7 @@ class SphereFace2(MarginHead):
         memory_budget: int | None = None,
     ) -> Tensor:
         """Mean over the batch of the weighted softplus loss; never holds B x C if ``fused``."""
-        if labels is None:
-            raise ValueError("loss() needs labels")
-        self.check_inputs(embeddings, labels)
-        if embeddings.shape[0] == 0:
-            raise ValueError("embeddings is an empty batch (B = 0): the mean loss is undefined")
+        self.check_loss_inputs(embeddings, labels)
         if not fused:
             return self.loss_from_logits(self(embeddings, labels), labels)
         labels = labels.long()

@@ -120,11 +120,7 @@ class SphereFaceR(MarginHead):
             return super().loss(
                 embeddings, labels, fused=fused, chunk_size=chunk_size, memory_budget=memory_budget
             )
-        if labels is None:
-            raise ValueError("loss() needs labels")
-        self.check_inputs(embeddings, labels)
-        if embeddings.shape[0] == 0:
-            raise ValueError("embeddings is an empty batch (B = 0): the mean loss is undefined")
+        self.check_loss_inputs(embeddings, labels)
         labels = labels.long()
         with _no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
