@@ -66,10 +66,14 @@ def auto_chunk_size(
 class _Block:
     """What forward and backward share: the inputs, prepared once per call."""
 
-    def __init__(self, xn, weight, scale, labels, bias, normalize, neg_threshold, neg_t, k):
+    def __init__(
+        self, xn, weight, scale, labels, bias, normalize, neg_threshold, neg_t, k, inv_norm=None
+    ):
         self.weight, self.labels, self.bias, self.k = weight, labels, bias, k
         self.neg_threshold, self.neg_t = neg_threshold, neg_t
-        self.inv_norm = 1.0 / weight.norm(dim=1).clamp_min(_EPS) if normalize else None
+        if normalize and inv_norm is None:  # the backward pass reuses the forward's
+            inv_norm = 1.0 / weight.norm(dim=1).clamp_min(_EPS)
+        self.inv_norm = inv_norm if normalize else None
         # fast path: the row scale is folded into the features, logits = (r x) . (W / |W|)
         self.fast = neg_threshold is None and k == 1
         self.scale = scale
@@ -146,18 +150,19 @@ class _FusedMarginTerms(torch.autograd.Function):
             lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
         z_y, _, _ = block.target_scores(xn)
         z_y = torch.where(labels >= 0, z_y, torch.zeros_like(z_y))
-        ctx.save_for_backward(xn, weight, scale, labels, bias, neg_threshold, lse)
+        ctx.save_for_backward(xn, weight, scale, labels, bias, neg_threshold, lse, block.inv_norm)
         ctx.cfg = (normalize, neg_t, subcenters, chunk)
         return lse, z_y
 
     @staticmethod
     def backward(ctx, grad_lse: Tensor, grad_zy: Tensor):  # type: ignore[override]
-        xn, weight, scale, labels, bias, neg_threshold, lse = ctx.saved_tensors
+        xn, weight, scale, labels, bias, neg_threshold, lse, inv_norm = ctx.saved_tensors
         normalize, neg_t, k, chunk = ctx.cfg
         need_x, need_w, need_r, _, need_b = ctx.needs_input_grad[:5]
         num_classes = weight.shape[0] // k
-        block = _Block(xn, weight, scale, labels, bias, normalize, neg_threshold, neg_t, k)
-        inv_norm = block.inv_norm
+        block = _Block(
+            xn, weight, scale, labels, bias, normalize, neg_threshold, neg_t, k, inv_norm
+        )
         # rows with no non-target class (lse = -inf) get no gradient from lse
         grad_lse = torch.where(torch.isfinite(lse), grad_lse, torch.zeros_like(grad_lse))
         lse_safe = torch.where(torch.isfinite(lse), lse, torch.zeros_like(lse))
