@@ -19,10 +19,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from marginface.heads._chunked import chunk_reduce, masked_fill_target
+from marginface.heads._chunked import chunk_reduce, masked_fill_target, softplus
 from marginface.heads.base import MarginHead
 from marginface.parallel.comm import GroupInfo, all_reduce_sum_partial, global_logsumexp
 
@@ -126,19 +125,19 @@ def custom_loss(
         r, b, lamb = head.r, head.bias.to(xn.dtype), head.lamb
 
         def block(z: Tensor, c0: int, c1: int) -> Tensor:
-            return F.softplus(r * head.negative(z) + b).sum(dim=1)
+            return softplus(r * head.negative(z) + b).sum(dim=1)
 
         pos, neg_y = r * head.positive(cos_y) + b, r * head.negative(cos_y) + b
-        target_terms = own(lamb * F.softplus(-pos) - (1.0 - lamb) * F.softplus(neg_y))
+        target_terms = own(lamb * softplus(-pos) - (1.0 - lamb) * softplus(neg_y))
         scale_out, weight_neg = head.loss_weight / r, 1.0 - lamb
     elif kind == "uniface":
         s, b, lamb = head.s, head.bias.to(xn.dtype), head.lamb
 
         def block(z: Tensor, c0: int, c1: int) -> Tensor:
-            return F.softplus(head._c(s * z - b)).sum(dim=1)
+            return softplus(head._c(s * z - b)).sum(dim=1)
 
         pos, neg_y = head._c(s * (cos_y - head.m) - b), head._c(s * cos_y - b)
-        target_terms = own(F.softplus(-pos) - lamb * F.softplus(neg_y))
+        target_terms = own(softplus(-pos) - lamb * softplus(neg_y))
         scale_out, weight_neg = 1.0, lamb
     else:
         raise ValueError(f"unknown custom loss {kind!r}")
