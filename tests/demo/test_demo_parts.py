@@ -14,8 +14,9 @@ from marginface.demo import cache as cache_module
 from marginface.demo.cache import render_dataset
 from marginface.demo.config import DemoConfig, make_config
 from marginface.demo.progress import DemoProgress
-from marginface.demo.runner import centre_angles, steps_of
+from marginface.demo.runner import steps_of
 from marginface.demo.sphere_plots import toy_statistics
+from marginface.evaluation.angles import centre_angles
 
 SPEC = "synthetic:5x4,first=300"
 

@@ -1,7 +1,8 @@
 """``marginface train``: train a backbone with a margin head (see docs/training.md).
 
 Settings come from the defaults, then a YAML file (``--config``), then the options given here;
-``--head-X VALUE`` sets the head hyperparameter X (e.g. ``--head-s 64 --head-m 0.5``).
+``--head-X VALUE`` sets the head hyperparameter X (e.g. ``--head-s 64 --head-m 0.5``); a cosine
+head's scale s is ``auto`` unless given (the scale that fits the number of classes).
 With ``--resume`` the run folder's saved ``config.yaml`` is the starting point, so
 ``marginface train --output DIR --resume`` alone continues a run.
 """
@@ -28,7 +29,10 @@ _TYPED: dict[str, tuple[type, str]] = {
     "accumulate": (int, "micro-batches per optimizer step (gradient accumulation)"),
     "optimizer": (str, "sgd or adamw"),
     "scheduler": (str, "cosine, poly or constant (after warm-up)"),
-    "warmup_epochs": (float, "epochs of linear warm-up"),
+    "warmup_epochs": (float, "epochs of linear warm-up of the learning rate"),
+    "margin_warmup_epochs": (float, "epochs over which the margin blends in from 0"),
+    "loss_watch": (float, "share of the run after which a stalled loss is reported (0: off)"),
+    "summary_images": (int, "training images checked at the end: share nearer own centre"),
     "momentum": (float, "SGD momentum"),
     "weight_decay": (float, "weight decay"),
     "seed": (int, "seed of initialisation and data order"),
@@ -210,6 +214,15 @@ def run(args: argparse.Namespace) -> int:
         f"trained {result.steps} steps ({result.stopped}) in {result.train_time_s:.1f} s, "
         f"last loss {last:.4f}; model: {result.output_dir / 'model.pt'}"
     )
+    if result.scale is not None:
+        print(result.scale.describe())
+    if result.summary is not None:
+        print(
+            f"training images nearer their own class centre than any other: "
+            f"{result.summary['nearer_own_share']:.1%} of {result.summary['images']}"
+        )
+    for message in result.warnings:
+        print(f"marginface train: warning: {message}", file=sys.stderr)
     if result.best is not None:
         print(
             f"best validation: score {result.best['score']:.4f} at step {result.best['step']} "

@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from marginface.demo.cache import CachedFaces
 from marginface.demo.config import DemoConfig
 from marginface.demo.progress import DemoProgress
 from marginface.evaluation import embed_dataset, verification_metrics
+from marginface.evaluation.angles import centre_angles, class_centres, embed_raw
 from marginface.training import TrainConfig, train
 
 
@@ -128,47 +128,6 @@ def _train(
     return result, time.process_time() - cpu0
 
 
-@torch.inference_mode()
-def _embed_raw(backbone: nn.Module, images: Tensor, device: str, batch: int = 256) -> Tensor:
-    """Raw (unnormalised, no flip) embeddings (N, D) in eval mode, on the CPU."""
-    was_training = backbone.training
-    backbone.eval()
-    try:
-        parts = [
-            backbone(images[i : i + batch].to(device)).float().cpu()
-            for i in range(0, len(images), batch)
-        ]
-        return torch.cat(parts)
-    finally:
-        backbone.train(was_training)
-
-
-def class_centres(head: nn.Module) -> Tensor:
-    """The head's class centres (C, D); sub-centre heads give (C, K, D)."""
-    weight = head.weight.detach().float().cpu()
-    k = int(getattr(head, "subcenters", 1))
-    return weight.view(-1, k, weight.shape[1]) if k > 1 else weight
-
-
-def centre_angles(
-    features: Tensor, labels: Tensor, centres: Tensor
-) -> tuple[np.ndarray, np.ndarray]:
-    """Angles in degrees from each feature (N, D) to its own class centre and to the nearest
-    other centre; ``centres`` (C, D), or (C, K, D) for sub-centres (the nearest sub-centre)."""
-    x = F.normalize(features.float(), dim=1)
-    w = F.normalize(centres.float(), dim=-1)
-    if w.dim() == 3:
-        cos = torch.einsum("nd,ckd->nck", x, w).amax(dim=2)
-    else:
-        cos = x @ w.T
-    rows = torch.arange(len(x))
-    own = cos[rows, labels].clone()
-    cos[rows, labels] = -2.0
-    other = cos.amax(dim=1)
-    to_deg = lambda c: torch.rad2deg(torch.acos(c.clamp(-1.0, 1.0))).numpy()  # noqa: E731
-    return to_deg(own), to_deg(other)
-
-
 def evaluate_run(
     backbone: nn.Module,
     test_set: CachedFaces,
@@ -206,7 +165,7 @@ def run_head(
     rng = np.random.default_rng([seed, 11])
     n = min(cfg.angle_samples, len(train_set))
     idx = np.sort(rng.choice(len(train_set), size=n, replace=False))
-    features = _embed_raw(result.backbone, train_set.images(idx), cfg.device)
+    features = embed_raw(result.backbone, train_set.images(idx), cfg.device)
     own, other = centre_angles(
         features, torch.from_numpy(train_set.labels[idx]), class_centres(result.head)
     )
@@ -238,7 +197,7 @@ def run_toy(
         cfg, head, kwargs, toy_set, run_dir, 0, dim, cfg.toy_epochs, cfg.toy_batch_size,
         cfg.toy_lr, min(1.0, cfg.toy_epochs / 4), progress, f"{head} {dim}-D toy",
     )  # fmt: skip
-    features = _embed_raw(result.backbone, toy_set.images(), cfg.device)
+    features = embed_raw(result.backbone, toy_set.images(), cfg.device)
     history = np.array([(r["step"], r["loss"]) for r in result.history], dtype=np.float64)
     return ToyResult(
         head=head,

@@ -43,6 +43,10 @@ class MarginHead(nn.Module):
     normalize: ClassVar[bool] = True
     #: class centres per class (sub-centre heads store C * K rows, class-major)
     subcenters: int = 1
+    #: share w of the margin in the target, in [0, 1]: the target cosine is
+    #: w * margin(cos) + (1 - w) * cos. 1 (the head as published) unless a training schedule
+    #: warms the margin up (``TrainConfig.margin_warmup_epochs``); not saved with the weights.
+    margin_weight: float = 1.0
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0) -> None:
         super().__init__()
@@ -75,6 +79,15 @@ class MarginHead(nn.Module):
 
     def update_state(self, cos_y: Tensor, norms: Tensor) -> None:
         """Advance training state; called once per labelled call in training mode (detached)."""
+
+    def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+        """The target cosine: :meth:`margin`, blended with the plain cosine while the margin
+        warms up (:attr:`margin_weight` below 1), (B,)."""
+        psi = self.margin(cos_y, norms)
+        w = float(self.margin_weight)
+        if w >= 1.0:
+            return psi
+        return w * psi + (1.0 - w) * cos_y.to(psi.dtype)
 
     # ------------------------------------------------------------------------- plumbing
     def _bias(self) -> Tensor | None:
@@ -173,7 +186,7 @@ class MarginHead(nn.Module):
     def _margin_parts(self, cos_y: Tensor, norms: Tensor, scale: Tensor):
         if self.training:
             self.update_state(cos_y.detach(), norms.detach())
-        target = scale * self.margin(cos_y, norms)
+        target = scale * self.target(cos_y, norms)
         return target, self.negative_modulation(cos_y, norms)
 
     def forward(self, embeddings: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -232,5 +245,5 @@ class MarginHead(nn.Module):
                 chunk_size=chunk_size,
                 memory_budget=memory_budget,
             )
-            target = scale * self.margin(z_y, norms)
+            target = scale * self.target(z_y, norms)
             return (torch.logaddexp(target, lse_neg) - target).mean()

@@ -102,7 +102,7 @@ class SphereFaceR(MarginHead):
         with _no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             z = self.scores(x)
-            target = self.s * self.margin(z.gather(1, labels[:, None]).squeeze(1), x.norm(dim=1))
+            target = self.s * self.target(z.gather(1, labels[:, None]).squeeze(1), x.norm(dim=1))
             logits = self.s * self.nontarget(z)
             return logits.scatter(1, labels[:, None], target[:, None])
 
@@ -124,7 +124,7 @@ class SphereFaceR(MarginHead):
         labels = labels.long()
         with _no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
-            target = self.s * self.margin(target_cosine(x, self._w(x.dtype), labels), x.norm(dim=1))
+            target = self.s * self.target(target_cosine(x, self._w(x.dtype), labels), x.norm(dim=1))
             lowest = torch.finfo(x.dtype).min
 
             def block(z: Tensor, c0: int, c1: int) -> Tensor:

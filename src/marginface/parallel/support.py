@@ -107,7 +107,7 @@ def custom_loss(
 
     if kind == "sphereface_r_v2":
         s = head.s
-        target = own(s * head.margin(cos_y, norms))
+        target = own(s * head.target(cos_y, norms))
         lowest = torch.finfo(xn.dtype).min
 
         def block(z: Tensor, c0: int, c1: int) -> Tensor:

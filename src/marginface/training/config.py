@@ -40,6 +40,8 @@ RESUME_FREE_KEYS = frozenset(
         "device",
         "tensorboard",
         "min_free_bytes",
+        "loss_watch",
+        "summary_images",
     }
 )
 
@@ -58,6 +60,12 @@ class TrainConfig:
     ``poly_power`` and ``min_lr``; ``grad_clip`` (max global L2 norm, None = off); ``amp``
     (none / bf16 / fp16); ``seed``.
 
+    Head: ``head_kwargs`` without ``s`` (or with ``s: auto``) gives every cosine head the
+    scale that fits the number of classes (:func:`marginface.heads.scale.auto_scale`; the
+    library's ``create_head`` keeps the papers' numbers); ``margin_warmup_epochs`` blends the
+    margin in linearly over the first epochs (target ``w psi(cos) + (1 - w) cos``, w from 0 to
+    1; 0 = the full margin from the first step).
+
     Classifier: ``partial_fc`` shards the class centres over the processes
     (:class:`marginface.parallel.PartialFC`) instead of replicating the head; ``sample_rate``
     (0 < r <= 1) below 1 samples the centres each step (Partial FC; implies ``partial_fc``).
@@ -68,7 +76,10 @@ class TrainConfig:
     for ``open_pairs``), ``val_every`` (steps; 0 = at the end of each epoch),
     ``val_max_pairs``, ``val_batch_size``, ``num_workers``, ``device`` (auto / cpu / cuda /
     cuda:N), ``progress`` (progress bar), ``tensorboard``, ``min_free_bytes`` (extra free disk
-    space demanded beyond the estimated size of the saved files).
+    space demanded beyond the estimated size of the saved files), ``loss_watch`` (share of
+    the run after which a loss still at the no-learning plateau is reported; 0 = off),
+    ``summary_images`` (training images embedded at the end for the share nearer their own
+    class centre; 0 = off).
     """
 
     data: str | None = None
@@ -87,6 +98,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     scheduler: str = "poly"
     warmup_epochs: float = 0.0
+    margin_warmup_epochs: float = 0.0
     poly_power: float = 2.0
     min_lr: float = 0.0
     grad_clip: float | None = None
@@ -108,6 +120,8 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     min_free_bytes: int = 50_000_000
+    loss_watch: float = 0.25
+    summary_images: int = 2048
 
     def __post_init__(self) -> None:
         self._coerce_numbers()
@@ -135,7 +149,14 @@ class TrainConfig:
             self._need_int(key, 1)
         for key in ("log_every", "val_max_pairs", "val_batch_size"):
             self._need_int(key, 1)
-        for key in ("checkpoint_every", "val_every", "num_workers", "seed", "min_free_bytes"):
+        for key in (
+            "checkpoint_every",
+            "val_every",
+            "num_workers",
+            "seed",
+            "min_free_bytes",
+            "summary_images",
+        ):
             self._need_int(key, 0)
         if self.max_steps is not None:
             self._need_int("max_steps", 0)
@@ -148,6 +169,16 @@ class TrainConfig:
         for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "poly_power", "min_lr"):
             self._need(_is_number(getattr(self, key), 0.0), key, "must be a number >= 0")
         self._need(self.lr > 0, "lr", "must be > 0")
+        self._need(
+            _is_number(self.margin_warmup_epochs, 0.0) and self.margin_warmup_epochs <= self.epochs,
+            "margin_warmup_epochs",
+            f"must be a number in [0, epochs {self.epochs}]",
+        )
+        self._need(
+            _is_number(self.loss_watch, 0.0) and self.loss_watch < 1,
+            "loss_watch",
+            "must be a share of the run in [0, 1)",
+        )
         self._need(
             _is_number(self.sample_rate, 0.0) and 0 < self.sample_rate <= 1,
             "sample_rate",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ from marginface.training.optim import WarmupDecay, build_optimizer
 from marginface.training.preflight import check_output_dir, estimate_output_bytes
 from marginface.training.sampler import EpochBatchSampler, SeededItems
 from marginface.training.validation import Validator, flat_metrics, score_of
+from marginface.training.watch import LossWatch, resolve_scale
 
 
 class TrainingDiverged(RuntimeError):
@@ -57,6 +59,10 @@ class TrainResult:
     whole run (a resumed run includes the steps logged before the interruption).
     ``stopped``: ``finished``, ``max_steps`` or ``interrupted``. ``best``: the best validation
     (step, score, threshold) or None. ``validation``: the last validation metrics per set.
+    ``scale``: how the head's scale was set (:class:`marginface.training.watch.ScaleChoice`).
+    ``warnings``: what the loss watch reported. ``summary``: at the end (None when off or
+    interrupted) ``nearer_own_share``, the share of ``images`` training images (up to
+    ``summary_images``) nearer their own class centre than any other.
     """
 
     output_dir: Path
@@ -68,6 +74,9 @@ class TrainResult:
     steps: int = 0
     best: dict[str, Any] | None = None
     validation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: Any = None
+    warnings: list[str] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
 
 
 class TrainModule(nn.Module):
@@ -163,6 +172,8 @@ class Trainer:
         self.last_validation: dict[str, dict[str, Any]] = {}
         self.threshold: float | None = None
         self._last_val_step = -1
+        self.warnings: list[str] = []
+        self.bar = None
 
     # ------------------------------------------------------------------------ setting up
     def _fail_together(self, check) -> Any:
@@ -215,6 +226,9 @@ class Trainer:
         }
         kwargs = {k: v for k, v in self.backbone_kwargs.items() if k != "embedding_size"}
         backbone = create_backbone(cfg.backbone, embedding_size=cfg.embedding_size, **kwargs)
+        head_kwargs, self.scale_choice = resolve_scale(
+            cfg.head, cfg.embedding_size, self.num_classes, cfg.head_kwargs
+        )
         if self.sharded:
             from marginface.parallel import PartialFC
 
@@ -228,10 +242,10 @@ class Trainer:
                 process_group=None if env.distributed else "local",
                 seed=cfg.seed,
                 embedding_grad_scale=float(env.world_size),
-                **cfg.head_kwargs,
+                **head_kwargs,
             )
         else:
-            head = create_head(cfg.head, cfg.embedding_size, self.num_classes, **cfg.head_kwargs)
+            head = create_head(cfg.head, cfg.embedding_size, self.num_classes, **head_kwargs)
         amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
         self.model = TrainModule(backbone, head, amp_dtype).to(env.device).train()
         self.optimizer = build_optimizer(
@@ -417,10 +431,62 @@ class Trainer:
             f"{kept}. Try a lower --lr, a longer --warmup-epochs, --grad-clip, or --amp none."
         )
 
+    def margin_weight(self, step: int) -> float:
+        """The margin's share w at optimizer step ``step`` (0-based): linear from 0 over
+        ``margin_warmup_epochs``, then 1. A function of the step, so a resume continues it."""
+        warm = self.cfg.margin_warmup_epochs * self.steps_per_epoch
+        return 1.0 if warm <= 0 else min(1.0, step / warm)
+
+    def _say(self, text: str) -> None:
+        """A line for the user (main process): above the progress bar, or on stderr."""
+        if not self.env.is_main:
+            return
+        if self.bar is not None and not self.bar.disable:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def _watch(self, record: dict[str, Any]) -> None:
+        message = self.watch.update(record["step"], record["loss"])
+        if message is not None:
+            self.warnings.append(message)
+            self.logger.event("loss_watch", record["step"], message=message)
+            self._say(f"marginface train: warning: {message}")
+
+    def _summary(self) -> dict[str, Any] | None:
+        """Share of up to ``summary_images`` training images nearer their own class centre
+        (main process; the centres of every rank when sharded: collective)."""
+        n = min(self.cfg.summary_images, len(self.dataset))
+        if n == 0:
+            return None
+        state = self.head_state()  # collective with PartialFC
+        if not self.env.is_main or state is None:
+            return None
+        from marginface.evaluation.angles import centre_angles, embed_raw, nearer_own_share
+
+        rng = torch.Generator().manual_seed(self.cfg.seed + 1)
+        idx = torch.randperm(len(self.dataset), generator=rng)[:n].sort().values
+        devices_rng = ckpt.capture_rng()  # augmenting datasets draw from the global RNG
+        try:
+            items = [self.dataset[int(i)] for i in idx]
+        finally:
+            ckpt.restore_rng(devices_rng)
+        images = torch.stack([torch.as_tensor(im) for im, _ in items])
+        labels = torch.tensor([int(y) for _, y in items])
+        features = embed_raw(self.model.backbone, images, self.env.device)
+        k = self.margin_head.subcenters
+        weight = state["head.weight" if self.sharded else "weight"].detach().float().cpu()
+        centres = weight.view(-1, k, weight.shape[1]) if k > 1 else weight
+        share = nearer_own_share(*centre_angles(features, labels, centres))
+        summary = {"nearer_own_share": share, "images": n}
+        self.logger.event("summary", self.history[-1]["step"] if self.history else 0, **summary)
+        return summary
+
     def _step(self, batches, ddp: nn.Module, position: dict[str, int]) -> dict[str, Any] | None:
         """Accumulate ``accumulate`` micro-batches and take one optimizer step."""
         cfg, env = self.cfg, self.env
         k = cfg.accumulate
+        self.margin_head.margin_weight = self.margin_weight(position["step"])
         total = torch.zeros((), dtype=torch.float64)
         for i in range(k):
             images, labels = next(batches)
@@ -473,7 +539,8 @@ class Trainer:
         needed = estimate_output_bytes(self.model.backbone, self.model.head, cfg.optimizer)
         self._fail_together(lambda: check_output_dir(self.output, needed + cfg.min_free_bytes))
         if env.is_main:
-            atomic_write_text(self.output / "config.yaml", config_to_yaml(cfg))
+            scale_note = f"# {self.scale_choice.describe()}\n"
+            atomic_write_text(self.output / "config.yaml", config_to_yaml(cfg) + scale_note)
         self.validator = self._fail_together(
             lambda: Validator(
                 cfg.val, cfg.image_size, cfg.val_max_pairs, cfg.val_batch_size, env.device
@@ -482,7 +549,6 @@ class Trainer:
         self.logger = RunLogger(
             self.output, env.is_main, cfg.tensorboard, purge_step=position["step"] or None
         )
-        self.bar = None
         try:
             return self._loop(position)
         finally:
@@ -507,6 +573,14 @@ class Trainer:
             device=str(env.device),
             steps=self.total_steps,
         )
+        choice = self.scale_choice
+        self.logger.event(
+            "scale", position["step"], head=cfg.head, s=choice.value, rule=choice.rule
+        )
+        self._say(f"marginface train: {choice.describe()}")
+        self.watch = LossWatch(self.margin_head, self.num_classes, self.total_steps, cfg.loss_watch)
+        for record in self.history:  # a resumed run: the steps before the interruption
+            self.watch.update(record["step"], record["loss"])
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng)
         self.bar = tqdm(
@@ -544,6 +618,7 @@ class Trainer:
                             "images_per_s": speed,
                         }
                         self.history.append(record)
+                        self._watch(record)
                         if step % cfg.log_every == 0 or step == self.total_steps:
                             self.logger.log(record, prefix="train")
                         if self.on_step is not None and env.is_main:
@@ -582,6 +657,7 @@ class Trainer:
         barrier(env)
         elapsed = time.perf_counter() - t_start
         self.logger.event("stop", position["step"], reason=stopped, train_time_s=elapsed)
+        summary = self._summary() if stopped != "interrupted" else None
         return TrainResult(
             output_dir=self.output,
             history=self.history,
@@ -592,6 +668,9 @@ class Trainer:
             steps=position["step"],
             best=self.best,
             validation=self.last_validation,
+            scale=self.scale_choice,
+            warnings=list(self.warnings),
+            summary=summary,
         )
 
 

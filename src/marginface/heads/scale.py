@@ -1,0 +1,98 @@
+"""The scale s that fits the number of classes, and the loss of a model that tells no class apart.
+
+A cosine head's logits are s * cos, so s bounds how sure the softmax can be: with the target at
+cos = 1 (after the margin: psi(1)) and the C - 1 other centres orthogonal to the feature
+(cos = 0), the target's probability is
+
+    P = exp(s psi(1)) / (exp(s psi(1)) + C - 1),
+
+and P >= P* needs
+
+    s >= (log(C - 1) + log(P* / (1 - P*))) / psi(1).                       (scale rule)
+
+This is the lower bound of CosFace (Wang et al., CVPR 2018, section 3.4:
+s >= (C-1)/C log((C-1) P / (1 - P)), derived without the margin) with the margin's psi(1) in the
+denominator. :func:`auto_scale` returns that smallest scale for P* = 0.999: large enough for a
+confident softmax, and no larger, because a scale far above it (the papers' s = 64 on a few hundred
+classes) makes the loss of the margin term dominate from the first step and training stalls at the
+:func:`chance_loss` plateau (measured in docs/training.md).
+
+:func:`chance_loss` is the loss of a model whose features are equally near every centre (every
+cosine c): ``log(1 + (C - 1) exp(s (c - psi(c))))``, at its smallest over c in [-1, 1]. A run whose
+loss has not fallen clearly below it has learnt nothing that separates the classes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+
+from marginface.heads.base import MarginHead
+
+#: the target probability of the scale rule
+TARGET_PROBABILITY = 0.999
+#: the feature norm at which norm-dependent margins (MagFace, AdaFace) are evaluated here
+NOMINAL_NORM = 20.0
+#: the rule as printed in logs and saved in run configs
+SCALE_RULE = (
+    "s = (log(C - 1) + log(P / (1 - P))) / psi(1), P = 0.999: the smallest scale at which a "
+    "sample on its centre, all other centres orthogonal, has probability P (CosFace's bound, "
+    "Wang et al. 2018, with the margin's target psi(1))"
+)
+
+
+def uses_scale(head: type[MarginHead] | MarginHead) -> bool:
+    """True for heads whose logits are s * (cosine logits) of a softmax over the classes: the
+    heads :func:`auto_scale` applies to (not plain softmax, SphereFace's feature-norm scale, or
+    the per-class binary heads SphereFace2 and UniFace)."""
+    from marginface.heads.registry import head_hparams
+
+    cls = head if isinstance(head, type) else type(head)
+    softmax_logits = cls.forward is MarginHead.forward  # the binary heads override forward
+    return cls.normalize and softmax_logits and "s" in head_hparams(cls.head_name)
+
+
+@torch.no_grad()
+def target_curve(head: MarginHead, cos: torch.Tensor) -> torch.Tensor:
+    """psi(cos): the head's target cosine after the margin (eval mode, norms NOMINAL_NORM),
+    float64, shape of ``cos``; the head is not changed."""
+    probe = copy.deepcopy(head).eval().double()
+    c = cos.detach().to(torch.float64).reshape(-1)
+    return probe.margin(c, torch.full_like(c, NOMINAL_NORM)).reshape(cos.shape)
+
+
+def auto_scale(head: MarginHead, num_classes: int, p: float = TARGET_PROBABILITY) -> float:
+    """The scale rule of the module doc for ``head``'s margin and ``num_classes`` classes.
+
+    >>> from marginface.heads import create_head
+    >>> round(auto_scale(create_head("arcface", 8, 2), 299), 2)  # psi(1) = cos(0.5)
+    14.36
+    """
+    if num_classes < 2:
+        raise ValueError(f"auto_scale needs at least 2 classes, got {num_classes}")
+    if not 0.5 < p < 1.0:
+        raise ValueError(f"p must lie in (0.5, 1), got {p}")
+    psi1 = float(target_curve(head, torch.ones(1)))
+    if not psi1 > 0:
+        raise ValueError(
+            f"{head.head_name}: its target at cos = 1 is {psi1:.3f} <= 0: no scale makes a "
+            f"sample on its centre likely; choose s explicitly"
+        )
+    return (math.log(num_classes - 1) + math.log(p / (1.0 - p))) / psi1
+
+
+def chance_loss(head: MarginHead, num_classes: int, points: int = 2001) -> float:
+    """The loss of a model that tells no class apart (module doc); log C for the plain softmax.
+
+    >>> from marginface.heads import create_head
+    >>> round(chance_loss(create_head("cosface", 8, 2, s=64.0), 299), 2)  # log(1 + 298 e^22.4)
+    28.1
+    """
+    if not head.normalize:
+        return math.log(num_classes)
+    c = torch.linspace(-1.0, 1.0, points, dtype=torch.float64)
+    gap = float((c - target_curve(head, c)).min())
+    a, b = 0.0, math.log(num_classes - 1) + float(head.s) * gap  # log(e^a + e^b), stably
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))
