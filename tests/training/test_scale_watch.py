@@ -9,7 +9,7 @@ from training_helpers import TINY, read_jsonl
 import marginface
 from marginface.heads.scale import auto_scale, chance_loss
 from marginface.training.config import TrainConfig
-from marginface.training.watch import CLEARLY_BELOW, LossWatch, resolve_scale
+from marginface.training.watch import STALLED_ABOVE, LossWatch, resolve_scale
 
 
 def test_resolve_scale_fills_auto_and_keeps_what_is_given():
@@ -42,7 +42,7 @@ def test_margin_warmup_is_validated():
 
 class _Watch:
     @staticmethod
-    def make(s, classes=299, steps=100, share=0.25):
+    def make(s, classes=299, steps=100, share=0.5):
         head = marginface.create_head("arcface", 4, 2, s=s)
         return LossWatch(head, classes, steps, share), chance_loss(head, classes)
 
@@ -51,16 +51,16 @@ def test_loss_watch_warns_once_on_the_plateau_with_the_scale_hint():
     watch, chance = _Watch.make(64.0)
     messages = [watch.update(step, 20.8) for step in range(1, 101)]
     said = [m for m in messages if m]
-    assert len(said) == 1 and messages.index(said[0]) == 24  # at step 25 = 25% of 100
-    assert "not clearly below" in said[0] and "s=64 is high for 299 classes" in said[0]
+    assert len(said) == 1 and messages.index(said[0]) == 49  # at step 50 = 50% of 100
+    assert "still above" in said[0] and "s=64 is high for 299 classes" in said[0]
     assert "--head-s auto" in said[0] and f"{chance:.2f}" in said[0]
 
 
 def test_loss_watch_is_quiet_below_the_plateau_and_hints_otherwise_when_s_fits():
     watch, chance = _Watch.make(14.0)
-    assert all(watch.update(k, CLEARLY_BELOW * chance * 0.99) is None for k in range(1, 101))
+    assert all(watch.update(k, STALLED_ABOVE * chance * 0.99) is None for k in range(1, 101))
     watch, chance = _Watch.make(14.0)
-    said = [m for m in (watch.update(k, chance) for k in range(1, 101)) if m]
+    said = [m for m in (watch.update(k, STALLED_ABOVE * chance * 1.01) for k in range(1, 101)) if m]
     assert len(said) == 1 and "s=14 is high" not in said[0] and "--lr" in said[0]
 
 
@@ -97,7 +97,7 @@ def test_cli_stalled_scale_warns_during_and_after_the_run(cli, tmp_path, capsys)
     err = capsys.readouterr().err
     assert err.count("s=64 is high for 8 classes") == 2  # when seen, and again at the end
     watch = [r for r in read_jsonl(out / "log.jsonl") if r.get("event") == "loss_watch"]
-    assert len(watch) == 1 and watch[0]["step"] == 2  # 25% of 8 steps
+    assert len(watch) == 1 and watch[0]["step"] == 4  # 50% of 8 steps
 
 
 def test_margin_weight_schedule_follows_the_step(tmp_path):

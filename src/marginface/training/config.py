@@ -120,7 +120,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     min_free_bytes: int = 50_000_000
-    loss_watch: float = 0.25
+    loss_watch: float = 0.5
     summary_images: int = 2048
 
     def __post_init__(self) -> None:
