@@ -248,3 +248,17 @@ def test_empty_batch_and_bf16():
         head.loss(x, y)
     check_bf16_autocast("adacos", dynamic=True)
     check_bf16_autocast("adacos")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dynamic_fused_equals_dense_on_cuda():
+    torch.manual_seed(0)
+    heads = [marginface.create_head("adacos", 32, 5000, dynamic=True).cuda().double()]
+    heads.append(copy.deepcopy(heads[0]))
+    x = torch.randn(64, 32, device="cuda", dtype=torch.float64)
+    y = torch.randint(0, 5000, (64,), device="cuda")
+    fused = heads[0].loss(x, y, chunk_size=700)
+    dense = F.cross_entropy(heads[1](x, y), y)
+    assert heads[0].scale.is_cuda and heads[0].s != adacos_scale(5000)
+    assert heads[0].s == pytest.approx(heads[1].s, rel=TOL)
+    assert abs(float(fused - dense)) <= TOL * 10  # values ~ log C = 8.5
