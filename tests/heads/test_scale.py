@@ -62,7 +62,7 @@ def test_which_heads_take_the_scale():
     takes = {h for h in marginface.list_heads() if uses_scale(marginface.create_head(h, 4, 3))}
     assert {"arcface", "cosface", "normface", "combined", "curricularface"} <= takes
     # plain softmax, SphereFace (feature-norm scale) and the binary heads are left alone
-    assert not takes & {"softmax", "sphereface", "sphereface2", "uniface"}
+    assert not takes & {"softmax", "sphereface", "sphereface2", "uniface", "adacos"}
 
 
 def test_target_curve_is_the_margin_and_leaves_the_head_alone():

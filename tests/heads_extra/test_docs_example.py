@@ -15,3 +15,4 @@ def test_example_runs(capsys):
         exec(compile(code, str(DOC), "exec"), {})
     out = capsys.readouterr().out
     assert "22.5867" in out and "uniface" in out
+    assert "adacos fixed s 3.1073" in out and "adacos dynamic s" in out

@@ -47,6 +47,8 @@ CASES = [
     ("sphereface2", {"variant": "A"}, 0.3),
     ("uniface", {}, 1.0),
     ("uniface", {}, 0.3),
+    ("adacos", {"dynamic": True}, 1.0),
+    ("adacos", {}, 0.3),
 ]
 
 

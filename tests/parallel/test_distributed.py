@@ -47,7 +47,7 @@ def _reference(i: int, res: list[dict]):
     x = first["x"].clone().requires_grad_(True)
     y = first["y"]
     state = first["head_state"]
-    k = worker.make_head(name, 1, **hp).subcenters
+    k = worker.make_head(name, worker.C, **hp).subcenters
     if rate < 1:
         classes = torch.cat([r["cases"][i]["sampled"] for r in res])
         head = worker.make_head(name, len(classes), **hp).double()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
-from marginface.heads import create_head, list_heads
+from marginface.heads import adacos_scale, create_head, list_heads
 from marginface.parallel import (
     PartialFC,
     gather_full_state,
@@ -209,3 +211,38 @@ def test_adam_state_follows_the_sampled_rows():
     assert set(state) == {"exp_avg", "exp_avg_sq"}
     assert (state["exp_avg_sq"][seen].sum(1) > 0).all()
     assert (state["exp_avg_sq"][~seen] == 0).all()
+
+
+def test_adacos_dynamic_scale_follows_the_head_over_steps():
+    """World size 1: the dynamic scale, loss and gradients equal the head's, step by step."""
+    torch.manual_seed(0)
+    head = create_head("adacos", D, C, dynamic=True).double().train()
+    pfc = PartialFC(copy.deepcopy(head), process_group="local", chunk_size=5).double().train()
+    opts = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (head, pfc)]
+    for _ in range(3):
+        x, y = torch.randn(6, D, dtype=torch.float64) * 3, torch.randint(0, C, (6,))
+        x1, x2 = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        for opt in opts:
+            opt.zero_grad()
+        loss, ref = pfc(x1, y), head.loss(x2, y)
+        loss.backward()
+        ref.backward()
+        # float64: sums of <= C + B = 29 terms of size <= s < 10 in another order
+        torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-12)
+        assert pfc.head.s == pytest.approx(head.s, rel=1e-12)
+        for opt in opts:
+            opt.step()
+    assert head.s != adacos_scale(C)
+
+
+def test_adacos_scale_is_that_of_all_classes_and_sampling_is_refused_when_dynamic():
+    for shard in ((1, 4), (4, 5)):  # 250 classes, and a shard of 1 class
+        pfc = PartialFC(
+            "adacos", D, 1000 if shard[1] == 4 else 5, process_group="local", shard=shard
+        )
+        assert pfc.head.s == adacos_scale(pfc.num_classes)
+    fixed = PartialFC("adacos", D, C, sample_rate=0.5, process_group="local")
+    assert fixed.head.s == adacos_scale(C)
+    with pytest.raises(ValueError, match="sample_rate=0.5.*dynamic scale"):
+        PartialFC("adacos", D, C, sample_rate=0.5, process_group="local", dynamic=True)

@@ -10,6 +10,7 @@ True
 """
 
 from marginface.heads import (
+    adacos,
     adaface,
     arcface,
     combined,
@@ -25,6 +26,7 @@ from marginface.heads import (
     subcenter,
     uniface,
 )
+from marginface.heads.adacos import AdaCos, adacos_scale
 from marginface.heads.adaface import AdaFace
 from marginface.heads.arcface import ArcFace, arc_margin
 from marginface.heads.base import MarginHead
@@ -83,6 +85,9 @@ __all__ = [
     "SubCenterArcFace",
     "UniFace",
     "magface_lambda_bound",
+    "AdaCos",
+    "adacos_scale",
+    "adacos",
     "adaface",
     "curricularface",
     "elasticface",

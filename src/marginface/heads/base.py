@@ -5,11 +5,14 @@ embeddings (B, D) to logits (B, C).  Subclasses change the target logit only, th
 :meth:`MarginHead.margin` (the modified target cosine), and optionally the row scale
 (:meth:`MarginHead.row_scale`), the hard negatives (:meth:`MarginHead.negative_modulation`)
 and the training state (:meth:`MarginHead.update_state`).  The base class turns these hooks
-into both the dense logits of :meth:`forward` and the chunked, fused :meth:`loss`.
+into both the dense logits of :meth:`forward` and the chunked, fused :meth:`loss`.  A head
+whose scale is re-estimated from each batch (AdaCos) sets :attr:`MarginHead.batch_scaled` and
+implements :meth:`MarginHead.update_scale`.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -88,6 +91,18 @@ class MarginHead(nn.Module):
         if w >= 1.0:
             return psi
         return w * psi + (1.0 - w) * cos_y.to(psi.dtype)
+
+    @property
+    def batch_scaled(self) -> bool:
+        """True when :meth:`update_scale` re-estimates the row scale from each training batch."""
+        return False
+
+    def update_scale(self, lse_neg: Tensor, cos_y: Tensor) -> None:
+        """Set the row scale from a training batch before its logits are formed; called once
+        per labelled call in training mode when :attr:`batch_scaled` (before
+        :meth:`update_state`).  ``lse_neg`` (B,): log sum_{j != y_i} exp(r_i z_ij) at the
+        current row scale; ``cos_y`` (B,): the target scores; both detached.  Costs one
+        more no-grad pass over the classes in the fused loss."""
 
     # ------------------------------------------------------------------------- plumbing
     def _bias(self) -> Tensor | None:
@@ -199,6 +214,11 @@ class MarginHead(nn.Module):
                 return z * scale[:, None]
             labels = labels.long()
             cos_y = z.gather(1, labels[:, None]).squeeze(1)
+            if self.training and self.batch_scaled:
+                with torch.no_grad():
+                    old = (z * scale[:, None]).scatter(1, labels[:, None], -math.inf)
+                    self.update_scale(old.logsumexp(dim=1), cos_y.detach())
+                scale = self.row_scale(norms)
             target, neg = self._margin_parts(cos_y, norms, scale)
             if neg is not None:
                 threshold, t = neg
@@ -228,22 +248,31 @@ class MarginHead(nn.Module):
         with _no_autocast(embeddings.device.type):
             x, norms, scale = self._prepare(embeddings, labels)
             cos_y = self._target_score(x, labels)  # detached: for state and thresholds
-            if self.training:
-                self.update_state(cos_y, norms.detach())
-            neg = self.negative_modulation(cos_y, norms.detach())
-            bias = self._bias()
-            lse_neg, z_y = fused_margin_terms(
-                F.normalize(x, dim=1, eps=_EPS) if self.normalize else x,
-                self._w(x.dtype),
-                scale,
-                labels,
+            xn = F.normalize(x, dim=1, eps=_EPS) if self.normalize else x
+            w, bias = self._w(x.dtype), self._bias()
+            common = dict(
                 bias=None if bias is None else bias.to(x.dtype),
                 normalize=self.normalize,
-                neg_threshold=None if neg is None else neg[0].detach(),
-                neg_t=0.0 if neg is None else float(neg[1]),
                 subcenters=self.subcenters,
                 chunk_size=chunk_size,
                 memory_budget=memory_budget,
+            )
+            if self.training and self.batch_scaled:
+                with torch.no_grad():  # the non-target log-sum-exp at the current scale
+                    lse_old, _ = fused_margin_terms(xn, w, scale, labels, **common)
+                self.update_scale(lse_old, cos_y)
+                scale = self.row_scale(norms)
+            if self.training:
+                self.update_state(cos_y, norms.detach())
+            neg = self.negative_modulation(cos_y, norms.detach())
+            lse_neg, z_y = fused_margin_terms(
+                xn,
+                w,
+                scale,
+                labels,
+                neg_threshold=None if neg is None else neg[0].detach(),
+                neg_t=0.0 if neg is None else float(neg[1]),
+                **common,
             )
             target = scale * self.target(z_y, norms)
             return (torch.logaddexp(target, lse_neg) - target).mean()

@@ -44,14 +44,16 @@ SCALE_RULE = (
 
 
 def uses_scale(head: type[MarginHead] | MarginHead) -> bool:
-    """True for heads whose logits are s * (cosine logits) of a softmax over the classes: the
-    heads :func:`auto_scale` applies to (not plain softmax, SphereFace's feature-norm scale, or
-    the per-class binary heads SphereFace2 and UniFace)."""
+    """True for heads whose logits are s * (cosine logits) of a softmax over the classes, with a
+    fixed default s: the heads :func:`auto_scale` applies to (not plain softmax, SphereFace's
+    feature-norm scale, the per-class binary heads SphereFace2 and UniFace, nor AdaCos, whose
+    default s = None means its own scale)."""
     from marginface.heads.registry import head_hparams
 
     cls = head if isinstance(head, type) else type(head)
     softmax_logits = cls.forward is MarginHead.forward  # the binary heads override forward
-    return cls.normalize and softmax_logits and "s" in head_hparams(cls.head_name)
+    default = head_hparams(cls.head_name).get("s")
+    return cls.normalize and softmax_logits and default is not None
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.heads.base import MarginHead, _no_autocast
-from marginface.heads.fused import chunked_logsumexp
+from marginface.heads.fused import chunked_logsumexp, fused_margin_terms
 from marginface.heads.registry import create_head
 from marginface.parallel.comm import (
     LOCAL,
@@ -47,6 +47,7 @@ from marginface.parallel.support import (
     custom_kind,
     custom_loss,
     extra_loss,
+    global_hparams,
     init_replicated,
 )
 
@@ -60,12 +61,12 @@ def per_class_keys(
 ) -> dict[str, int]:
     """State-dict keys of a head that hold rows per class, with their rows per class.
 
-    Found by building the head for 1 and 2 classes: the tensors whose first dimension
-    changes are per class (``weight``: K rows per class, ``bias``: 1); the others are
-    replicated on every rank (e.g. SphereFace's ``iteration``).
+    Found by building the head for 3 and 4 classes (AdaCos's default scale needs C >= 3):
+    the tensors whose first dimension changes are per class (``weight``: K rows per class,
+    ``bias``: 1); the others are replicated on every rank (e.g. SphereFace's ``iteration``).
     """
-    one = head_cls(embedding_size, 1, **hparams).state_dict()
-    two = head_cls(embedding_size, 2, **hparams).state_dict()
+    one = head_cls(embedding_size, 3, **hparams).state_dict()
+    two = head_cls(embedding_size, 4, **hparams).state_dict()
     return {
         k: int(two[k].shape[0] - one[k].shape[0])
         for k in one
@@ -186,6 +187,7 @@ class PartialFC(nn.Module):
         elif isinstance(head, str):
             if embedding_size is None or num_classes is None:
                 raise ValueError("embedding_size and num_classes are needed with a head name")
+            head_hparams = global_hparams(head, head_hparams, num_classes)
             probe = create_head(head, embedding_size, 1, **head_hparams)
             head_cls, hparams = type(probe), dict(head_hparams)
         else:
@@ -200,7 +202,7 @@ class PartialFC(nn.Module):
         n_local = self.class_end - self.class_start
         self.class_keys = per_class_keys(head_cls, embedding_size, hparams)
         self.head = head_cls(embedding_size, max(1, n_local), **hparams)
-        check_supported(self.head)
+        check_supported(self.head, self.sample_rate)
         self._fill_shard(full, head_cls)
         if full is None:
             init_replicated(self.head, num_classes)
@@ -389,6 +391,24 @@ class PartialFC(nn.Module):
         )
         cos_y = cos_all.index_put((rows,), z_own)
         block_labels = torch.full_like(y_all, -1).index_put((rows,), local)
+        if head.training and head.batch_scaled:  # AdaCos: the scale from the global batch
+            with torch.no_grad():
+                lse_old = x.new_full((x.shape[0],), float("-inf"))
+                if weight.shape[0]:
+                    lse_old, _ = fused_margin_terms(
+                        xn,
+                        weight,
+                        scale,
+                        block_labels,
+                        bias=bias,
+                        normalize=head.normalize,
+                        subcenters=head.subcenters,
+                        chunk_size=self.chunk_size,
+                        memory_budget=self.memory_budget,
+                    )
+                lse_old = global_logsumexp(lse_old, info)
+            head.update_scale(lse_old, cos_all)
+            scale = head.row_scale(norms)
         kind = custom_kind(head)
         if kind is not None:  # SphereFace-R v2, SphereFace2, UniFace
             return custom_loss(

@@ -12,6 +12,12 @@ every head that keeps the base class's ``loss`` works.  Heads that override ``lo
   combines them.
 
 Any other head that overrides ``loss`` is refused with a ValueError.
+
+``adacos``: its fixed scale depends on the number of classes, so a head built by name gets
+the value for all C (:func:`global_hparams`), not for its shard.  The dynamic scale needs
+the non-target log-sum-exp of every row over all classes, which PartialFC combines over the
+ranks like the loss's; with sampling (sample_rate < 1) only the sampled classes would enter
+it, so dynamic AdaCos with sampling is refused.
 """
 
 from __future__ import annotations
@@ -37,10 +43,16 @@ def custom_kind(head: MarginHead) -> str | None:
     return name if name in ("sphereface2", "uniface") else None
 
 
-def check_supported(head: MarginHead) -> None:
+def check_supported(head: MarginHead, sample_rate: float = 1.0) -> None:
     """ValueError when PartialFC cannot compute ``head``'s loss."""
     cls = type(head)
     name = getattr(head, "head_name", cls.__name__)
+    if head.batch_scaled and sample_rate < 1.0:
+        raise ValueError(
+            f"PartialFC cannot sample classes (sample_rate={sample_rate}) for head {name!r} "
+            "with a dynamic scale: the scale's sum over the non-target classes would cover "
+            "only the sampled ones; use sample_rate=1 or the fixed scale (dynamic=False)"
+        )
     if cls.loss is MarginHead.loss or name in ("magface", "sphereface_r", "sphereface2", "uniface"):
         return
     raise ValueError(
@@ -48,6 +60,16 @@ def check_supported(head: MarginHead) -> None:
         "PartialFC does not know; supported: every head that keeps MarginHead.loss, magface, "
         "sphereface_r, sphereface2 and uniface"
     )
+
+
+def global_hparams(name: str, hparams: dict, num_classes: int) -> dict:
+    """``hparams`` with the defaults that depend on the number of classes fixed to their value
+    for all ``num_classes`` (each rank builds its head for its shard's count)."""
+    if name == "adacos" and hparams.get("s") is None:
+        from marginface.heads.adacos import adacos_scale
+
+        return {**hparams, "s": adacos_scale(num_classes)}
+    return hparams
 
 
 def init_replicated(head: MarginHead, num_classes: int) -> None:
