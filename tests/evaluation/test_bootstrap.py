@@ -89,7 +89,19 @@ def test_identity_clusters_widen_the_interval():
 
 
 def test_bad_input_is_a_clear_error():
-    with pytest.raises(ValueError, match="one length"):
+    with pytest.raises(ValueError, match="of one length"):
         paired_bootstrap([1.0, 2.0], [1.0], [True, False], [0, 1], far=0.1)
     with pytest.raises(ValueError, match="both genuine and impostor"):
         paired_bootstrap([1.0, 2.0], [1.0, 2.0], [True, True], [0, 1], far=0.1)
+
+
+def test_seed_rows_average_the_per_seed_tar():
+    rng, issame, groups = _pairs(seed=5)
+    a = issame * 2.0 + rng.normal(0, 0.6, (3, len(issame)))
+    b = issame * 2.0 + rng.normal(0, 0.9, (3, len(issame)))
+    r = paired_bootstrap(a, b, issame, groups, far=1e-2, replicates=50)
+    singles = [
+        paired_bootstrap(a[k], b[k], issame, groups, far=1e-2, replicates=2) for k in range(3)
+    ]
+    assert r["a"] == pytest.approx(np.mean([s["a"] for s in singles]))
+    assert r["difference"] == pytest.approx(np.mean([s["difference"] for s in singles]))

@@ -49,7 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=0,
-        help="torch CPU threads (default 0 = auto: 1 on a machine of 1-2 cores, else half)",
+        help="torch CPU threads per training run (default 0 = auto: the cores shared out "
+        "over the runs going on side by side)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--workers", type=int, default=0,
+        help="training runs side by side in worker processes (default 0 = auto: one per core)",
     )  # fmt: skip
     parser.add_argument(
         "--head-kwargs", metavar="JSON", help="per-head hyperparameters replacing the demo's, e.g. "
@@ -83,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         test_data=args.test_data,
         toy_dims=[] if args.no_toy else None,
         threads=args.threads,
+        workers=args.workers,
         progress=not args.quiet,
     )
     if args.head_kwargs:

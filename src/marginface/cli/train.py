@@ -10,6 +10,7 @@ With ``--resume`` the run folder's saved ``config.yaml`` is the starting point, 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -187,10 +188,30 @@ def build_config(args: argparse.Namespace):
     return resolve_config(*layers)
 
 
+class _TqdmLines(logging.Handler):
+    """The trainer's messages as ``marginface train: [warning: ]...`` lines on stderr, written
+    above the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        kind = "warning: " if record.levelno >= logging.WARNING else ""
+        tqdm.write(f"marginface train: {kind}{record.getMessage()}", file=sys.stderr)
+
+
+def _show_trainer_messages() -> None:
+    log = logging.getLogger("marginface.train")
+    if not any(isinstance(h, _TqdmLines) for h in log.handlers):
+        log.addHandler(_TqdmLines())
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
 def run(args: argparse.Namespace) -> int:
     from marginface.training import TrainingDiverged, train
 
     config = build_config(args)
+    _show_trainer_messages()
     try:
         result = train(config)
     except TrainingDiverged as exc:

@@ -53,9 +53,10 @@ class DemoConfig:
     ``toy_batch_size``, ``toy_lr`` (same optimizer), ``toy_dims``.
 
     Running: ``heads``, ``seeds`` (each head runs with seeds 0 .. seeds-1), ``output``,
-    ``device``, ``threads`` (torch CPU threads; 0 = auto: 1 on machines with at most 2 cores,
-    where small convolutions gain little from a second thread and lose a lot when the cores
-    are shared, else half the cores), ``render_workers``, ``progress``, ``head_kwargs``
+    ``device``, ``workers`` (training runs side by side in forked processes; 0 = auto: one
+    per core, at most the number of runs: small convolutions gain little from a second thread,
+    two runs on two cores gain almost 2x), ``threads`` (torch CPU threads per run; 0 = auto:
+    the cores shared out over the workers), ``render_workers``, ``progress``, ``head_kwargs``
     (per-head overrides).
     """
 
@@ -97,6 +98,7 @@ class DemoConfig:
     output: str = "demo_output"
     device: str = "cpu"
     threads: int = 0
+    workers: int = 0
     render_workers: int = 2
     progress: bool = True
     quick: bool = False
@@ -112,6 +114,8 @@ class DemoConfig:
             raise ValueError(f"demo: optimizer must be adamw or sgd, got {self.optimizer!r}")
         if self.threads < 0:
             raise ValueError(f"demo: --threads must be >= 0 (0 = auto), got {self.threads}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+            raise ValueError(f"demo: --workers must be an int >= 0 (0 = auto), got {self.workers}")
         for dim in self.toy_dims:
             if dim not in (2, 3):
                 raise ValueError(f"demo: toy dimensions must be 2 or 3, got {dim}")
@@ -138,14 +142,23 @@ class DemoConfig:
         spec = f"synthetic:{self.toy_identities}x{self.toy_images}"
         return spec + (f",difficulty={self.difficulty:g}" if self.difficulty != 1.0 else "")
 
-    def torch_threads(self) -> int:
-        """The number of torch CPU threads to use (``threads``, or the automatic choice)."""
+    def parallel_workers(self, runs: int) -> int:
+        """Training runs side by side in worker processes (``workers``, or auto: one per core,
+        at most ``runs``)."""
+        import os
+
+        if self.workers:
+            return self.workers
+        return max(1, min(runs, os.cpu_count() or 1))
+
+    def torch_threads(self, runs: int = 1) -> int:
+        """torch CPU threads per run (``threads``, or auto: the cores shared out over the
+        runs going on side by side, at least 1)."""
         import os
 
         if self.threads:
             return self.threads
-        cores = os.cpu_count() or 1
-        return 1 if cores <= 2 else cores // 2
+        return max(1, (os.cpu_count() or 1) // self.parallel_workers(runs))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (for metrics.json)."""

@@ -3,6 +3,7 @@ the 2-D / 3-D toys, and write the report. The real main of ``marginface demo``."
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import torch
 from marginface.data.verification import generate_pairs
 from marginface.demo.cache import CachedFaces, render_dataset
 from marginface.demo.config import DemoConfig
+from marginface.demo.parallel import run_jobs
 from marginface.demo.progress import DemoProgress
 from marginface.demo.runner import RunResult, ToyResult, run_head, run_toy, steps_of
 
@@ -115,15 +117,18 @@ def _run(cfg: DemoConfig) -> DemoOutcome:
 
     runs: dict[str, list[RunResult]] = {h: [] for h in cfg.heads}
     t0 = time.perf_counter()
-    for seed in range(cfg.seeds):
-        for head in cfg.heads:
-            r = run_head(cfg, head, seed, train_set, test_set, pairs, issame, progress)
-            runs[head].append(r)
-            tar = r.metrics["tar_at_far"].get(1e-3)
-            progress.write(
-                f"  {head} seed {seed}: accuracy {r.metrics['accuracy']:.4f}, "
-                f"TAR@1e-3 {'n/a' if tar is None else f'{tar:.4f}'}, EER {r.metrics['eer']:.4f}"
-            )
+    jobs = [(seed, head) for seed in range(cfg.seeds) for head in cfg.heads]
+    workers, threads = cfg.parallel_workers(len(jobs)), cfg.torch_threads(len(jobs))
+    context = (cfg, train_set, test_set, pairs, issame)
+    for (seed, head), r in zip(
+        jobs, run_jobs(_train_job, context, jobs, workers, progress, threads), strict=True
+    ):
+        runs[head].append(r)
+        tar = r.metrics["tar_at_far"].get(1e-3)
+        progress.write(
+            f"  {head} seed {seed}: accuracy {r.metrics['accuracy']:.4f}, "
+            f"TAR@1e-3 {'n/a' if tar is None else f'{tar:.4f}'}, EER {r.metrics['eer']:.4f}"
+        )
     timings["train + evaluate heads"] = time.perf_counter() - t0
 
     toys: list[ToyResult] = []
@@ -137,6 +142,13 @@ def _run(cfg: DemoConfig) -> DemoOutcome:
     outcome = _write(cfg, data, runs, toys, pairs, issame, timings, t_start, cpu_start)
     progress.write(f"wrote {outcome.report_html}, {outcome.report_md}, {outcome.metrics_json}")
     return outcome
+
+
+def _train_job(context: tuple, job: tuple[int, str], progress) -> RunResult:
+    """One run (train + evaluate one head with one seed); a job of :func:`run_jobs`."""
+    cfg, train_set, test_set, pairs, issame = context
+    seed, head = job
+    return run_head(cfg, head, seed, train_set, test_set, pairs, issame, progress)
 
 
 def _write(
@@ -230,7 +242,9 @@ def _write(
         "timings_s": dict(timings),
         "cpu_time_s": cpu_total,
         "machine": {
-            "torch_threads": torch.get_num_threads(),
+            "cpu_cores": os.cpu_count(),
+            "workers": cfg.parallel_workers(cfg.seeds * len(cfg.heads)),
+            "torch_threads": cfg.torch_threads(cfg.seeds * len(cfg.heads)),
             "platform": platform.platform(),
             "torch": torch.__version__,
         },

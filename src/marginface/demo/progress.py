@@ -76,6 +76,46 @@ class DemoProgress:
             self.work_time += time.perf_counter() - self._t_run
             self._bar = None
 
+    # ----------------------------------------------- runs in worker processes (demo/parallel.py)
+    def start_parallel(self, jobs: int) -> None:
+        """One bar over the training images of ``jobs`` runs going on side by side."""
+        from tqdm import tqdm
+
+        self._t_run = time.perf_counter()
+        self._names: dict[int, str] = {}
+        self._loss: dict[int, float] = {}
+        self._bar = tqdm(
+            total=self.total,
+            initial=self.done,
+            desc=f"{jobs} runs",
+            unit="img",
+            unit_scale=True,
+            dynamic_ncols=True,
+            disable=not self.enabled,
+            leave=True,
+        )
+
+    def parallel_start(self, job: int, name: str) -> None:
+        self._names[job] = name
+
+    def parallel_step(self, job: int, images: int, loss: float) -> None:
+        """A worker's run finished a step of ``images`` training images."""
+        self.done += images
+        self._loss[job] = loss
+        if self._bar is None:
+            return
+        self._bar.update(images)
+        eta = self.eta()
+        running = ", ".join(
+            f"{self._names.get(j, j)} {v:.2f}" for j, v in sorted(self._loss.items())[-2:]
+        )
+        self._bar.set_postfix_str(
+            f"{running}; eta_all {_clock(eta) if eta is not None else '?'}", refresh=False
+        )
+
+    def end_parallel(self) -> None:
+        self.end_run()
+
     def write(self, text: str) -> None:
         """A line above the bars (or printed when bars are off)."""
         if self.enabled:

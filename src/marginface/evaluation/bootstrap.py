@@ -86,7 +86,9 @@ def paired_bootstrap(
     """TAR@FAR of A minus B, with the percentile interval of the paired identity bootstrap.
 
     Args:
-        scores_a, scores_b: (N,) pair scores of the two models on the same pairs.
+        scores_a, scores_b: (N,) pair scores of the two models on the same pairs, or (S, N):
+            one row per seed (model k of A paired with model k of B); the statistic is then
+            the mean over the S seeds of each model's TAR.
         issame: (N,) True for genuine pairs.
         groups: (N,) the identity each pair belongs to (e.g. its first face's).
         far: the false-accept rate.
@@ -95,23 +97,30 @@ def paired_bootstrap(
     Returns ``difference`` (on all pairs), ``ci_low``, ``ci_high``, ``verdict``, ``a``, ``b``,
     ``replicates``, ``level``.
     """
-    a, b = np.asarray(scores_a, np.float64), np.asarray(scores_b, np.float64)
+    a = np.atleast_2d(np.asarray(scores_a, np.float64))
+    b = np.atleast_2d(np.asarray(scores_b, np.float64))
     y = np.asarray(issame, bool)
-    if not (a.shape == b.shape == y.shape == np.shape(groups)) or a.ndim != 1:
+    n = y.shape[0] if y.ndim == 1 else -1
+    if not (a.shape == b.shape and a.ndim == 2 and a.shape[1] == n == np.shape(groups)[0]):
         raise ValueError(
-            f"scores_a, scores_b, issame and groups must be (N,) of one length, got "
-            f"{a.shape}, {b.shape}, {y.shape}, {np.shape(groups)}"
+            f"scores_a and scores_b must be (N,) or (S, N), issame and groups (N,), of one "
+            f"length N, got {np.shape(scores_a)}, {np.shape(scores_b)}, {y.shape}, "
+            f"{np.shape(groups)}"
         )
     if y.all() or not y.any():
         raise ValueError("the pairs need both genuine and impostor pairs")
-    ones = np.ones((1, len(a)))
-    ta, tb = weighted_tar_at_far(a, y, ones, far)[0], weighted_tar_at_far(b, y, ones, far)[0]
+
+    def mean_tar(scores: np.ndarray, w: np.ndarray) -> np.ndarray:
+        return np.mean([weighted_tar_at_far(row, y, w, far) for row in scores], axis=0)
+
+    ones = np.ones((1, n))
+    ta, tb = mean_tar(a, ones)[0], mean_tar(b, ones)[0]
     counts, index = identity_counts(groups, replicates, seed)
-    step = max(1, 4_000_000 // len(a))  # replicates per block: a few (block, N) temporaries
+    step = max(1, 4_000_000 // n)  # replicates per block: a few (block, N) temporaries
     diffs = []
     for i in range(0, replicates, step):
         w = counts[i : i + step][:, index]
-        diffs.append(weighted_tar_at_far(a, y, w, far) - weighted_tar_at_far(b, y, w, far))
+        diffs.append(mean_tar(a, w) - mean_tar(b, w))
     diffs = np.concatenate(diffs)
     tail = (1.0 - level) / 2.0
     low, high = (float(q) for q in np.quantile(diffs, [tail, 1.0 - tail]))

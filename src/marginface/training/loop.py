@@ -11,9 +11,9 @@ RNG states and the data position (epoch, micro-batch in the epoch, step).
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +45,8 @@ from marginface.training.preflight import check_output_dir, estimate_output_byte
 from marginface.training.sampler import EpochBatchSampler, SeededItems
 from marginface.training.validation import Validator, flat_metrics, score_of
 from marginface.training.watch import LossWatch, resolve_scale
+
+_log = logging.getLogger("marginface.train")
 
 
 class TrainingDiverged(RuntimeError):
@@ -437,21 +439,19 @@ class Trainer:
         warm = self.cfg.margin_warmup_epochs * self.steps_per_epoch
         return 1.0 if warm <= 0 else min(1.0, step / warm)
 
-    def _say(self, text: str) -> None:
-        """A line for the user (main process): above the progress bar, or on stderr."""
-        if not self.env.is_main:
-            return
-        if self.bar is not None and not self.bar.disable:
-            self.bar.write(text, file=sys.stderr)
-        else:
-            print(text, file=sys.stderr, flush=True)
+    def _say(self, text: str, level: int = logging.INFO) -> None:
+        """A line for the user (main process) through the ``marginface.train`` logger:
+        ``marginface train`` shows INFO and above; a library caller sees warnings (Python's
+        default) unless it configures logging."""
+        if self.env.is_main:
+            _log.log(level, text)
 
     def _watch(self, record: dict[str, Any]) -> None:
         message = self.watch.update(record["step"], record["loss"])
         if message is not None:
             self.warnings.append(message)
             self.logger.event("loss_watch", record["step"], message=message)
-            self._say(f"marginface train: warning: {message}")
+            self._say(message, logging.WARNING)
 
     def _summary(self) -> dict[str, Any] | None:
         """Share of up to ``summary_images`` training images nearer their own class centre
@@ -577,7 +577,7 @@ class Trainer:
         self.logger.event(
             "scale", position["step"], head=cfg.head, s=choice.value, rule=choice.rule
         )
-        self._say(f"marginface train: {choice.describe()}")
+        self._say(choice.describe())
         self.watch = LossWatch(self.margin_head, self.num_classes, self.total_steps, cfg.loss_watch)
         for record in self.history:  # a resumed run: the steps before the interruption
             self.watch.update(record["step"], record["loss"])
