@@ -11,16 +11,15 @@ to rebuild and use it::
     threshold        best verification threshold if known, else None
     head, head_kwargs the margin head it was trained with (name and hyperparameters)
 
-Every file is written to a temporary name in the same folder first and then renamed over the
-target (``os.replace``), so a crash never leaves a half-written file where a good one was.
+Both are written through :mod:`marginface.files` (a temporary name, then a rename), so a
+crash never leaves a half-written file where a good one was.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from marginface.backbones.registry import create_backbone
+from marginface.files import atomic_torch_save, atomic_write_text
 
 INFO_DEFAULTS: dict[str, Any] = {
     "image_size": 112,
@@ -36,37 +36,6 @@ INFO_DEFAULTS: dict[str, Any] = {
     "head": None,
     "head_kwargs": {},
 }
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj, path)`` via a temporary file and a rename."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file and a rename."""
-    return atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def unwrap(module: nn.Module) -> nn.Module:

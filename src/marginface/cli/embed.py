@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from marginface.cli._use import check_positive
     from marginface.evaluation.embed import embed_dataset
     from marginface.evaluation.images import embed_files, find_images
-    from marginface.evaluation.report import atomic_write_bytes
+    from marginface.files import atomic_write_bytes
 
     check_positive(args.batch_size, "--batch-size")
     out = Path(args.out)

@@ -38,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("nothing to do: give --preview OUT.png and/or --output DIR")
     spec = parse_synthetic_spec(args.spec)
     if args.preview:
-        from pathlib import Path
-
         from marginface.data.export import contact_sheet
+        from marginface.data.transforms import save_image
 
         # the sheet needs only its rows and columns: render no more than that
         rows = min(args.identities, spec.identities)
@@ -48,8 +47,7 @@ def run(args: argparse.Namespace) -> int:
         small = SyntheticSpec(rows, cols, spec.seed, spec.difficulty, spec.first)
         dataset = SyntheticFaces(small, image_size=args.image_size)
         sheet = contact_sheet(dataset, identities=rows, images=cols)
-        Path(args.preview).parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(args.preview)
+        save_image(sheet, args.preview)
         print(f"saved a {rows}x{cols} contact sheet of {spec} to {args.preview}")
     if args.output:
         from marginface.data.export import write_image_folder

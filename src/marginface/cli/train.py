@@ -152,7 +152,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The config keys given on the command line (nothing for options left out)."""
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
+    values = {
+        k: v for k, v in vars(args).items() if k not in ("command", "func", "config", "debug")
+    }
     head_kwargs = dict(values.pop("head_kwargs", {}))
     for key in [k for k in values if k.startswith(_HEAD_PREFIX)]:
         head_kwargs[key[len(_HEAD_PREFIX) :]] = values.pop(key)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from marginface.data.base import BadImageWarning
 from marginface.data.folder import scan_folder
-from marginface.data.recordio import write_pack
+from marginface.data.recordio import write_pack, write_property
 from marginface.data.transforms import decode_image
 
 
@@ -51,7 +51,7 @@ def pack_folder(
             data = path.read_bytes()
             try:
                 image = decode_image(data)
-            except (OSError, ValueError, SyntaxError) as exc:
+            except OSError as exc:  # transforms.UnreadableImage
                 bad.append(path)
                 warnings.warn(
                     f"unreadable image {path} left out of the pack ({exc})",
@@ -66,5 +66,5 @@ def pack_folder(
     # the property file needs the first image's shape, known only once an image is read
     n = write_pack(rec_path, items(), len(names), identity_names=names)
     if shape:
-        (rec_path.parent / "property").write_text(f"{len(names)},{shape[0][0]},{shape[0][1]}\n")
+        write_property(rec_path, len(names), shape[0])
     return PackResult(rec_path, rec_path.with_suffix(".idx"), n, len(names), bad)

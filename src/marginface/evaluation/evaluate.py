@@ -20,7 +20,8 @@ import numpy as np
 from torch import nn
 
 from marginface.evaluation.metrics import FARS, far_key, jsonable_metrics
-from marginface.evaluation.report import Report, atomic_write_text
+from marginface.evaluation.report import Report
+from marginface.files import atomic_write_text
 
 
 @dataclass

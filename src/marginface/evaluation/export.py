@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from marginface.files import atomic_paths
 
 
 def _export(model: nn.Module, example: torch.Tensor, path: str, opset: int) -> None:
@@ -139,18 +140,10 @@ def export_onnx(
         out = model(example)
     if out.ndim != 2:
         raise ValueError(f"the model must map (B, 3, H, W) to (B, D), got {tuple(out.shape)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        _export(model, example, tmp, opset)
-        onnx.checker.check_model(tmp)
-        check = verify_onnx(model, tmp, image_size, batch_sizes=batch_sizes, atol=atol)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_paths(path) as (tmp,):
+        _export(model, example, str(tmp), opset)
+        onnx.checker.check_model(str(tmp))
+        check = verify_onnx(model, str(tmp), image_size, batch_sizes=batch_sizes, atol=atol)
     return {
         "path": str(path),
         **check,

@@ -25,7 +25,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from marginface.backbones import create_backbone
-from marginface.backbones.checkpoint import atomic_write_text, save_model
+from marginface.backbones.checkpoint import save_model
+from marginface.files import atomic_write_text
 from marginface.heads import MarginHead, create_head
 from marginface.training import checkpoint as ckpt
 from marginface.training.config import RESUME_FREE_KEYS, TrainConfig, config_to_yaml
