@@ -114,6 +114,8 @@ def clean_stale_temporaries(folder: str | os.PathLike, every: bool = False) -> l
         return removed
     for entry in folder.iterdir():
         match = _TEMP.match(entry.name)
+        if every and match is None and entry.name.startswith(".") and entry.name.endswith(".tmp"):
+            match = _TEMP.match(".x.0.x.tmp")  # an older temporary without a process id
         if match is None or not entry.is_file():
             continue
         if every or not _alive(int(match.group(1))):

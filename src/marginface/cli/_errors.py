@@ -38,8 +38,9 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         text = repr(exc.args[0])
     if not text or not isinstance(exc, ValueError | OSError):
-        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-    return text
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    notes = [" ".join(n.split()) for n in getattr(exc, "__notes__", ())]
+    return text + "".join(f" ({note})" for note in notes)
 
 
 def exit_code(exc: BaseException) -> int:

@@ -9,6 +9,7 @@ saved as ``OUTPUT/config.yaml``, which is itself a valid ``--config`` file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ RESUME_FREE_KEYS = frozenset(
         "device",
         "tensorboard",
         "min_free_bytes",
+        "max_bad_images",
     }
 )
 
@@ -68,7 +70,8 @@ class TrainConfig:
     for ``open_pairs``), ``val_every`` (steps; 0 = at the end of each epoch),
     ``val_max_pairs``, ``val_batch_size``, ``num_workers``, ``device`` (auto / cpu / cuda /
     cuda:N), ``progress`` (progress bar), ``tensorboard``, ``min_free_bytes`` (extra free disk
-    space demanded beyond the estimated size of the saved files).
+    space demanded beyond the estimated size of the saved files), ``max_bad_images``
+    (unreadable images skipped before the run stops with their list; None = no limit).
     """
 
     data: str | None = None
@@ -108,6 +111,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     min_free_bytes: int = 50_000_000
+    max_bad_images: int | None = 1000
 
     def __post_init__(self) -> None:
         self._coerce_numbers()
@@ -139,6 +143,16 @@ class TrainConfig:
             self._need_int(key, 0)
         if self.max_steps is not None:
             self._need_int("max_steps", 0)
+        if self.max_bad_images is not None:
+            self._need_int("max_bad_images", 0)
+        self._need(
+            isinstance(self.output, str) and self.output != "", "output", "must be a folder path"
+        )
+        self._need(
+            self.data is None or isinstance(self.data, str), "data", "must be a dataset spec"
+        )
+        for key in ("head", "backbone"):
+            self._need(isinstance(getattr(self, key), str), key, "must be a name")
         for key, choices in (
             ("amp", AMP_MODES),
             ("optimizer", OPTIMIZERS),
@@ -146,8 +160,11 @@ class TrainConfig:
         ):
             self._need(getattr(self, key) in choices, key, f"must be one of {', '.join(choices)}")
         for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "poly_power", "min_lr"):
-            self._need(_is_number(getattr(self, key), 0.0), key, "must be a number >= 0")
+            self._need(_is_number(getattr(self, key), 0.0), key, "must be a finite number >= 0")
         self._need(self.lr > 0, "lr", "must be > 0")
+        self._need(self.momentum < 1, "momentum", "must be in [0, 1)")
+        self._need(self.weight_decay < 1, "weight_decay", "must be in [0, 1)")
+        self._need(self.min_lr <= self.lr, "min_lr", f"must not exceed lr {self.lr}")
         self._need(
             _is_number(self.sample_rate, 0.0) and 0 < self.sample_rate <= 1,
             "sample_rate",
@@ -203,7 +220,10 @@ class TrainConfig:
 
 
 def _is_number(value: Any, minimum: float) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= minimum
+    """A finite int or float >= ``minimum`` (inf and NaN are never a setting)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and value >= minimum
 
 
 def valid_keys() -> list[str]:
