@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -89,10 +90,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj, path)`` via a temporary file and a rename."""
+    """``torch.save(obj, path)`` via a temporary file and a rename.
+
+    A write that fails inside torch's zip writer (a full disk, a file-size limit) surfaces as
+    a RuntimeError ("enforce fail at inline_container.cc"); it is raised as an OSError naming
+    ``path`` and the free space left."""
     import torch
 
-    return atomic_write(path, lambda f: torch.save(obj, f))
+    path = Path(path)
+
+    def save(f: Any) -> None:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as exc:
+            text = str(exc)
+            if "enforce fail" not in text and "PytorchStreamWriter" not in text:
+                raise
+            free = shutil.disk_usage(path.parent).free / 1e6
+            first = text.strip().splitlines()[0]
+            raise OSError(
+                f"cannot write {path}: the write failed ({first}); {free:.1f} MB free on its disk"
+            ) from exc
+
+    return atomic_write(path, save)
 
 
 def _alive(pid: int) -> bool:
@@ -164,21 +184,31 @@ def resolve_inside(root: str | os.PathLike, relative: str | os.PathLike, where: 
 # outputs checked before the work
 # ---------------------------------------------------------------------------------------------
 def _probe_folder(folder: Path, what: str) -> None:
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{what}: {folder} exists and is not a folder")
+    """An existing folder gets a probe file written and removed; a folder still to be made
+    needs its nearest existing ancestor to be a writable folder (nothing is created)."""
+    ancestor = folder
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise NotADirectoryError(f"{what}: {ancestor} is a file, so folder {folder} cannot exist")
+    if ancestor != folder:
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise PermissionError(f"{what}: folder {folder} cannot be created in {ancestor}")
+        return
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise PermissionError(f"{what}: folder {folder} is not writable ({reason})") from None
+    clean_stale_temporaries(folder)
 
 
 def check_writable_dir(path: str | os.PathLike, what: str = "output") -> Path:
-    """Create folder ``path`` if needed and prove a file can be written in it; OSError naming
-    ``what`` (e.g. ``--output``) and the folder otherwise."""
+    """Prove that folder ``path`` takes files (or can be created); OSError naming ``what``
+    (e.g. ``--output``) and the folder otherwise. Temporaries that killed writers left in it
+    are removed."""
     path = Path(path)
     _probe_folder(path, what)
     return path

@@ -33,10 +33,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from marginface.data.synthetic import SyntheticFaces, SyntheticSpec, parse_synthetic_spec
+    from marginface.files import check_writable_dir, check_writable_file
 
     if not args.preview and not args.output:
         raise ValueError("nothing to do: give --preview OUT.png and/or --output DIR")
     spec = parse_synthetic_spec(args.spec)
+    if args.image_size < 1 or args.identities < 1 or args.images < 1:
+        raise ValueError("--image-size, --identities and --images must be >= 1")
+    if args.preview:
+        check_writable_file(args.preview, "--preview")
+    if args.output:
+        check_writable_dir(args.output, "--output")
     if args.preview:
         from marginface.data.export import contact_sheet
         from marginface.data.transforms import save_image

@@ -223,7 +223,7 @@ class RecordWriter:
         targets = [self.rec_path, self.idx_path]
         if names is not None:
             targets.append(names_path(self.rec_path))
-            self._names_text = "".join(f"{_checked_name(n, self.rec_path)}\n" for n in names)
+            self._names_text = "".join(f"{check_identity_name(n, self.rec_path)}\n" for n in names)
         self._files = atomic_paths(*targets)
         self._temps = self._files.__enter__()
         self._rec = open(self._temps[0], "wb")  # noqa: SIM115 - closed by close() / abort()
@@ -322,7 +322,7 @@ def names_path(rec_path: str | os.PathLike) -> Path:
     return Path(rec_path).with_suffix(".names")
 
 
-def _checked_name(name: str, rec_path: Path) -> str:
+def check_identity_name(name: str, rec_path: Path) -> str:
     """An identity name the names file (one name a line) can hold; ValueError otherwise."""
     if not name or any(c in name for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
         raise ValueError(

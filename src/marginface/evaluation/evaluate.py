@@ -215,6 +215,7 @@ def run_evaluation(
             "title": title,
         },
     )
+    result.warnings += small_set_warnings(names, pair_sets[sizes[0]] if sizes else [], n_folds)
     for ckpt in loaded:
         result.verification[ckpt.name] = {}
         result.scores[ckpt.name] = {}
@@ -258,6 +259,24 @@ def run_evaluation(
     if output is not None:
         write_evaluation(result, output)
     return result
+
+
+def small_set_warnings(names: Sequence[str], pair_sets: Sequence, n_folds: int) -> list[str]:
+    """Warnings for pair sets too small for their numbers to mean anything: fewer than 2 pairs
+    per fold, or no genuine or no impostor pair (then accuracy and AUC are degenerate)."""
+    out = []
+    for name, pair_set in zip(names, pair_sets, strict=True):
+        issame = np.asarray(pair_set.issame, dtype=bool)
+        n, genuine = len(issame), int(issame.sum())
+        if n < 2 * n_folds:
+            out.append(
+                f"pair set {name}: {n} pairs for {n_folds} folds (fewer than 2 a fold): its "
+                "accuracy, AUC and EER are not meaningful"
+            )
+        if genuine == 0 or genuine == n:
+            kind = "impostor" if genuine == 0 else "genuine"
+            out.append(f"pair set {name}: all {n} pairs are {kind}: AUC and EER are undefined")
+    return out
 
 
 def write_evaluation(result: EvaluationResult, output: str | os.PathLike) -> dict[str, Any]:

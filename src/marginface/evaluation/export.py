@@ -103,6 +103,22 @@ def verify_onnx(
     return {"max_abs_diff": raw, "max_abs_diff_normalized": normalised, "output_scale": scale}
 
 
+#: the oldest opset torch's exporter writes
+MIN_OPSET = 9
+
+
+def check_opset(opset: int) -> None:
+    """ValueError naming ``--opset`` unless torch and the installed onnx both support it."""
+    try:
+        import onnx.defs
+
+        newest = onnx.defs.onnx_opset_version()
+    except ImportError:
+        newest = 20
+    if not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"--opset must be in {MIN_OPSET}..{newest} (onnx here), got {opset}")
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -140,8 +156,13 @@ def export_onnx(
         out = model(example)
     if out.ndim != 2:
         raise ValueError(f"the model must map (B, 3, H, W) to (B, D), got {tuple(out.shape)}")
+    check_opset(opset)
     with atomic_paths(path) as (tmp,):
-        _export(model, example, str(tmp), opset)
+        try:
+            _export(model, example, str(tmp), opset)
+        except Exception as exc:  # noqa: BLE001 - torch's exporter raises many kinds
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"ONNX export at opset {opset} failed: {first}") from exc
         onnx.checker.check_model(str(tmp))
         check = verify_onnx(model, str(tmp), image_size, batch_sizes=batch_sizes, atol=atol)
     return {
