@@ -114,3 +114,25 @@ def test_damaged_pickle_is_a_value_error(tmp_path, raw):
     path.write_bytes(raw)
     with pytest.raises(ValueError, match="bad.bin"):
         read_bin(path)
+
+
+def test_sizes_come_from_the_file_itself():
+    """A few bytes must not allocate gigabytes: a memo index of 175 million (the C unpickler
+    grows an array to it), bytes(10**12), an array shape not backed by data."""
+    import tracemalloc
+
+    memo = b"\x80\x02]r\x75\x77\x74\x0a."  # LONG_BINPUT 175404405
+    huge_bytes = b"\x80\x02c__builtin__\nbytes\nJ\x00\x00\x00\x7f\x85R."
+    shape = pickle.dumps(np.zeros(1, dtype=np.uint8), protocol=2).replace(
+        b"K\x00\x85", b"J\x00\x00\x00\x7f\x85"
+    )
+    tracemalloc.start()
+    try:
+        assert load_restricted(memo) == []
+        with pytest.raises(RefusedPickle, match="bytes of a int"):
+            load_restricted(huge_bytes)
+        assert load_restricted(shape).tolist() == [0]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 10_000_000

@@ -171,7 +171,7 @@ def align_folder(
         source = resolve_inside(folder, rel, where)
         target = resolve_inside(output, rel, where + " (output)")
         if target == source:
-            raise ValueError(f"{where}: its output {target} would overwrite the source image")
+            raise ValueError(f"{where}: its output would overwrite the source image")
         jobs.append((rel, source, target, points))
     result = AlignResult()
     for rel, source, target, points in tqdm(

@@ -98,6 +98,8 @@ def read_index(idx_path: str | os.PathLike) -> dict[int, int]:
                 f"{idx_path} line {number}: expected 'key<TAB>offset' (two whole numbers >= 0), "
                 f"got {line.strip()[:80]!r}"
             ) from None
+        if key >= 2**63 or offset >= 2**63:
+            raise ValueError(f"{idx_path} line {number}: a key or offset beyond 2^63 - 1")
         if key in index:
             raise ValueError(f"{idx_path} line {number}: record {key} is listed twice")
         index[key] = offset
@@ -383,6 +385,12 @@ class RecordDataset(FaceDataset):
         end = _whole_number(labels0[1], records, f"{rec}: record 0's end of identity records")
         if not 1 <= first <= end:
             raise ValueError(f"{rec}: record 0 gives identity records {first}..{end}, not valid")
+        missing = next((k for k in range(1, first) if k not in self.reader.index), None)
+        if missing is not None:
+            raise ValueError(
+                f"{rec}: image record {missing} (of 1..{first - 1}) is missing from "
+                f"{self.reader.idx_path}"
+            )
         ranges = []
         for key in range(first, end):
             if key not in self.reader.index:
