@@ -45,3 +45,36 @@ def test_identity_name_with_a_line_break_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"identity name 'a\\nb' .* line break"):
         write_pack(tmp_path / "p.rec", [(0, b"x"), (1, b"y")], 2, identity_names=["a\nb", "c"])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_repack_under_a_file_size_limit_in_a_real_process(tmp_path, make_folder):
+    """The issue's reproduction as it was run: `(ulimit -f 100; marginface pack ...)` over a
+    good pack. Python ignores SIGXFSZ, so the write fails with EFBIG; the old pack stays."""
+    import os
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import marginface
+
+    folder, _ = make_folder({f"id{i}": 4 for i in range(6)}, size=(40, 40))
+    out = tmp_path / "packs" / "train.rec"
+    assert main(["pack", str(folder), str(out), "--quiet"]) == 0
+    before = snapshot(out.parent)
+    limit = out.stat().st_size // 2
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    env = {**os.environ, "PYTHONPATH": str(Path(marginface.__file__).parents[1])}
+    done = subprocess.run(
+        [sys.executable, "-m", "marginface", "pack", str(folder), str(out), "--quiet"],
+        capture_output=True, text=True, env=env, preexec_fn=small_files,
+    )  # fmt: skip
+    assert done.returncode == 2
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("marginface pack: error: ")
+    assert "File too large" in err[0]
+    assert snapshot(out.parent) == before
+    assert len(open_dataset(out)) == 24

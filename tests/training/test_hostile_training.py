@@ -198,3 +198,17 @@ def test_decompression_bomb_warning_turned_error_is_unreadable(monkeypatch, tmp_
     with warnings.catch_warnings(), pytest.raises(UnreadableImage, match="DecompressionBomb"):
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         decode_image(tmp_path / "big.png")
+
+
+def test_malicious_val_bin_runs_nothing(cli, tmp_path, capsys):
+    """Reproduction 1 through `train --val`."""
+    import os
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'PWNED'}",))
+
+    (tmp_path / "lfw.bin").write_bytes(pickle.dumps(Exploit()))
+    assert cli(*TINY, "--val", tmp_path / "lfw.bin", "--output", tmp_path / "r") == 2
+    assert "lfw.bin: refused" in one_error_line(capsys)
+    assert not (tmp_path / "PWNED").exists()

@@ -21,7 +21,7 @@ from torch import nn
 
 from marginface.evaluation.metrics import FARS, far_key, jsonable_metrics
 from marginface.evaluation.report import Report
-from marginface.files import atomic_write_text
+from marginface.files import atomic_write_text, read_text
 
 
 @dataclass
@@ -107,8 +107,10 @@ def load_checkpoints(paths: Sequence[str | os.PathLike]) -> list[LoadedCheckpoin
 
 
 def _read_list(list_file: str | os.PathLike, root: Path, index_of: dict[Path, int]) -> list[int]:
+    """Items of a gallery / probe list: image paths relative to ``root``, each an image of the
+    dataset (so never a path outside it)."""
     out = []
-    lines = Path(list_file).read_text().splitlines()
+    lines = read_text(list_file, "image list").splitlines()
     for number, line in enumerate(lines, start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 from torch import nn
+
+from marginface.files import check_writable_dir
 
 #: optimizer slots per parameter (SGD: momentum; AdamW: two moments)
 OPTIMIZER_SLOTS = {"sgd": 1, "adamw": 2}
@@ -80,12 +81,9 @@ def check_output_dir(path: str | os.PathLike, needed_bytes: int = 0) -> Path:
     Raises PermissionError (not writable) or OSError (not enough space), naming the folder
     and the numbers.
     """
-    path = Path(path)
+    path = check_writable_dir(path, "output folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         raise PermissionError(f"output folder {path} is not writable: {exc}") from exc
     free = shutil.disk_usage(path).free
