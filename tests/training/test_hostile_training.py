@@ -212,3 +212,9 @@ def test_malicious_val_bin_runs_nothing(cli, tmp_path, capsys):
     assert cli(*TINY, "--val", tmp_path / "lfw.bin", "--output", tmp_path / "r") == 2
     assert "lfw.bin: refused" in one_error_line(capsys)
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_config_file_that_is_not_utf8(cli, tmp_path, capsys):
+    (tmp_path / "c.yaml").write_bytes(b"lr: 0.1\nhead: \xff\n")
+    assert cli(*TINY, "--config", tmp_path / "c.yaml") == 2
+    assert "c.yaml is not UTF-8 text: line 2" in one_error_line(capsys)

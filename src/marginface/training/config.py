@@ -249,11 +249,12 @@ def normalize_keys(values: Mapping[str, Any], source: str = "config") -> dict[st
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML config file into a dict of checked keys (not yet a :class:`TrainConfig`)."""
+    from marginface.files import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+    text = read_text(path, "config file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"config file {path}: not valid YAML ({exc})") from exc
     return normalize_keys(values, f"config file {path}")
