@@ -204,12 +204,6 @@ def test_warnings_are_one_line_in_a_real_process(tmp_path):
     err = done.stderr.strip().splitlines()
     assert done.returncode == 0 and len(err) == 1, err
     assert err[0].startswith("marginface pack: warning: unreadable image") and "2.png" in err[0]
-    done = subprocess.run(argv[:-1] + [tmp_path / "x.txt"], capture_output=True, text=True, env=env)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"marginface pack: error: output {tmp_path / 'x.txt'} must end in .rec (the index goes "
-        "to .idx beside it)"
-    ]
 
 
 def test_demo_checks_every_heads_kwargs_before_training(capsys, monkeypatch, tmp_path):
