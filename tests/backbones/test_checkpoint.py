@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from marginface.backbones import create_backbone, load_model, save_model
-from marginface.backbones.checkpoint import atomic_torch_save
+from marginface.files import atomic_torch_save
 
 INFO = {
     "backbone": "small_cnn",

@@ -62,7 +62,7 @@ def test_every_image_bad_is_an_error(make_folder):
     root, _ = make_folder({"a": 1})
     (root / "a" / "a_0001.png").write_bytes(b"garbage")
     ds = open_dataset(root, image_size=8)
-    with pytest.warns(BadImageWarning), pytest.raises(RuntimeError, match="no readable image"):
+    with pytest.warns(BadImageWarning), pytest.raises(ValueError, match="no readable image"):
         ds[0]
 
 

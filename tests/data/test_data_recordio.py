@@ -97,7 +97,7 @@ def test_array_labels_use_first_value(tmp_path):
         writer.write(0, pack_payload(RecordHeader(2, [4.0, 1.0]), b""))
     reader = RecordReader(tmp_path / "arr.rec")
     # flag 2 in record 0 but labels that are not a valid identity layout: a clear error
-    with pytest.raises(ValueError, match="identity records 4..1"):
+    with pytest.raises(ValueError, match="first identity record is 4, not a whole number in 0..1"):
         open_dataset(tmp_path / "arr.rec")
     assert reader.read_header(0).label.tolist() == [4.0, 1.0]
 

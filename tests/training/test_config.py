@@ -21,7 +21,7 @@ def test_unknown_key_lists_valid_keys():
     [
         ("batch_size", 0, "config batch_size: must be an int >= 1, got 0"),
         ("amp", "fp8", "config amp: must be one of none, bf16, fp16, got 'fp8'"),
-        ("lr", -1.0, "config lr: must be a number >= 0"),
+        ("lr", -1.0, "config lr: must be a finite number >= 0"),
         ("warmup_epochs", 5.0, "must not exceed epochs 2"),
         ("device", "tpu", "config device"),
         ("grad_clip", -1.0, "config grad_clip"),

@@ -11,16 +11,15 @@ to rebuild and use it::
     threshold        best verification threshold if known, else None
     head, head_kwargs the margin head it was trained with (name and hyperparameters)
 
-Every file is written to a temporary name in the same folder first and then renamed over the
-target (``os.replace``), so a crash never leaves a half-written file where a good one was.
+Both are written through :mod:`marginface.files` (a temporary name, then a rename), so a
+crash never leaves a half-written file where a good one was.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import torch
 from torch import nn
 
 from marginface.backbones.registry import create_backbone
+from marginface.files import atomic_torch_save, atomic_write_text, read_text
 
 INFO_DEFAULTS: dict[str, Any] = {
     "image_size": 112,
@@ -36,37 +36,6 @@ INFO_DEFAULTS: dict[str, Any] = {
     "head": None,
     "head_kwargs": {},
 }
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save(obj, path)`` via a temporary file and a rename."""
-    return atomic_write(path, lambda f: torch.save(obj, f))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` via a temporary file and a rename."""
-    return atomic_write(path, lambda f: f.write(text), mode="w")
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -78,15 +47,45 @@ def unwrap(module: nn.Module) -> nn.Module:
         module = inner
 
 
-def complete_info(info: Mapping[str, Any]) -> dict[str, Any]:
-    """``info`` with the optional keys filled in; ValueError when a required key is missing."""
+#: largest embedding width and input side a model file may declare (far beyond any face
+#: model; a bigger number is a damaged or hostile file, not a model to allocate)
+MAX_EMBEDDING_SIZE = 65536
+MAX_IMAGE_SIZE = 4096
+
+
+def _whole(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def complete_info(info: Mapping[str, Any], source: str = "model info") -> dict[str, Any]:
+    """``info`` with the optional keys filled in; ValueError naming ``source`` when a required
+    key is missing or a size is not a sane whole number."""
+    if not isinstance(info, Mapping):
+        raise ValueError(
+            f"{source}: expected a JSON object of model info, got {type(info).__name__}"
+        )
     missing = [k for k in ("backbone", "backbone_kwargs") if k not in info]
     if missing:
-        raise ValueError(f"model info lacks required key(s) {', '.join(missing)}")
+        raise ValueError(f"{source} lacks required key(s) {', '.join(missing)}")
     out = {**INFO_DEFAULTS, **dict(info)}
+    if not isinstance(out["backbone"], str) or not isinstance(out["backbone_kwargs"], Mapping):
+        raise ValueError(f"{source}: backbone must be a name and backbone_kwargs a mapping")
     out["backbone_kwargs"] = dict(out["backbone_kwargs"])
     if "embedding_size" not in out["backbone_kwargs"]:
-        raise ValueError("model info backbone_kwargs must include embedding_size")
+        raise ValueError(f"{source}: backbone_kwargs must include embedding_size")
+    size = out["backbone_kwargs"]["embedding_size"]
+    if not _whole(size, 1, MAX_EMBEDDING_SIZE):
+        raise ValueError(
+            f"{source}: embedding_size must be in 1..{MAX_EMBEDDING_SIZE}, got {size!r}"
+        )
+    for key, value in (("image_size", out["image_size"]), *(
+        ("input_size", v) for k, v in out["backbone_kwargs"].items() if k == "input_size"
+    )):  # fmt: skip
+        if not _whole(value, 1, MAX_IMAGE_SIZE):
+            raise ValueError(f"{source}: {key} must be in 1..{MAX_IMAGE_SIZE}, got {value!r}")
+    threshold = out["threshold"]
+    if threshold is not None and not isinstance(threshold, int | float):
+        raise ValueError(f"{source}: threshold must be a number or null, got {threshold!r}")
     return out
 
 
@@ -195,13 +194,18 @@ def load_model(
         blob = torch.load(file, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise ValueError(f"{file}: cannot read it as a torch file ({exc})") from exc
+    source = str(file)
     if isinstance(blob, dict) and "model_info" in blob and "backbone" in blob:
-        info, state = dict(blob["model_info"]), blob["backbone"]
+        info, state = blob["model_info"], blob["backbone"]
     else:
         js = file.with_name("model.json") if file.suffix == ".pt" else file.with_suffix(".json")
         state = blob
         if js.is_file():
-            info = json.loads(js.read_text())
+            source = str(js)
+            try:
+                info = json.loads(read_text(js, "model info"))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{js}: not valid JSON ({exc})") from None
         else:
             info = infer_iresnet_info(state) if isinstance(state, Mapping) else None
             if info is None:
@@ -211,7 +215,10 @@ def load_model(
                 )
     if not isinstance(state, Mapping):
         raise ValueError(f"{file}: expected a state dict, got {type(state).__name__}")
-    info = complete_info(info)
-    model = create_backbone(info["backbone"], **info["backbone_kwargs"])
+    info = complete_info(info, source)
+    try:
+        model = create_backbone(info["backbone"], **info["backbone_kwargs"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: {exc}") from None
     load_state_checked(model, state, str(file))
     return model.to(map_location).eval(), info

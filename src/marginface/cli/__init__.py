@@ -5,6 +5,11 @@ Each sub-command lives in its own module of this package and exposes
 arguments and returning an exit code).  Modules are discovered automatically, so adding a
 command means adding one file.  Heavy imports belong inside the command's ``func`` so that
 ``marginface --help`` stays fast.
+
+:func:`main` is the one error boundary: whatever a command raises is printed as one line,
+``marginface CMD: error: ...``, with the exit code of :mod:`marginface.cli._errors`;
+``--debug`` (or ``MARGINFACE_DEBUG=1``) prints the traceback as well. Warnings are printed as
+one line each, ``marginface CMD: warning: ...``.
 """
 
 from __future__ import annotations
@@ -13,13 +18,28 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import traceback
+import warnings
+
+from marginface.cli._errors import (
+    BAD_INPUT,
+    INTERRUPTED,
+    debug_requested,
+    exit_code,
+    one_line,
+)
+
+_DEBUG_HELP = "on an error, also print the traceback (or set MARGINFACE_DEBUG=1)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marginface",
         description="Margin-based softmax heads for face recognition: train, evaluate, use.",
+        epilog="Exit codes: 0 done, 1 the work failed (e.g. training diverged), 2 bad input, "
+        "settings or output (named in the message), 3 unexpected error, 130 interrupted.",
     )
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -28,20 +48,37 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if register is not None:
             register(sub)
+    for command in sub.choices.values():
+        command.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
-        return 2
+        return BAD_INPUT
+    debug = debug_requested(argv)
+    prog = f"marginface {args.command}"
+    format_warning = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
-        print(f"marginface {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one error boundary
+        if debug:
+            traceback.print_exc()
+        code = exit_code(exc)
+        if code == INTERRUPTED:
+            print(f"{prog}: interrupted", file=sys.stderr)
+        else:
+            hint = " (unexpected: rerun with --debug for the traceback)" if code == 3 else ""
+            print(f"{prog}: error: {one_line(exc)}{hint}", file=sys.stderr)
+        return code
+    finally:
+        warnings.formatwarning = format_warning
 
 
 if __name__ == "__main__":  # pragma: no cover

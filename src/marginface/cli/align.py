@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from marginface.data.align import align_folder
+    from marginface.files import check_writable_dir
 
+    if args.image_size < 1:
+        raise ValueError(f"--image-size must be >= 1, got {args.image_size}")
+    check_writable_dir(args.output, "--output")
     result = align_folder(
         args.folder, args.landmarks, args.output, args.image_size, progress=not args.quiet
     )

@@ -31,14 +31,17 @@ def run(args: argparse.Namespace) -> int:
 
     from marginface.backbones.checkpoint import load_model
     from marginface.cli._use import check_positive
+    from marginface.devices import resolve_device
     from marginface.evaluation.embed import embed_dataset
     from marginface.evaluation.images import embed_files, find_images
-    from marginface.evaluation.report import atomic_write_bytes
+    from marginface.files import atomic_write_bytes, check_writable_file
 
     check_positive(args.batch_size, "--batch-size")
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ValueError(f"--out must be a .npz file, got {out}")
+    args.device = str(resolve_device(args.device, what="--device"))
+    check_writable_file(out, "--out")
     model, info = load_model(args.checkpoint)
     size = int(info.get("image_size") or 112)
     arrays: dict[str, np.ndarray] = {}
@@ -78,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
     arrays["names"] = np.asarray(names, dtype=str)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, buf.getvalue())
     print(f"wrote {out}: {emb.shape[0]} embeddings of dimension {emb.shape[1]}")
     return 0

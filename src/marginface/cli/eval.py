@@ -68,11 +68,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from marginface.cli._use import check_positive
+    from marginface.devices import resolve_device
     from marginface.evaluation.evaluate import run_evaluation, write_evaluation
     from marginface.evaluation.metrics import far_key
+    from marginface.files import check_writable_dir
 
     check_positive(args.batch_size, "--batch-size")
     check_positive(args.max_pairs, "--max-pairs")
+    if args.folds < 2:
+        raise ValueError(
+            f"--folds must be >= 2 (a threshold is chosen on the other folds), got {args.folds}"
+        )
+    if args.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
+    args.device = str(resolve_device(args.device, what="--device"))
+    check_writable_dir(args.output, "--output")
     result = run_evaluation(
         args.checkpoint,
         args.pairs,

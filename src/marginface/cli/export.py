@@ -27,9 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marginface.backbones.checkpoint import load_model
-    from marginface.evaluation.export import export_onnx
+    from pathlib import Path
 
+    from marginface.backbones.checkpoint import load_model
+    from marginface.evaluation.export import check_opset, export_onnx
+    from marginface.files import check_writable_file
+
+    if Path(args.onnx).suffix != ".onnx":
+        raise ValueError(f"--onnx must end with .onnx, got {args.onnx}")
+    if not args.atol > 0:
+        raise ValueError(f"--atol must be a number > 0, got {args.atol}")
+    check_opset(args.opset)
+    check_writable_file(args.onnx, "--onnx")
     model, info = load_model(args.checkpoint)
     size = int(info.get("image_size") or 112)
     result = export_onnx(model, args.onnx, image_size=size, opset=args.opset, atol=args.atol)

@@ -57,11 +57,13 @@ def run(args: argparse.Namespace) -> int:
 
     from marginface.backbones.checkpoint import load_model
     from marginface.cli._use import check_positive
+    from marginface.devices import resolve_device
     from marginface.evaluation.images import embed_files, find_images
     from marginface.evaluation.search import cosine_search
 
     check_positive(args.top_k, "--top-k")
     check_positive(args.batch_size, "--batch-size")
+    args.device = str(resolve_device(args.device, what="--device"))
     gallery, names = _load_gallery(args.gallery)
     model, info = load_model(args.checkpoint)
     size = int(info.get("image_size") or 112)

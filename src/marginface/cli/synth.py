@@ -33,14 +33,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from marginface.data.synthetic import SyntheticFaces, SyntheticSpec, parse_synthetic_spec
+    from marginface.files import check_writable_dir, check_writable_file
 
     if not args.preview and not args.output:
         raise ValueError("nothing to do: give --preview OUT.png and/or --output DIR")
     spec = parse_synthetic_spec(args.spec)
+    if args.image_size < 1 or args.identities < 1 or args.images < 1:
+        raise ValueError("--image-size, --identities and --images must be >= 1")
     if args.preview:
-        from pathlib import Path
-
+        check_writable_file(args.preview, "--preview")
+    if args.output:
+        check_writable_dir(args.output, "--output")
+    if args.preview:
         from marginface.data.export import contact_sheet
+        from marginface.data.transforms import save_image
 
         # the sheet needs only its rows and columns: render no more than that
         rows = min(args.identities, spec.identities)
@@ -48,8 +54,7 @@ def run(args: argparse.Namespace) -> int:
         small = SyntheticSpec(rows, cols, spec.seed, spec.difficulty, spec.first)
         dataset = SyntheticFaces(small, image_size=args.image_size)
         sheet = contact_sheet(dataset, identities=rows, images=cols)
-        Path(args.preview).parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(args.preview)
+        save_image(sheet, args.preview)
         print(f"saved a {rows}x{cols} contact sheet of {spec} to {args.preview}")
     if args.output:
         from marginface.data.export import write_image_folder

@@ -47,6 +47,7 @@ _TYPED: dict[str, tuple[type, str]] = {
     "poly_power": (float, "power of the polynomial decay (InsightFace: 2)"),
     "min_lr": (float, "learning rate at the end of the decay"),
     "val_batch_size": (int, "batch size of validation embedding"),
+    "max_bad_images": (int, "stop after this many unreadable images (default 1000)"),
     "sample_rate": (
         float,
         "Partial FC: fraction of class centres used per step (implies --partial-fc)",
@@ -157,7 +158,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The config keys given on the command line (nothing for options left out)."""
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "func", "config")}
+    values = {
+        k: v for k, v in vars(args).items() if k not in ("command", "func", "config", "debug")
+    }
     head_kwargs = dict(values.pop("head_kwargs", {}))
     for key in [k for k in values if k.startswith(_HEAD_PREFIX)]:
         head_kwargs[key[len(_HEAD_PREFIX) :]] = values.pop(key)
@@ -217,9 +220,6 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as exc:
         print(f"marginface train: error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        print(f"marginface train: error: {exc}", file=sys.stderr)
-        return 2
     if int(os.environ.get("RANK", "0") or 0) != 0:
         return 130 if result.stopped == "interrupted" else 0  # rank 0 reports for all
     if result.stopped == "interrupted":

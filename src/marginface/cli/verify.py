@@ -25,14 +25,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
     import torch
 
     from marginface.backbones.checkpoint import load_model
+    from marginface.devices import resolve_device
     from marginface.evaluation.embed import embed_images
     from marginface.evaluation.images import load_image
 
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise ValueError(f"--threshold must be a finite number, got {args.threshold}")
+    args.device = str(resolve_device(args.device, what="--device"))
     model, info = load_model(args.checkpoint)
     threshold = args.threshold if args.threshold is not None else info.get("threshold")
+    if threshold is not None and not isinstance(threshold, int | float):
+        raise ValueError(f"{args.checkpoint}: the stored threshold {threshold!r} is not a number")
     if threshold is None:
         raise ValueError(
             f"checkpoint {args.checkpoint} stores no verification threshold; pass --threshold "

@@ -16,7 +16,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from marginface.data.base import BadImageWarning
-from marginface.data.transforms import decode_image, image_size_pair
+from marginface.data.transforms import decode_image, image_size_pair, save_image
+from marginface.files import read_text, resolve_inside
 
 #: ArcFace's template for a 112x112 crop: (x, y) of the five landmarks.
 ARCFACE_TEMPLATE = np.array(
@@ -118,10 +119,8 @@ def read_landmarks(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Blank lines and lines starting with ``#`` are skipped. Returns ``{relative path: (5, 2)}``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"landmarks file {path} does not exist")
     out: dict[str, np.ndarray] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "landmarks file").splitlines(), start=1):
         text = line.strip()
         if not text or text.startswith("#"):
             continue
@@ -157,24 +156,34 @@ def align_folder(
     """Align every image listed in ``landmarks_file`` (paths relative to ``folder``) and write it
     to the same relative path under ``output`` (same format; JPEG at quality 95).
 
-    A missing or unreadable image is warned about (naming it) and skipped.
+    Every listed path must stay inside ``folder``, and its output inside ``output`` (never onto
+    its own source): a path that leaves them is a ValueError naming the landmarks file, raised
+    before any image is written. A missing or unreadable image is warned about (naming it) and
+    skipped.
     """
     folder, output = Path(folder), Path(output)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
     entries = read_landmarks(landmarks_file)
+    jobs = []
+    for rel, points in entries.items():
+        where = f"landmarks file {landmarks_file}, image {rel!r}"
+        source = resolve_inside(folder, rel, where)
+        target = resolve_inside(output, rel, where + " (output)")
+        if target == source:
+            raise ValueError(f"{where}: its output would overwrite the source image")
+        jobs.append((rel, source, target, points))
     result = AlignResult()
-    for rel, points in tqdm(entries.items(), desc="aligning", unit="img", disable=not progress):
-        source = folder / rel
+    for rel, source, target, points in tqdm(
+        jobs, desc="aligning", unit="img", disable=not progress
+    ):
         try:
             aligned = align_face(decode_image(source), points, image_size)
-        except (OSError, ValueError, SyntaxError) as exc:
+        except (OSError, ValueError) as exc:  # unreadable image, or degenerate landmarks
             warnings.warn(f"cannot align {source}: {exc}", BadImageWarning, stacklevel=2)
             result.failed.append(rel)
             continue
-        target = output / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
         options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}
-        aligned.save(target, **options)
+        save_image(aligned, target, **options)
         result.written.append(target)
     return result

@@ -16,6 +16,10 @@ class BadImageWarning(UserWarning):
     """An image could not be decoded; the dataset returned the next readable item instead."""
 
 
+class TooManyUnreadableImages(ValueError):
+    """More unreadable images than a dataset's ``max_bad`` allows; the message lists them."""
+
+
 class FaceDataset(Dataset):
     """Map-style dataset of ``(image, label)``: image float32 (3, H, W) in [-1, 1], label int.
 
@@ -24,8 +28,12 @@ class FaceDataset(Dataset):
     ``index`` in a warning: its path or record index).
 
     An item whose image cannot be decoded is replaced by the next readable item (so a batch keeps
-    its size); it is counted once in :attr:`num_bad` and reported once with a warning.
+    its size); it is counted once in :attr:`num_bad` and reported once with a warning. Past
+    ``max_bad`` unreadable images (None: no limit) :class:`TooManyUnreadableImages` is raised,
+    listing them. With DataLoader workers each worker process counts its own.
     """
+
+    max_bad: int | None = None
 
     image_size: tuple[int, int]
     augment: bool
@@ -73,12 +81,23 @@ class FaceDataset(Dataset):
                 return self.load(i), int(self.labels[i])
             except (OSError, ValueError, SyntaxError, EOFError) as exc:
                 self._report_bad(i, exc)
-        raise RuntimeError(f"no readable image in the whole dataset of {n} items ({self!r})")
+        raise ValueError(
+            f"no readable image in the whole dataset of {n} items ({self.describe(0)} and every "
+            f"other one cannot be decoded)"
+        )
 
     def _report_bad(self, index: int, exc: BaseException) -> None:
         if index in self._bad:
             return
         self._bad.add(index)
+        if self.max_bad is not None and len(self._bad) > self.max_bad:
+            listed = [self.describe(i) for i in sorted(self._bad)[:20]]
+            more = f" and {len(self._bad) - 20} more" if len(self._bad) > 20 else ""
+            raise TooManyUnreadableImages(
+                f"{len(self._bad)} unreadable images, more than the {self.max_bad} allowed "
+                f"(max_bad_images): {', '.join(listed)}{more}; the last one: "
+                f"{type(exc).__name__}: {exc}"
+            )
         warnings.warn(
             f"unreadable image {self.describe(index)} ({type(exc).__name__}: {exc}); "
             "using the next readable item instead",

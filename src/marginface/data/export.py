@@ -10,7 +10,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from marginface.data.base import FaceDataset
-from marginface.data.transforms import to_pixels
+from marginface.data.transforms import save_image, to_pixels
+from marginface.files import atomic_write_text, resolve_inside
 
 
 def contact_sheet(
@@ -58,7 +59,8 @@ def write_image_folder(
     options = {"quality": 95} if ext.lower() in (".jpg", ".jpeg") else {}
     names = dataset.identity_names
     for label in range(dataset.num_classes):
-        (output / names[label]).mkdir(parents=True, exist_ok=True)
+        folder = resolve_inside(output, names[label], f"identity name of label {label}")
+        folder.mkdir(parents=True, exist_ok=True)
     synthetic = isinstance(dataset, SyntheticFaces)
     lines: list[str] = []
     for index in tqdm(range(len(dataset)), desc="writing", unit="img", disable=not progress):
@@ -70,7 +72,7 @@ def write_image_folder(
             lines.append(f"{relative} {numbers}\n")
         else:
             picture = Image.fromarray(to_pixels(dataset[index][0]))
-        picture.save(output / relative, **options)
+        save_image(picture, output / relative, **options)
     if synthetic:
-        (output / "landmarks.txt").write_text("".join(lines))
+        atomic_write_text(output / "landmarks.txt", "".join(lines))
     return len(dataset)

@@ -25,7 +25,8 @@ def scan_folder(root: str | os.PathLike) -> tuple[list[str], list[Path], np.ndar
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
-        ValueError: ``root`` has no identity sub-folders, or one of them holds no image.
+        ValueError: ``root`` has no identity sub-folders, one of them holds no image, or one is
+            a link to ``root`` or a folder above it.
     """
     root = Path(root)
     if not root.is_dir():
@@ -39,7 +40,14 @@ def scan_folder(root: str | os.PathLike) -> tuple[list[str], list[Path], np.ndar
     names: list[str] = []
     paths: list[Path] = []
     labels: list[int] = []
+    real_root = root.resolve()
     for label, folder in enumerate(identities):
+        real = folder.resolve()
+        if real == real_root or real in real_root.parents:
+            raise ValueError(
+                f"identity folder {folder} links to {real}, the dataset folder itself or one "
+                "above it: it would become one identity holding every image. Remove the link"
+            )
         files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p))
         if not files:
             raise ValueError(

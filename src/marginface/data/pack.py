@@ -12,8 +12,9 @@ from tqdm import tqdm
 
 from marginface.data.base import BadImageWarning
 from marginface.data.folder import scan_folder
-from marginface.data.recordio import write_pack
+from marginface.data.recordio import check_identity_name, names_path, write_pack, write_property
 from marginface.data.transforms import decode_image
+from marginface.files import check_writable_file
 
 
 @dataclass
@@ -39,8 +40,11 @@ def pack_folder(
     rec_path = Path(rec_path)
     if rec_path.suffix != ".rec":
         raise ValueError(f"output {rec_path} must end in .rec (the index goes to .idx beside it)")
-    rec_path.parent.mkdir(parents=True, exist_ok=True)
+    for path in (rec_path, rec_path.with_suffix(".idx"), names_path(rec_path)):
+        check_writable_file(path, "pack output")
     names, paths, labels = scan_folder(folder)
+    for name in names:
+        check_identity_name(name, rec_path)
     bad: list[Path] = []
     shape: list[tuple[int, int]] = []
 
@@ -51,7 +55,7 @@ def pack_folder(
             data = path.read_bytes()
             try:
                 image = decode_image(data)
-            except (OSError, ValueError, SyntaxError) as exc:
+            except OSError as exc:  # transforms.UnreadableImage
                 bad.append(path)
                 warnings.warn(
                     f"unreadable image {path} left out of the pack ({exc})",
@@ -66,5 +70,5 @@ def pack_folder(
     # the property file needs the first image's shape, known only once an image is read
     n = write_pack(rec_path, items(), len(names), identity_names=names)
     if shape:
-        (rec_path.parent / "property").write_text(f"{len(names)},{shape[0][0]},{shape[0][1]}\n")
+        write_property(rec_path, len(names), shape[0])
     return PackResult(rec_path, rec_path.with_suffix(".idx"), n, len(names), bad)

@@ -16,6 +16,8 @@ Layout (see ``shared/DESIGN.md``):
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import struct
 import warnings
@@ -29,6 +31,7 @@ from tqdm import tqdm
 
 from marginface.data.base import BadImageWarning, FaceDataset
 from marginface.data.transforms import load_tensor
+from marginface.files import atomic_paths, atomic_write_text, read_text
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -82,18 +85,24 @@ def read_index(idx_path: str | os.PathLike) -> dict[int, int]:
             f"RecordIO index {idx_path} is missing (a .rec pack needs its .idx beside it)"
         )
     index: dict[int, int] = {}
-    with open(idx_path) as f:
-        for number, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                key, offset = int(fields[0]), int(fields[1])
-            except (ValueError, IndexError):
-                raise ValueError(
-                    f"{idx_path} line {number}: expected 'key<TAB>offset', got {line.strip()!r}"
-                ) from None
-            index[key] = offset
+    for number, line in enumerate(read_text(idx_path, "RecordIO index").split("\n"), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            if len(fields) != 2 or not all(f.isdigit() and f.isascii() for f in fields):
+                raise ValueError
+            key, offset = int(fields[0]), int(fields[1])
+        except ValueError:
+            raise ValueError(
+                f"{idx_path} line {number}: expected 'key<TAB>offset' (two whole numbers >= 0), "
+                f"got {line.strip()[:80]!r}"
+            ) from None
+        if key >= 2**63 or offset >= 2**63:
+            raise ValueError(f"{idx_path} line {number}: a key or offset beyond 2^63 - 1")
+        if key in index:
+            raise ValueError(f"{idx_path} line {number}: record {key} is listed twice")
+        index[key] = offset
     if not index:
         raise ValueError(f"RecordIO index {idx_path} is empty")
     return index
@@ -195,14 +204,31 @@ class RecordReader:
 
 
 class RecordWriter:
-    """Write records and their ``.idx`` (MXNet's ``MXIndexedRecordIO`` layout)."""
+    """Write records and their ``.idx`` (MXNet's ``MXIndexedRecordIO`` layout).
 
-    def __init__(self, rec_path: str | os.PathLike, idx_path: str | os.PathLike | None = None):
+    The ``.rec``, the ``.idx`` and (given ``names``) the ``.names`` file are written under
+    temporary names and renamed into place together by :meth:`close`; leaving the ``with``
+    block on an exception (or calling :meth:`abort`) removes them, so a failed write (a full
+    disk, a file-size limit, a bad item) leaves an existing pack as it was.
+    """
+
+    def __init__(
+        self,
+        rec_path: str | os.PathLike,
+        idx_path: str | os.PathLike | None = None,
+        names: Sequence[str] | None = None,
+    ):
         self.rec_path = Path(rec_path)
         self.idx_path = (
             Path(idx_path) if idx_path is not None else self.rec_path.with_suffix(".idx")
         )
-        self._rec = open(self.rec_path, "wb")  # noqa: SIM115
+        targets = [self.rec_path, self.idx_path]
+        if names is not None:
+            targets.append(names_path(self.rec_path))
+            self._names_text = "".join(f"{check_identity_name(n, self.rec_path)}\n" for n in names)
+        self._files = atomic_paths(*targets)
+        self._temps = self._files.__enter__()
+        self._rec = open(self._temps[0], "wb")  # noqa: SIM115 - closed by close() / abort()
         self.index: dict[int, int] = {}
 
     def write(self, key: int, payload: bytes) -> None:
@@ -239,32 +265,73 @@ class RecordWriter:
         self._rec.seek(end)
 
     def close(self) -> None:
+        """Finish: write the index (and names) and rename all files into place."""
         if self._rec.closed:
             return
-        self._rec.close()
-        with open(self.idx_path, "w") as f:
-            for key in sorted(self.index):
-                f.write(f"{key}\t{self.index[key]}\n")
+        try:
+            self._rec.close()
+            with open(self._temps[1], "w") as f:
+                for key in sorted(self.index):
+                    f.write(f"{key}\t{self.index[key]}\n")
+            if len(self._temps) > 2:
+                self._temps[2].write_text(self._names_text, encoding="utf-8")
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+        self._files.__exit__(None, None, None)
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Drop everything written; the files at the target paths stay as they were."""
+        if not self._rec.closed:
+            self._rec.close()
+        error = exc if exc is not None else RuntimeError("pack writing aborted")
+        with contextlib.suppress(BaseException):
+            self._files.__exit__(type(error), error, error.__traceback__)
 
     def __enter__(self) -> RecordWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            self.close()
+        elif not self._rec.closed:
+            self.abort(exc)
 
 
 # ---------------------------------------------------------------------------------------------
 # dataset
 # ---------------------------------------------------------------------------------------------
-def _scalar_label(label: float | np.ndarray) -> int:
+def _whole_number(value: float, limit: int, what: str) -> int:
+    """``value`` (a float from a record header) as an int in ``0 .. limit``; ValueError naming
+    ``what`` when it is NaN, infinite, fractional or out of that range (so no file can ask for
+    more memory than its own size justifies)."""
+    number = float(value)
+    if not math.isfinite(number) or number != int(number) or not 0 <= number <= limit:
+        raise ValueError(f"{what} is {number:g}, not a whole number in 0..{limit}")
+    return int(number)
+
+
+def _scalar_label(label: float | np.ndarray) -> float:
     if isinstance(label, np.ndarray):
-        return int(label[0])
-    return int(label)
+        if len(label) == 0:
+            raise ValueError("the header has a label array of length 0")
+        return float(label[0])
+    return float(label)
 
 
 def names_path(rec_path: str | os.PathLike) -> Path:
     """Where a pack keeps its identity names, one per line: ``X.rec`` -> ``X.names``."""
     return Path(rec_path).with_suffix(".names")
+
+
+def check_identity_name(name: str, rec_path: Path) -> str:
+    """An identity name the names file (one name a line) can hold; ValueError otherwise."""
+    if not name or any(c in name for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        raise ValueError(
+            f"identity name {name!r} for {rec_path} is empty or holds a line break, which the "
+            f"names file {names_path(rec_path).name} (one name a line) cannot hold; rename it"
+        )
+    return name
 
 
 class RecordDataset(FaceDataset):
@@ -297,7 +364,8 @@ class RecordDataset(FaceDataset):
         if self.identity_ranges is not None:
             num_classes = len(self.identity_ranges)
         if names.is_file():
-            listed = names.read_text().splitlines()
+            listed = read_text(names, "identity names file").rstrip("\n").split("\n")
+            listed = [n.rstrip("\r") for n in listed] if any(listed) else []
             if len(listed) != num_classes:
                 raise ValueError(
                     f"{names} lists {len(listed)} identity names for {num_classes} identities "
@@ -312,9 +380,17 @@ class RecordDataset(FaceDataset):
         labels0 = np.atleast_1d(header0.label)
         if len(labels0) < 2:
             raise ValueError(f"{rec}: record 0 has flag {header0.flag} but {len(labels0)} labels")
-        first, end = int(labels0[0]), int(labels0[1])
+        records = len(self.reader.index)  # every image and identity is one indexed record
+        first = _whole_number(labels0[0], records, f"{rec}: record 0's first identity record")
+        end = _whole_number(labels0[1], records, f"{rec}: record 0's end of identity records")
         if not 1 <= first <= end:
             raise ValueError(f"{rec}: record 0 gives identity records {first}..{end}, not valid")
+        missing = next((k for k in range(1, first) if k not in self.reader.index), None)
+        if missing is not None:
+            raise ValueError(
+                f"{rec}: image record {missing} (of 1..{first - 1}) is missing from "
+                f"{self.reader.idx_path}"
+            )
         ranges = []
         for key in range(first, end):
             if key not in self.reader.index:
@@ -325,7 +401,12 @@ class RecordDataset(FaceDataset):
                 raise ValueError(
                     f"{rec}: identity record {key} is unreadable (truncated file?): {exc}"
                 ) from None
-            start, stop = (int(lab[0]), int(lab[1])) if len(lab) > 1 else (0, 0)
+            where = f"{rec}: identity record {key}'s image range"
+            start, stop = (
+                (_whole_number(lab[0], first, where), _whole_number(lab[1], first, where))
+                if len(lab) > 1
+                else (0, 0)
+            )
             if not (1 <= start <= stop <= first):
                 raise ValueError(
                     f"{rec}: identity record {key} gives image range {start}..{stop}, outside "
@@ -346,9 +427,11 @@ class RecordDataset(FaceDataset):
         keys: list[int] = []
         labels: list[int] = []
         show = len(self.reader.keys) > 200_000
+        # labels are 0 .. C - 1 with an image each: no label can reach the number of records
+        limit = len(self.reader.keys) - 1
         for key in tqdm(self.reader.keys, desc="reading labels", disable=not show):
             try:
-                label = _scalar_label(self.reader.read_header(key).label)
+                header = self.reader.read_header(key)
             except (OSError, ValueError, EOFError) as exc:
                 self._skipped += 1
                 warnings.warn(
@@ -358,8 +441,8 @@ class RecordDataset(FaceDataset):
                     stacklevel=3,
                 )
                 continue
-            if label < 0:
-                raise ValueError(f"{self.reader.rec_path}: record {key} has label {label} < 0")
+            where = f"{self.reader.rec_path}: the label of record {key}"
+            label = _whole_number(_scalar_label(header.label), limit, where)
             keys.append(key)
             labels.append(label)
         if not keys:
@@ -403,7 +486,7 @@ def write_pack(
     if identity_names is not None and len(identity_names) != num_classes:
         raise ValueError(f"{len(identity_names)} identity names for {num_classes} identities")
     counts = np.zeros(num_classes, dtype=np.int64)
-    with RecordWriter(rec_path) as writer:
+    with RecordWriter(rec_path, names=identity_names) as writer:
         placeholder = RecordHeader(2, np.zeros(2, dtype=np.float32))
         writer.write(0, pack_payload(placeholder))
         key, last = 0, 0
@@ -425,13 +508,17 @@ def write_pack(
             start = stop
         header0 = RecordHeader(2, np.array([n + 1, n + 1 + num_classes], dtype=np.float32))
         writer.overwrite(0, pack_payload(header0))
-    if identity_names is not None:
-        names_path(rec_path).write_text("".join(f"{name}\n" for name in identity_names))
     if image_shape is not None:
-        (rec_path.parent / "property").write_text(
-            f"{num_classes},{image_shape[0]},{image_shape[1]}\n"
-        )
+        write_property(rec_path, num_classes, image_shape)
     return n
+
+
+def write_property(
+    rec_path: str | os.PathLike, num_classes: int, image_shape: tuple[int, int]
+) -> None:
+    """The ``property`` file InsightFace keeps beside its packs: ``C,H,W``."""
+    text = f"{num_classes},{image_shape[0]},{image_shape[1]}\n"
+    atomic_write_text(Path(rec_path).parent / "property", text)
 
 
 def write_plain_pack(rec_path: str | os.PathLike, items: Iterable[tuple[int, bytes]]) -> int:

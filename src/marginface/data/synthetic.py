@@ -43,6 +43,10 @@ __all__ = [
 
 DEFAULT_IMAGES_PER_IDENTITY = 20
 MAX_IDENTITIES = 10**9
+#: most identities and images one spec may hold: WebFace42M's scale (2M identities, 42M
+#: images); beyond it the labels and names alone would not fit a machine's memory
+MAX_SPEC_IDENTITIES = 5_000_000
+MAX_SPEC_IMAGES = 50_000_000
 
 
 # ---------------------------------------------------------------------------------------------
@@ -65,6 +69,17 @@ class SyntheticSpec:
             )
         if self.images < 1:
             raise ValueError(f"synthetic images per identity must be >= 1, got {self.images}")
+        if self.identities > MAX_SPEC_IDENTITIES or self.identities * self.images > MAX_SPEC_IMAGES:
+            raise ValueError(
+                f"synthetic:{self.identities}x{self.images} is too large: at most "
+                f"{MAX_SPEC_IDENTITIES:,} identities and {MAX_SPEC_IMAGES:,} images per spec "
+                f"(use first=K to reach identities up to {MAX_IDENTITIES:,})"
+            )
+        if self.first + self.identities > MAX_IDENTITIES:
+            raise ValueError(
+                f"synthetic first + identities must not exceed {MAX_IDENTITIES:,}, got "
+                f"{self.first + self.identities:,}"
+            )
         if not 0 <= self.difficulty <= 4:
             raise ValueError(f"synthetic difficulty must be in [0, 4], got {self.difficulty}")
         if self.first < 0 or self.seed < 0:

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from marginface.files import atomic_write
 
 #: File extensions read as images by folder datasets (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff")
@@ -28,12 +31,27 @@ def image_size_pair(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return size
 
 
+class UnreadableImage(OSError):
+    """One image could not be decoded: whatever Pillow raised for it (a truncated or unknown
+    file, a decompression bomb, DecompressionBombWarning turned into an error, a corrupt
+    header that trips an internal error) is wrapped in this one type."""
+
+
 def decode_image(source: bytes | str | os.PathLike) -> Image.Image:
     """Decode an encoded image (bytes or a file path) fully into an RGB Pillow image.
 
-    Grey, palette, RGBA and 16-bit images are converted to RGB. A truncated or unreadable image
-    raises ``OSError`` (Pillow's ``UnidentifiedImageError`` is one) or ``ValueError``.
+    Grey, palette, RGBA and 16-bit images are converted to RGB. Anything that goes wrong while
+    decoding raises :class:`UnreadableImage` (an OSError) with the cause in its message.
     """
+    try:
+        return _decode(source)
+    except UnreadableImage:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every failure of one image is "unreadable"
+        raise UnreadableImage(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _decode(source: bytes | str | os.PathLike) -> Image.Image:
     if isinstance(source, bytes | bytearray | memoryview):
         image = Image.open(io.BytesIO(bytes(source)))
     else:
@@ -48,6 +66,15 @@ def decode_image(source: bytes | str | os.PathLike) -> Image.Image:
             grey = Image.fromarray(np.clip(array / top * 255.0, 0, 255).astype(np.uint8))
             return grey.convert("RGB")
         return image.convert("RGB")
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, **options) -> Path:
+    """Save ``image`` in the format its extension names, via a temporary file and a rename."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image extension {path.suffix!r}")
+    return atomic_write(path, lambda f: image.save(f, format=fmt, **options))
 
 
 def resize(image: Image.Image, image_size: int | tuple[int, int]) -> Image.Image:

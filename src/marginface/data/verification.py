@@ -17,7 +17,9 @@ import torch
 from torch.utils.data import Dataset
 
 from marginface.data.base import FaceDataset, ImagesOnly
+from marginface.data.restricted_pickle import RefusedPickle, load_restricted
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
+from marginface.files import atomic_write, read_text, resolve_inside
 
 
 @dataclass
@@ -87,27 +89,65 @@ class _TensorsOnly(Dataset):
 # ---------------------------------------------------------------------------------------------
 # .bin
 # ---------------------------------------------------------------------------------------------
+def _unpickle_bin(path: Path) -> object:
+    raw = path.read_bytes()
+    try:
+        try:
+            return load_restricted(raw)
+        except UnicodeDecodeError:
+            return load_restricted(raw, encoding="bytes")  # Python 2 files
+    except RefusedPickle as exc:
+        raise ValueError(
+            f"{path}: refused: the pickle asks for {exc}, which a verification .bin never holds "
+            "(only bytes, lists, tuples, booleans, numbers and plain numpy arrays are loaded); "
+            "nothing in it was run"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - nothing can run: any error means a damaged file
+        raise ValueError(
+            f"{path} is not a verification .bin pickle ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def _image_bytes(item: object, index: int, path: Path) -> bytes:
+    if isinstance(item, bytes | bytearray):
+        return bytes(item)
+    if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 1:
+        return item.tobytes()
+    raise ValueError(
+        f"{path}: image {index} is {type(item).__name__}, not encoded image bytes "
+        "(a .bin holds a list of JPEG/PNG bytes)"
+    )
+
+
+def _flag(item: object, index: int, path: Path) -> bool:
+    if isinstance(item, bool | np.bool_) or (isinstance(item, int | np.integer) and item in (0, 1)):
+        return bool(item)
+    raise ValueError(f"{path}: issame flag {index} is {item!r}, not a boolean")
+
+
 def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     """Read an InsightFace verification ``.bin``: ``(encoded images (2N), issame (N))``.
 
-    Old (Python 2) files are read with ``encoding='bytes'``.
+    The pickle is read by :func:`marginface.data.restricted_pickle.load_restricted`: a file
+    that names anything but bytes, lists, tuples, booleans, numbers and plain numpy arrays is
+    refused without running it. Old (Python 2) files are read with ``encoding='bytes'``.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"verification file {path} does not exist")
-    with open(path, "rb") as f:
-        try:
-            data = pickle.load(f)
-        except UnicodeDecodeError:
-            f.seek(0)
-            data = pickle.load(f, encoding="bytes")
-        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-            raise ValueError(f"{path} is not a verification .bin pickle: {exc}") from None
+    data = _unpickle_bin(path)
     if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise ValueError(f"{path}: expected a pickle of (bins, issame_list), got {type(data)}")
+        raise ValueError(
+            f"{path}: expected a pickle of (bins, issame_list), got {type(data).__name__}"
+        )
     bins, issame = data
-    images = [b.tobytes() if isinstance(b, np.ndarray) else bytes(b) for b in bins]
-    flags = np.asarray([bool(x) for x in issame], dtype=bool)
+    if not isinstance(bins, list | tuple) or not isinstance(issame, list | tuple | np.ndarray):
+        raise ValueError(
+            f"{path}: expected (list of images, list of issame flags), got "
+            f"({type(bins).__name__}, {type(issame).__name__})"
+        )
+    images = [_image_bytes(b, i, path) for i, b in enumerate(bins)]
+    flags = np.asarray([_flag(x, i, path) for i, x in enumerate(issame)], dtype=bool)
     if len(images) != 2 * len(flags):
         raise ValueError(
             f"{path}: {len(images)} images for {len(flags)} issame flags "
@@ -120,8 +160,8 @@ def write_bin(path: str | os.PathLike, images: Sequence[bytes], issame: Sequence
     """Write a verification ``.bin`` in InsightFace's layout (pickle of ``(bins, issame)``)."""
     if len(images) != 2 * len(issame):
         raise ValueError(f"{len(images)} images for {len(issame)} pairs (need 2 per pair)")
-    with open(path, "wb") as f:
-        pickle.dump(([bytes(b) for b in images], [bool(x) for x in issame]), f, protocol=4)
+    data = ([bytes(b) for b in images], [bool(x) for x in issame])
+    atomic_write(path, lambda f: pickle.dump(data, f, protocol=4))
 
 
 def open_bin(path: str | os.PathLike, image_size: int | tuple[int, int] = 112) -> PairSet:
@@ -134,9 +174,9 @@ def open_bin(path: str | os.PathLike, image_size: int | tuple[int, int] = 112) -
 # LFW pairs.txt
 # ---------------------------------------------------------------------------------------------
 def _find_image(folder: Path, name: str, number: int, where: str) -> Path:
-    stem = folder / name / f"{name}_{number:04d}"
+    stem = resolve_inside(folder, f"{name}/{name}_{number:04d}", where)
     for ext in IMAGE_EXTENSIONS:
-        for candidate in (stem.with_suffix(ext), stem.with_suffix(ext.upper())):
+        for candidate in (stem.parent / (stem.name + ext), stem.parent / (stem.name + ext.upper())):
             if candidate.is_file():
                 return candidate
     raise FileNotFoundError(f"{where}: no image {stem}.jpg (or other image extension)")
@@ -160,13 +200,12 @@ def read_pairs_txt(
     Lines are ``name i j`` (same person) or ``name1 i name2 j``; a first line of one or two
     integers (folds, pairs per fold) is a header. Image ``i`` of ``name`` is
     ``FOLDER/name/name_%04d.jpg``; ``folder`` defaults to the folder holding ``pairs_file`` (or
-    the sub-folder of it that holds the first named person).
+    the sub-folder of it that holds the first named person). A name that leads outside FOLDER
+    (``..``, an absolute path, a symlink out) is refused.
     """
     pairs_file = Path(pairs_file)
-    if not pairs_file.is_file():
-        raise FileNotFoundError(f"pairs file {pairs_file} does not exist")
     rows: list[tuple[int, list[str]]] = []
-    for number, line in enumerate(pairs_file.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(pairs_file, "pairs file").splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue

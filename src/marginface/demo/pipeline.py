@@ -82,15 +82,29 @@ def run_demo(cfg: DemoConfig) -> DemoOutcome:
         torch.set_num_threads(threads)
 
 
-def _run(cfg: DemoConfig) -> DemoOutcome:
-    from marginface.heads import list_heads
+def check_heads(cfg: DemoConfig) -> None:
+    """Build every listed head once with its demo hyperparameters (main and toy runs), so a
+    bad name or value is reported before any head trains."""
+    from marginface.heads import create_head, list_heads
 
     unknown = [h for h in cfg.heads if h not in list_heads()]
     if unknown:
         raise ValueError(
             f"unknown head(s) {', '.join(unknown)}; valid heads: {', '.join(list_heads())}"
         )
-    output = Path(cfg.output)
+    for head in cfg.heads:
+        for kwargs in (cfg.head_kwargs.get(head, {}), cfg.toy_head_kwargs.get(head, {})):
+            try:
+                create_head(head, 2, 2, **kwargs)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"--head-kwargs for {head}: {exc}") from None
+
+
+def _run(cfg: DemoConfig) -> DemoOutcome:
+    from marginface.files import check_writable_dir
+
+    check_heads(cfg)
+    output = check_writable_dir(cfg.output, "--output")
     output.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     cpu_start = time.process_time()

@@ -14,7 +14,8 @@ import numpy as np
 from marginface.demo.config import DemoConfig
 from marginface.demo.runner import RunResult, ToyResult
 from marginface.evaluation.metrics import far_key
-from marginface.evaluation.report import Report, atomic_write_text
+from marginface.evaluation.report import Report
+from marginface.files import atomic_write_text
 
 FARS = (1e-3, 1e-4)
 BASELINE = "softmax"

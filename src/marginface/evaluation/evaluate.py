@@ -20,7 +20,8 @@ import numpy as np
 from torch import nn
 
 from marginface.evaluation.metrics import FARS, far_key, jsonable_metrics
-from marginface.evaluation.report import Report, atomic_write_text
+from marginface.evaluation.report import Report
+from marginface.files import atomic_write_text, read_text
 
 
 @dataclass
@@ -106,8 +107,10 @@ def load_checkpoints(paths: Sequence[str | os.PathLike]) -> list[LoadedCheckpoin
 
 
 def _read_list(list_file: str | os.PathLike, root: Path, index_of: dict[Path, int]) -> list[int]:
+    """Items of a gallery / probe list: image paths relative to ``root``, each an image of the
+    dataset (so never a path outside it)."""
     out = []
-    lines = Path(list_file).read_text().splitlines()
+    lines = read_text(list_file, "image list").splitlines()
     for number, line in enumerate(lines, start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
@@ -214,6 +217,7 @@ def run_evaluation(
             "title": title,
         },
     )
+    result.warnings += small_set_warnings(names, pair_sets[sizes[0]] if sizes else [], n_folds)
     for ckpt in loaded:
         result.verification[ckpt.name] = {}
         result.scores[ckpt.name] = {}
@@ -257,6 +261,24 @@ def run_evaluation(
     if output is not None:
         write_evaluation(result, output)
     return result
+
+
+def small_set_warnings(names: Sequence[str], pair_sets: Sequence, n_folds: int) -> list[str]:
+    """Warnings for pair sets too small for their numbers to mean anything: fewer than 2 pairs
+    per fold, or no genuine or no impostor pair (then accuracy and AUC are degenerate)."""
+    out = []
+    for name, pair_set in zip(names, pair_sets, strict=True):
+        issame = np.asarray(pair_set.issame, dtype=bool)
+        n, genuine = len(issame), int(issame.sum())
+        if n < 2 * n_folds:
+            out.append(
+                f"pair set {name}: {n} pairs for {n_folds} folds (fewer than 2 a fold): its "
+                "accuracy, AUC and EER are not meaningful"
+            )
+        if genuine == 0 or genuine == n:
+            kind = "impostor" if genuine == 0 else "genuine"
+            out.append(f"pair set {name}: all {n} pairs are {kind}: AUC and EER are undefined")
+    return out
 
 
 def write_evaluation(result: EvaluationResult, output: str | os.PathLike) -> dict[str, Any]:

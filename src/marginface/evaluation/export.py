@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+
+from marginface.files import atomic_paths
 
 
 def _export(model: nn.Module, example: torch.Tensor, path: str, opset: int) -> None:
@@ -102,6 +103,22 @@ def verify_onnx(
     return {"max_abs_diff": raw, "max_abs_diff_normalized": normalised, "output_scale": scale}
 
 
+#: the oldest opset torch's exporter writes
+MIN_OPSET = 9
+
+
+def check_opset(opset: int) -> None:
+    """ValueError naming ``--opset`` unless torch and the installed onnx both support it."""
+    try:
+        import onnx.defs
+
+        newest = onnx.defs.onnx_opset_version()
+    except ImportError:
+        newest = 20
+    if not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"--opset must be in {MIN_OPSET}..{newest} (onnx here), got {opset}")
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -139,18 +156,15 @@ def export_onnx(
         out = model(example)
     if out.ndim != 2:
         raise ValueError(f"the model must map (B, 3, H, W) to (B, D), got {tuple(out.shape)}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
-        _export(model, example, tmp, opset)
-        onnx.checker.check_model(tmp)
-        check = verify_onnx(model, tmp, image_size, batch_sizes=batch_sizes, atol=atol)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    check_opset(opset)
+    with atomic_paths(path) as (tmp,):
+        try:
+            _export(model, example, str(tmp), opset)
+        except Exception as exc:  # noqa: BLE001 - torch's exporter raises many kinds
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(f"ONNX export at opset {opset} failed: {first}") from exc
+        onnx.checker.check_model(str(tmp))
+        check = verify_onnx(model, str(tmp), image_size, batch_sizes=batch_sizes, atol=atol)
     return {
         "path": str(path),
         **check,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -65,4 +66,26 @@ def create_head(name: str, embedding_size: int, num_classes: int, **hparams: obj
             f"unknown hyperparameter(s) {', '.join(unknown)} for head {name!r}; "
             f"valid: {', '.join(f'{k}={v!r}' for k, v in valid.items()) or '(none)'}"
         )
+    for key, value in hparams.items():
+        _check_hparam(name, key, value, valid[key])
     return cls(embedding_size, num_classes, **hparams)
+
+
+def _check_hparam(head: str, key: str, value: object, default: object) -> None:
+    """ValueError naming the head and the key when ``value`` is not of its default's kind:
+    a finite number for a number (any finite number where the default is None), a bool for a
+    bool, a string for a string. Ranges are the head's own to check."""
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(default, int | float) or default is None:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(default, int) and not isinstance(default, bool):
+            number = number and float(value).is_integer()
+        ok = (number and math.isfinite(value)) or (default is None and value is None)
+        kind = "a finite number" if not isinstance(default, int) else "a whole number"
+    else:
+        return
+    if not ok:
+        raise ValueError(f"head {head!r} hyperparameter {key}: must be {kind}, got {value!r}")

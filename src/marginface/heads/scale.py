@@ -56,11 +56,25 @@ def uses_scale(head: type[MarginHead] | MarginHead) -> bool:
     return cls.normalize and softmax_logits and default is not None
 
 
+def _probe(head: MarginHead) -> MarginHead:
+    """A small copy of ``head`` (same class and hyperparameters, 3 classes of width 1), eval
+    mode, float64; built without drawing from the global RNG."""
+    from marginface.heads.registry import create_head
+
+    with torch.random.fork_rng(devices=[]):
+        try:
+            probe = create_head(head.head_name, 1, 3, **head.hparams())
+        except ValueError:  # a head outside the registry: copy it whole
+            probe = copy.deepcopy(head)
+    probe.margin_weight = 1.0
+    return probe.eval().double()
+
+
 @torch.no_grad()
 def target_curve(head: MarginHead, cos: torch.Tensor) -> torch.Tensor:
-    """psi(cos): the head's target cosine after the margin (eval mode, norms NOMINAL_NORM),
-    float64, shape of ``cos``; the head is not changed."""
-    probe = copy.deepcopy(head).eval().double()
+    """psi(cos): the head's target cosine after the margin (eval mode, norms NOMINAL_NORM,
+    initial state), float64, shape of ``cos``; the head is not changed."""
+    probe = _probe(head)
     c = cos.detach().to(torch.float64).reshape(-1)
     return probe.margin(c, torch.full_like(c, NOMINAL_NORM)).reshape(cos.shape)
 

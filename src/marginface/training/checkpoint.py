@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marginface.backbones.checkpoint import atomic_torch_save
+from marginface.files import atomic_torch_save
 
 FORMAT = 1
 

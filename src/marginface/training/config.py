@@ -9,6 +9,7 @@ saved as ``OUTPUT/config.yaml``, which is itself a valid ``--config`` file.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ RESUME_FREE_KEYS = frozenset(
         "min_free_bytes",
         "loss_watch",
         "summary_images",
+        "max_bad_images",
     }
 )
 
@@ -76,10 +78,11 @@ class TrainConfig:
     for ``open_pairs``), ``val_every`` (steps; 0 = at the end of each epoch),
     ``val_max_pairs``, ``val_batch_size``, ``num_workers``, ``device`` (auto / cpu / cuda /
     cuda:N), ``progress`` (progress bar), ``tensorboard``, ``min_free_bytes`` (extra free disk
-    space demanded beyond the estimated size of the saved files), ``loss_watch`` (share of
-    the run after which a loss still at the no-learning plateau is reported; 0 = off),
-    ``summary_images`` (training images embedded at the end for the share nearer their own
-    class centre; 0 = off).
+    space demanded beyond the estimated size of the saved files), ``max_bad_images``
+    (unreadable images skipped before the run stops with their list; None = no limit),
+    ``loss_watch`` (share of the run after which a loss still at the no-learning plateau is
+    reported; 0 = off), ``summary_images`` (training images embedded at the end for the share
+    nearer their own class centre; 0 = off).
     """
 
     data: str | None = None
@@ -122,6 +125,7 @@ class TrainConfig:
     min_free_bytes: int = 50_000_000
     loss_watch: float = 0.5
     summary_images: int = 2048
+    max_bad_images: int | None = 1000
 
     def __post_init__(self) -> None:
         self._coerce_numbers()
@@ -160,6 +164,16 @@ class TrainConfig:
             self._need_int(key, 0)
         if self.max_steps is not None:
             self._need_int("max_steps", 0)
+        if self.max_bad_images is not None:
+            self._need_int("max_bad_images", 0)
+        self._need(
+            isinstance(self.output, str) and self.output != "", "output", "must be a folder path"
+        )
+        self._need(
+            self.data is None or isinstance(self.data, str), "data", "must be a dataset spec"
+        )
+        for key in ("head", "backbone"):
+            self._need(isinstance(getattr(self, key), str), key, "must be a name")
         for key, choices in (
             ("amp", AMP_MODES),
             ("optimizer", OPTIMIZERS),
@@ -167,8 +181,11 @@ class TrainConfig:
         ):
             self._need(getattr(self, key) in choices, key, f"must be one of {', '.join(choices)}")
         for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "poly_power", "min_lr"):
-            self._need(_is_number(getattr(self, key), 0.0), key, "must be a number >= 0")
+            self._need(_is_number(getattr(self, key), 0.0), key, "must be a finite number >= 0")
         self._need(self.lr > 0, "lr", "must be > 0")
+        self._need(self.momentum < 1, "momentum", "must be in [0, 1)")
+        self._need(self.weight_decay < 1, "weight_decay", "must be in [0, 1)")
+        self._need(self.min_lr <= self.lr, "min_lr", f"must not exceed lr {self.lr}")
         self._need(
             _is_number(self.margin_warmup_epochs, 0.0) and self.margin_warmup_epochs <= self.epochs,
             "margin_warmup_epochs",
@@ -234,7 +251,10 @@ class TrainConfig:
 
 
 def _is_number(value: Any, minimum: float) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value >= minimum
+    """A finite int or float >= ``minimum`` (inf and NaN are never a setting)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and value >= minimum
 
 
 def valid_keys() -> list[str]:
@@ -260,11 +280,12 @@ def normalize_keys(values: Mapping[str, Any], source: str = "config") -> dict[st
 
 def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML config file into a dict of checked keys (not yet a :class:`TrainConfig`)."""
+    from marginface.files import read_text
+
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
+    text = read_text(path, "config file")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ValueError(f"config file {path}: not valid YAML ({exc})") from exc
     return normalize_keys(values, f"config file {path}")

@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from marginface.devices import resolve_device
+
 
 @dataclass
 class DistEnv:
@@ -51,18 +53,6 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an int, got {value!r}") from exc
 
 
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else ``cpu``; checks ``cuda``."""
-    if preference == "auto":
-        preference = "cuda" if torch.cuda.is_available() else "cpu"
-    if preference.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {preference!r} asked for, but CUDA is not available here")
-        if preference == "cuda":
-            preference = f"cuda:{local_rank}"
-    return torch.device(preference)
-
-
 def setup_distributed(device_preference: str = "auto") -> DistEnv:
     """Read the torchrun environment, pick the device and join the process group if needed."""
     world = _env_int("WORLD_SIZE", 1)
@@ -70,7 +60,7 @@ def setup_distributed(device_preference: str = "auto") -> DistEnv:
     local = _env_int("LOCAL_RANK", 0)
     if world > 1 and not 0 <= rank < world:
         raise ValueError(f"RANK={rank} is outside 0 .. WORLD_SIZE-1 = {world - 1}")
-    device = resolve_device(device_preference, local)
+    device = resolve_device(device_preference, local, what="config device")
     if device.type == "cuda":
         torch.cuda.set_device(device)
     owns = False

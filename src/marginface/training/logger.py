@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from marginface.backbones.checkpoint import atomic_write_text
+from marginface.files import atomic_write_text
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from marginface.backbones import create_backbone
-from marginface.backbones.checkpoint import atomic_write_text, save_model
+from marginface.backbones.checkpoint import save_model
+from marginface.files import FolderLock, atomic_write_text, clean_stale_temporaries
 from marginface.heads import MarginHead, create_head
 from marginface.training import checkpoint as ckpt
 from marginface.training.config import RESUME_FREE_KEYS, TrainConfig, config_to_yaml
@@ -41,7 +42,12 @@ from marginface.training.distributed import (
 )
 from marginface.training.logger import RunLogger, truncate_log
 from marginface.training.optim import WarmupDecay, build_optimizer
-from marginface.training.preflight import check_output_dir, estimate_output_bytes
+from marginface.training.preflight import (
+    check_output_dir,
+    check_output_inside_data,
+    estimate_output_bytes,
+    set_aside_old_log,
+)
 from marginface.training.sampler import EpochBatchSampler, SeededItems
 from marginface.training.validation import Validator, flat_metrics, score_of
 from marginface.training.watch import LossWatch, resolve_scale
@@ -50,7 +56,16 @@ _log = logging.getLogger("marginface.train")
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint was kept."""
+    """The loss or the weights became NaN or infinite; the last good checkpoint was kept."""
+
+
+def _all_finite(tensors: list[Tensor]) -> bool:
+    """True when every floating tensor is finite (one fused norm per tensor, one sync)."""
+    floats = [t.detach() for t in tensors if t.is_floating_point() and t.numel()]
+    if not floats:
+        return True
+    norms = torch._foreach_norm(floats)
+    return bool(torch.isfinite(torch.stack([n.float() for n in norms]).sum()))
 
 
 @dataclass
@@ -199,7 +214,14 @@ class Trainer:
             from marginface.data import open_dataset
 
             self.dataset = open_dataset(cfg.data, image_size=cfg.image_size, augment=True)
+        if hasattr(self.dataset, "max_bad"):
+            self.dataset.max_bad = cfg.max_bad_images
         self.num_classes = int(self.dataset.num_classes)
+        if self.num_classes < 2:
+            raise ValueError(
+                f"dataset {cfg.data!r} has {self.num_classes} identity: a classifier needs at "
+                "least 2 (with one, every loss is 0 and nothing is learnt)"
+            )
         names = getattr(self.dataset, "identity_names", None)
         self.identity_names = [str(n) for n in names] if names is not None else None
         n = len(self.dataset)
@@ -315,10 +337,16 @@ class Trainer:
         }
 
     def save(self, position: dict[str, int], rng: dict[str, Any], reason: str) -> None:
-        """checkpoint.pt + model.pt/model.json (main process only; write, then rename)."""
+        """checkpoint.pt + model.pt/model.json (main process only; write, then rename).
+
+        Weights that are not finite are never written: TrainingDiverged instead."""
         head_state = self.head_state()  # collective with PartialFC
         if not self.env.is_main:
             return
+        tensors = [*self.model.backbone.state_dict().values()]
+        tensors += [v for v in (head_state or {}).values() if isinstance(v, Tensor)]
+        if not _all_finite(tensors):
+            raise self._diverged("non-finite weights", position["step"] - 1, position["epoch"])
         payload = self._payload(position, rng, head_state)
         ckpt.save_checkpoint(self.output / "checkpoint.pt", payload)
         save_model(self.output, self.model.backbone, self.model_info())
@@ -420,16 +448,18 @@ class Trainer:
         ckpt.restore_rng(self.boundary["rng"])
         self.optimizer.zero_grad(set_to_none=True)
 
-    def _diverged(self, loss: float, step: int, epoch: int) -> TrainingDiverged:
+    def _diverged(self, what: float | str, step: int, epoch: int) -> TrainingDiverged:
+        """``what``: the non-finite loss, or a description of what became non-finite."""
         path = self.output / "checkpoint.pt"
         kept = (
             f"the last good checkpoint {path} was kept"
             if path.is_file()
             else ("no checkpoint had been saved yet")
         )
-        self.logger.event("diverged", step, loss=loss, epoch=epoch)
+        self.logger.event("diverged", step, loss=str(what), epoch=epoch)
+        became = f"the loss became {what}" if isinstance(what, float) else f"{what} appeared"
         return TrainingDiverged(
-            f"the loss became {loss} at step {step + 1} (epoch {epoch}); training stopped and "
+            f"{became} at step {step + 1} (epoch {epoch}); training stopped and "
             f"{kept}. Try a lower --lr, a longer --warmup-epochs, --grad-clip, or --amp none."
         )
 
@@ -482,6 +512,26 @@ class Trainer:
         self.logger.event("summary", self.history[-1]["step"] if self.history else 0, **summary)
         return summary
 
+    def _save_after_error(self, exc: Exception) -> None:
+        """Save the last completed step before ``exc`` is reported, so no work is lost.
+
+        Not with the sharded classifier over several processes: saving it is collective, and
+        the other processes may be stuck elsewhere."""
+        position = self.boundary["position"]
+        if (self.sharded and self.env.distributed) or position["step"] == 0:
+            return
+        self._restore_boundary()
+        try:
+            self.save(position, self.boundary["rng"], "error")
+        except Exception as save_error:  # noqa: BLE001 - the first error is the one to report
+            exc.add_note(f"saving a checkpoint after it failed too: {save_error}")
+            return
+        if self.env.is_main:
+            exc.add_note(
+                f"checkpoint of step {position['step']} saved in {self.output}; continue with "
+                f"marginface train --output {self.output} --resume"
+            )
+
     def _step(self, batches, ddp: nn.Module, position: dict[str, int]) -> dict[str, Any] | None:
         """Accumulate ``accumulate`` micro-batches and take one optimizer step."""
         cfg, env = self.cfg, self.env
@@ -512,23 +562,40 @@ class Trainer:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
+        finite = torch.tensor([float(_all_finite(list(self.model.parameters())))])
+        if float(all_reduce_sum(finite.double(), env)[0]) < env.world_size:
+            raise self._diverged("non-finite weights", position["step"], position["epoch"])
         record.update(loss=mean_loss, lr=lr)
         if stats[1] > 0:
             self.stop.requested = True
         return record
 
     def run(self) -> TrainResult:
+        """Lock the run folder (main process), then :meth:`_run`; the lock goes with it."""
+        lock = FolderLock(self.output, "run folder")
+        self._fail_together(lambda: check_output_dir(self.output) and lock.acquire())
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _fresh_output(self) -> None:
+        """The run folder is ours (locked): checked, and cleared of what a killed run left."""
+        cfg = self.cfg
+        if not cfg.resume and (self.output / "checkpoint.pt").exists():
+            raise ValueError(
+                f"output folder {self.output} already holds a run (checkpoint.pt); pass "
+                f"--resume to continue it or choose another --output"
+            )
+        check_output_inside_data(self.output, cfg.data)
+        for folder in (self.output, self.output / "best"):
+            clean_stale_temporaries(folder, every=True)  # locked: no writer of ours is alive
+        if not cfg.resume:
+            set_aside_old_log(self.output)
+
+    def _run(self) -> TrainResult:
         cfg, env = self.cfg, self.env
-
-        def fresh_output() -> None:
-            if not cfg.resume and (self.output / "checkpoint.pt").exists():
-                raise ValueError(
-                    f"output folder {self.output} already holds a run (checkpoint.pt); pass "
-                    f"--resume to continue it or choose another --output"
-                )
-            check_output_dir(self.output)
-
-        self._fail_together(fresh_output)
+        self._fail_together(self._fresh_output)
         self._open_data()
         self._build()
         position = {"epoch": 0, "batch": 0, "step": 0}
@@ -543,8 +610,13 @@ class Trainer:
             atomic_write_text(self.output / "config.yaml", config_to_yaml(cfg) + scale_note)
         self.validator = self._fail_together(
             lambda: Validator(
-                cfg.val, cfg.image_size, cfg.val_max_pairs, cfg.val_batch_size, env.device
-            )
+                cfg.val,
+                cfg.image_size,
+                cfg.val_max_pairs,
+                cfg.val_batch_size,
+                env.device,
+                max_bad=cfg.max_bad_images,
+            ).decode_all()
         )
         self.logger = RunLogger(
             self.output, env.is_main, cfg.tensorboard, purge_step=position["step"] or None
@@ -619,6 +691,7 @@ class Trainer:
                         }
                         self.history.append(record)
                         self._watch(record)
+                        self._snapshot(position)  # the state of this completed step
                         if step % cfg.log_every == 0 or step == self.total_steps:
                             self.logger.log(record, prefix="train")
                         if self.on_step is not None and env.is_main:
@@ -632,7 +705,6 @@ class Trainer:
                         )
                         if cfg.val_every and step % cfg.val_every == 0:
                             self.validate(step, epoch)
-                        self._snapshot(position)
                         if self.stop.requested:
                             stopped = "interrupted"
                             break
@@ -651,6 +723,11 @@ class Trainer:
                 # interrupted inside a step: go back to the last step boundary and save it
                 self._restore_boundary()
                 stopped = "interrupted"
+            except TrainingDiverged:
+                raise  # the weights of the last step are not worth keeping
+            except Exception as exc:
+                self._save_after_error(exc)
+                raise
             if stopped != "finished":
                 position = self.boundary["position"]
                 self.save(position, self.boundary["rng"], stopped)

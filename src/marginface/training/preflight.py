@@ -1,13 +1,16 @@
-"""Checks made before training starts: the output folder is writable and has room."""
+"""Checks made before training starts: the output folder is writable, has room, is not inside
+the dataset, and an earlier run's leftovers are set aside."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import tempfile
+import warnings
 from pathlib import Path
 
 from torch import nn
+
+from marginface.files import check_writable_dir
 
 #: optimizer slots per parameter (SGD: momentum; AdamW: two moments)
 OPTIMIZER_SLOTS = {"sgd": 1, "adamw": 2}
@@ -30,18 +33,57 @@ def estimate_output_bytes(backbone: nn.Module, head: nn.Module, optimizer: str) 
     return 2 * checkpoint + 3 * model
 
 
+def check_output_inside_data(output: str | os.PathLike, data: str | None) -> None:
+    """ValueError when the run folder lies inside a folder dataset: its files (and a ``best``
+    sub-folder) would be read as images or as an identity by the next run."""
+    if not data or data.startswith("synthetic:"):
+        return
+    root = Path(data)
+    if not root.is_dir():
+        return
+    out, root = Path(output).resolve(), root.resolve()
+    if out == root or root in out.parents:
+        raise ValueError(
+            f"--output {output} lies inside the dataset folder --data {data}; the run's files "
+            "would become part of the dataset. Choose an output folder outside it"
+        )
+
+
+def set_aside_old_log(output: str | os.PathLike) -> list[Path]:
+    """A fresh run in a folder where an earlier run left a log but no checkpoint (it crashed
+    before saving one): move ``log.jsonl`` and ``tensorboard/`` to ``*.previous`` and warn,
+    rather than append to them. Returns what was moved."""
+    output = Path(output)
+    moved = []
+    for name, aside in (
+        ("log.jsonl", "log.previous.jsonl"),
+        ("tensorboard", "tensorboard.previous"),
+    ):
+        old = output / name
+        if old.exists():
+            target = output / aside
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(old, target)
+            moved.append(target)
+    if moved:
+        warnings.warn(
+            f"output folder {output} holds the log of an earlier run that saved no checkpoint; "
+            f"it was moved to {', '.join(p.name for p in moved)} and this run starts a new log",
+            stacklevel=2,
+        )
+    return moved
+
+
 def check_output_dir(path: str | os.PathLike, needed_bytes: int = 0) -> Path:
     """Create ``path`` if needed and prove it is writable with ``needed_bytes`` free.
 
     Raises PermissionError (not writable) or OSError (not enough space), naming the folder
     and the numbers.
     """
-    path = Path(path)
+    path = check_writable_dir(path, "output folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
-        os.close(fd)
-        os.unlink(probe)
     except OSError as exc:
         raise PermissionError(f"output folder {path} is not writable: {exc}") from exc
     free = shutil.disk_usage(path).free

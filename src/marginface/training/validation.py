@@ -23,6 +23,7 @@ class Validator:
         specs: pair-set specs for ``open_pairs`` (a .bin, a pairs.txt, a dataset spec).
         image_size: side of the images the backbone takes.
         max_pairs, batch_size, device: passed on to ``open_pairs`` / ``evaluate_pairs``.
+        max_bad: unreadable images allowed per set (None: no limit).
     """
 
     def __init__(
@@ -32,13 +33,18 @@ class Validator:
         max_pairs: int = 3000,
         batch_size: int = 64,
         device: torch.device | str = "cpu",
+        max_bad: int | None = None,
     ) -> None:
         from marginface.data import open_pairs
 
         self.sets = []
+        self.specs = list(specs)
         names: set[str] = set()
         for spec in specs:
             pairs = open_pairs(spec, image_size=image_size, max_pairs=max_pairs)
+            inner = getattr(pairs.images, "dataset", None)
+            if inner is not None and hasattr(inner, "max_bad"):
+                inner.max_bad = max_bad
             name = str(getattr(pairs, "name", spec)) or spec
             while name in names:  # two sets with one name (e.g. two synthetic specs)
                 name += "'"
@@ -48,6 +54,17 @@ class Validator:
 
     def __bool__(self) -> bool:
         return bool(self.sets)
+
+    def decode_all(self) -> Validator:
+        """Decode every image of every set once, now: a set that cannot be read fails before
+        training starts rather than at its first validation. Returns self."""
+        for spec, (_, pairs) in zip(self.specs, self.sets, strict=True):
+            try:
+                for i in range(len(pairs.images)):
+                    pairs.images[i]
+            except ValueError as exc:  # no readable image, or more unreadable than allowed
+                raise ValueError(f"validation set {spec}: {exc}") from None
+        return self
 
     def run(self, backbone: nn.Module) -> dict[str, dict[str, Any]]:
         """Metrics per pair set ({name: verification metrics}); ``backbone`` left as it was."""

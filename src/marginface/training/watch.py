@@ -56,7 +56,7 @@ def resolve_scale(
     s = kwargs.get("s", "auto")
     probe_kwargs = {k: v for k, v in kwargs.items() if k != "s"}
     with torch.random.fork_rng(devices=[]):  # the probe's init must not move the run's RNG
-        probe = create_head(head, 1, 2, **probe_kwargs)
+        probe = create_head(head, 1, max(3, num_classes), **probe_kwargs)
     if not uses_scale(probe):
         if s == "auto" and "s" in kwargs:
             raise ValueError(
@@ -67,9 +67,9 @@ def resolve_scale(
     if s == "auto":
         kwargs["s"] = round(auto_scale(probe, num_classes), 4)
         return kwargs, ScaleChoice(head, num_classes, kwargs["s"], SCALE_RULE)
-    if isinstance(s, bool) or not isinstance(s, int | float):
-        raise ValueError(f"head_kwargs s: must be a number > 0 or 'auto', got {s!r}")
-    return kwargs, ScaleChoice(head, num_classes, float(s), None)
+    number = isinstance(s, int | float) and not isinstance(s, bool)
+    # anything else is create_head's to refuse, naming the head and the key
+    return kwargs, ScaleChoice(head, num_classes, float(s) if number else None, None)
 
 
 class LossWatch:
