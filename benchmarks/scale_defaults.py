@@ -33,6 +33,8 @@ import torch
 
 from marginface.data.verification import generate_pairs
 from marginface.demo.cache import render_dataset
+from marginface.demo.parallel import run_jobs
+from marginface.demo.progress import DemoProgress
 from marginface.evaluation import embed_dataset, verification_metrics
 from marginface.evaluation.bootstrap import paired_bootstrap
 from marginface.training import TrainConfig, train
@@ -47,18 +49,11 @@ def held_out_scores(backbone, test_set, pairs: np.ndarray) -> np.ndarray:
     return np.sum(emb[pairs[:, 0]] * emb[pairs[:, 1]], axis=1)
 
 
-def run_one(
-    name: str,
-    head: str,
-    head_kwargs: dict[str, Any],
-    train_set,
-    test_set,
-    pairs: np.ndarray,
-    args: argparse.Namespace,
-    seed: int,
-    work: Path,
-) -> dict[str, Any]:
-    """Train one head with the training defaults; held-out scores and the run's summary."""
+def run_one(context: tuple, job: tuple, progress) -> dict[str, Any]:
+    """Train one head with the training defaults; held-out scores and the run's summary (a
+    job of :func:`marginface.demo.parallel.run_jobs`)."""
+    train_set, test_set, pairs, args, work = context
+    name, head, head_kwargs, seed = job
     out = work / f"{name}-seed{seed}"
     shutil.rmtree(out, ignore_errors=True)
     config = TrainConfig(
@@ -76,7 +71,12 @@ def run_one(
         **({"epochs": args.epochs} if args.epochs else {}),
     )
     t0 = time.perf_counter()
-    result = train(config, dataset=train_set.with_augment(True))
+    steps = (len(train_set) // config.batch_size) * config.epochs
+    progress.start_run(f"{name} seed {seed}", steps, config.batch_size)
+    try:
+        result = train(config, dataset=train_set.with_augment(True), on_step=progress.step)
+    finally:
+        progress.end_run()
     seconds = time.perf_counter() - t0
     losses = [r["loss"] for r in result.history]
     return {
@@ -138,7 +138,8 @@ def main() -> None:
     p.add_argument("--max-pairs", type=int, default=12000, help="genuine pairs (and impostors)")
     p.add_argument("--replicates", type=int, default=1000, help="bootstrap replicates")
     p.add_argument("--extra", default="{}", help="JSON {name: head_kwargs} of the default head")
-    p.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="runs side by side")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per run")
     p.add_argument("--output", default="benchmarks/results/scale_defaults.json")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -160,14 +161,17 @@ def main() -> None:
             held = f"{test_set.num_classes} identities, {len(issame)} pairs"
             print(f"{label}: {train_set.num_classes} classes, {len(train_set)} images; "
                   f"held out {held}", flush=True)  # fmt: skip
-            runs = []
-            for seed in range(args.seeds):
-                for name, head, kw in settings:
-                    r = run_one(name, head, kw, train_set, test_set, pairs, args, seed, work)
-                    runs.append(r)
-                    print(f"  {name} seed {seed}: loss {r['first_loss']:.2f} -> "
-                          f"{r['last_loss']:.2f}, nearer own {r['nearer_own_share']:.1%}, "
-                          f"{r['train_s']:.0f} s", flush=True)  # fmt: skip
+            jobs = [(n, h, kw, seed) for seed in range(args.seeds) for n, h, kw in settings]
+            epochs = args.epochs or TrainConfig().epochs
+            batch = TrainConfig().batch_size
+            total = len(jobs) * (len(train_set) // batch) * epochs * batch
+            progress = DemoProgress(total)
+            context = (train_set, test_set, pairs, args, work)
+            runs = run_jobs(run_one, context, jobs, args.workers, progress, args.threads)
+            for r in runs:
+                print(f"  {r['name']} seed {r['seed']}: loss {r['first_loss']:.2f} -> "
+                      f"{r['last_loss']:.2f}, nearer own {r['nearer_own_share']:.1%}, "
+                      f"{r['train_s']:.0f} s", flush=True)  # fmt: skip
             rows, intervals = compare(label, runs, issame, groups, args.replicates)
             results["sets"].append({"dataset": label, "runs": rows, "vs_softmax": intervals})
             _print_table(label, rows, intervals)

@@ -12,6 +12,8 @@ import pytest
 import torch
 
 from marginface.cli import main
+from marginface.heads import create_head
+from marginface.heads.scale import auto_scale
 
 HEADS = ["softmax", "sphereface", "cosface", "arcface"]
 FIGURES = [
@@ -49,6 +51,7 @@ def test_metrics_json_has_finite_numbers_per_head(quick_run):
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["heads"]) == HEADS
     assert metrics["pairs"]["num_impostor"] >= 1000  # TAR@FAR=1e-3 must be resolvable
+    assert metrics["pairs"]["num_impostor"] > metrics["pairs"]["num_genuine"]
     for head in HEADS:
         entry = metrics["heads"][head]
         (run,) = entry["runs"]
@@ -58,17 +61,27 @@ def test_metrics_json_has_finite_numbers_per_head(quick_run):
             assert isinstance(run[key], float) and math.isfinite(run[key]), (head, key)
         assert 0.0 <= run["accuracy"] <= 1.0 and 0.0 <= run["eer"] <= 1.0
         assert 0.0 <= run["tar_at_far"]["1e-03"] <= 1.0
-        assert "1e-04" not in run["tar_at_far"]  # not resolvable by ~1000 impostor pairs
+        assert "1e-04" not in run["tar_at_far"]  # not resolvable by 5000 impostor pairs
+        assert 0.0 <= run["nearer_own_share"] <= 1.0
         assert entry["mean"]["accuracy"] == pytest.approx(run["accuracy"])
         assert entry["std"]["accuracy"] == 0.0
         for dim in ("2d", "3d"):
             toy = metrics["toy"][head][dim]
             assert math.isfinite(toy["final_loss"]) and 0 <= toy["intra_deg"] <= 180
     assert set(metrics["verdicts"]) == set(HEADS) - {"softmax"}
-    # the demo's documented departure from the usual s = 64 (docs/demo.md), margins as usual
-    assert metrics["heads"]["arcface"]["head_kwargs"] == {"s": 16.0, "m": 0.5, "easy_margin": False}
-    assert metrics["heads"]["cosface"]["head_kwargs"] == {"s": 16.0, "m": 0.35}
-    assert any("arcface: s=16.0 (usual 64.0)" in line for line in metrics["deviations"])
+    for head in set(HEADS) - {"softmax"}:
+        v = metrics["verdicts"][head]["tar@1e-03"]
+        assert v["ci_low"] <= v["difference"] <= v["ci_high"]
+        expected = "ahead" if v["ci_low"] > 0 else "behind" if v["ci_high"] < 0 else "within noise"
+        assert v["verdict"] == expected
+    # the demo's documented departure from the usual s = 64: s = auto, margins as usual
+    classes = metrics["config"]["train_identities"]
+    auto = auto_scale(create_head("arcface", 4, 3), classes)
+    kwargs = metrics["heads"]["arcface"]["head_kwargs"]
+    assert kwargs == {"s": pytest.approx(auto, abs=1e-4), "m": 0.5, "easy_margin": False}
+    assert metrics["heads"]["cosface"]["head_kwargs"]["m"] == 0.35
+    line = f"arcface: s=auto = {auto:.2f} for {classes} classes (usual 64.0)"
+    assert any(line in d for d in metrics["deviations"])
 
 
 def test_report_md_table_lists_every_head(quick_run):
@@ -82,7 +95,8 @@ def test_report_md_table_lists_every_head(quick_run):
         assert row is not None, head
     for fig in FIGURES:
         assert f"(figures/{fig}.png)" in text
-    assert "cosface: s=16.0 (usual 64.0)" in text  # departures from the defaults are listed
+    assert "cosface: s=auto = " in text  # departures from the defaults are listed
+    assert "smoke run: too short to compare" in text and "95% interval" in text
 
 
 def test_report_html_embeds_every_figure(quick_run):

@@ -254,13 +254,14 @@ def open_pairs_txt(
 # generated pairs
 # ---------------------------------------------------------------------------------------------
 def generate_pairs(
-    labels: np.ndarray, max_pairs: int = 3000, seed: int = 0
+    labels: np.ndarray, max_pairs: int = 3000, seed: int = 0, impostors: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Seeded verification pairs from item labels.
 
     All genuine pairs (two items of one identity) up to ``max_pairs`` (a uniform sample when
-    there are more), then as many impostor pairs (two identities), interleaved genuine /
-    impostor so that every contiguous fold is balanced.
+    there are more), then as many impostor pairs (two identities), or ``impostors`` of them
+    (e.g. many more, so that TAR at a small FAR rests on many false accepts), interleaved
+    genuine / impostor as far as both last, so that contiguous folds are balanced.
 
     Returns ``(index pairs (N, 2) int64, issame (N,) bool)``.
     """
@@ -304,7 +305,9 @@ def generate_pairs(
     impostor_set: set[tuple[int, int]] = set()
     n = len(labels)
     max_impostor = (n * n - int((counts**2).sum())) // 2
-    n_impostor = min(n_genuine, max_impostor)
+    if impostors is not None and impostors < 1:
+        raise ValueError(f"impostors must be >= 1 (or None: as many as genuine), got {impostors}")
+    n_impostor = min(n_genuine if impostors is None else impostors, max_impostor)
     while len(impostor_set) < n_impostor:
         a = rng.integers(0, n, size=2 * n_impostor)
         b = rng.integers(0, n, size=2 * n_impostor)
@@ -320,7 +323,8 @@ def generate_pairs(
     k = min(n_genuine, n_impostor)
     pairs[0 : 2 * k : 2], issame[0 : 2 * k : 2] = genuine[:k], True
     pairs[1 : 2 * k : 2], issame[1 : 2 * k : 2] = impostor[:k], False
-    pairs[2 * k :], issame[2 * k :] = genuine[k:], True
+    rest, same = (genuine[k:], True) if n_genuine > k else (impostor[k:], False)
+    pairs[2 * k :], issame[2 * k :] = rest, same
     return pairs, issame
 
 

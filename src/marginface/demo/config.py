@@ -14,21 +14,20 @@ from typing import Any
 
 DEFAULT_HEADS = ("softmax", "sphereface", "cosface", "arcface")
 
-#: departures from the heads' usual defaults in the main comparison. The usual s = 64 of CosFace
-#: and ArcFace is tuned for ~10^5 identities and ~10^5 steps; with the demo's 400 identities and
-#: 1,000 steps they do not converge at s = 64 (measured, docs/demo.md: TAR@FAR=1e-3 of 0.07 and
-#: 0.01 against softmax's 0.21; s = 30 gives 0.20 / 0.18, s = 16 gives 0.27 / 0.26). s = 16 is
-#: just above CosFace's lower bound for 400 classes, (C-1)/C log((C-1) P / (1-P)) = 12.9 at
-#: P = 0.999. The margins m keep their usual values.
-HEAD_OVERRIDES: dict[str, dict[str, Any]] = {"cosface": {"s": 16.0}, "arcface": {"s": 16.0}}
+#: departures from the heads' usual defaults in the main comparison, beyond the scale: none.
+#: The scale s of the cosine heads is ``auto`` (as in ``marginface train``): the usual s = 64 is
+#: tuned for ~10^5 identities; on the demo's few hundred identities it does not train (measured,
+#: docs/training.md), so every cosine head gets the scale that fits its number of classes,
+#: :func:`marginface.heads.scale.auto_scale`; the report lists the value and the rule.
+HEAD_OVERRIDES: dict[str, dict[str, Any]] = {}
 
 #: why (printed in the report under the list of departures)
-OVERRIDES_REASON = (
-    "Why s = 16 for CosFace and ArcFace: their usual s = 64 suits ~10^5 identities and ~10^5 "
-    "steps; with 400 identities and 1,000 steps they do not converge at s = 64 (measured at seed "
-    "0, TAR@FAR=1e-3: CosFace 0.066 and ArcFace 0.010 against softmax's 0.210; at s = 30: 0.202 "
-    "and 0.184; at s = 16: 0.271 and 0.258). s = 16 is above CosFace's lower bound for 400 "
-    "classes (12.9 at P = 0.999). The margins keep their usual values. Run "
+SCALE_REASON = (
+    "Why s = auto instead of the usual s = 64: s = 64 suits ~10^5 identities; on a few hundred "
+    "the margin term dominates the loss from the first step and training stalls at the loss of a "
+    "model that tells no class apart (measured in docs/training.md). s = auto is the smallest "
+    "scale at which a sample on its class centre, all other centres orthogonal, has probability "
+    "0.99 (CosFace's bound with the margin). The margins keep their usual values. Run "
     '--head-kwargs \'{"cosface": {"s": 64}, "arcface": {"s": 64}}\' to see the usual scale.'
 )
 
@@ -42,8 +41,10 @@ class DemoConfig:
 
     Data: ``train_identities`` x ``train_images`` synthetic identities (``difficulty``) for
     training; ``test_identities`` x ``test_images`` held-out identities starting at
-    ``test_first`` (never seen in training) for verification, ``max_pairs`` genuine pairs (and
-    as many impostor pairs); ``data`` / ``test_data`` replace the synthetic specs.
+    ``test_first`` (never seen in training) for verification, ``max_pairs`` genuine pairs and
+    ``impostor_pairs`` impostor pairs (many, so that TAR at FAR = 1e-4 rests on many false
+    accepts), ``bootstrap_replicates`` for the intervals of the verdicts; ``data`` /
+    ``test_data`` replace the synthetic specs.
 
     Model and schedule (the same for every head): ``backbone``, ``embedding_size``,
     ``image_size``, ``epochs``, ``batch_size``, ``optimizer`` (adamw / sgd) with ``lr``,
@@ -71,6 +72,8 @@ class DemoConfig:
     test_first: int = 1_000_000
     difficulty: float = 1.0
     max_pairs: int = 12_000
+    impostor_pairs: int = 200_000
+    bootstrap_replicates: int = 1000
     backbone: str = "small_cnn"
     embedding_size: int = 128
     image_size: int = 32
@@ -172,6 +175,8 @@ QUICK: dict[str, Any] = {
     "test_identities": 50,
     "test_images": 8,
     "max_pairs": 1000,
+    "impostor_pairs": 5000,
+    "bootstrap_replicates": 200,
     "image_size": 24,
     "embedding_size": 32,
     "epochs": 3,

@@ -53,11 +53,22 @@ def _render_all(cfg: DemoConfig) -> dict[str, CachedFaces]:
     return out
 
 
-def deviations_of(cfg: DemoConfig) -> list[str]:
-    """Human-readable list of the departures from the heads' usual defaults."""
-    from marginface.heads import head_hparams
+def deviations_of(cfg: DemoConfig, num_classes: int | None = None) -> list[str]:
+    """Human-readable list of the departures from the heads' usual defaults (with
+    ``num_classes``, the scale s = auto of every cosine head that keeps it, and its value)."""
+    from marginface.heads import create_head, head_hparams
+    from marginface.heads.scale import auto_scale, uses_scale
 
     lines = []
+    for head in cfg.heads:
+        kwargs = cfg.head_kwargs.get(head, {})
+        probe = create_head(head, 1, 3, **{k: v for k, v in kwargs.items() if k != "s"})
+        if num_classes and uses_scale(probe) and kwargs.get("s", "auto") == "auto":
+            value = auto_scale(probe, num_classes)
+            lines.append(
+                f"- comparison, {head}: s=auto = {value:.2f} for {num_classes} classes "
+                f"(usual {head_hparams(head)['s']})"
+            )
     for label, table in (("comparison", cfg.head_kwargs), ("2-D/3-D toy", cfg.toy_head_kwargs)):
         for head, kwargs in table.items():
             if head not in cfg.heads:
@@ -114,7 +125,9 @@ def _run(cfg: DemoConfig) -> DemoOutcome:
     data = _render_all(cfg)
     timings["render images"] = time.perf_counter() - t0
     train_set, test_set = data["train"], data["test"]
-    pairs, issame = generate_pairs(test_set.labels, max_pairs=cfg.max_pairs, seed=0)
+    pairs, issame = generate_pairs(
+        test_set.labels, max_pairs=cfg.max_pairs, seed=0, impostors=cfg.impostor_pairs
+    )
 
     main_images = steps_of(len(train_set), cfg.batch_size, cfg.epochs) * cfg.batch_size
     toy_images = 0
@@ -228,7 +241,11 @@ def _write(
 
     headers, rows = comparison_rows(heads)
     table = markdown_table(headers, rows)
-    timings["report"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    groups = data["test"].labels[pairs[:, 0]]  # a pair belongs to its first face's identity
+    verdict_table = verdicts(runs, issame, groups, cfg.bootstrap_replicates)
+    timings["bootstrap intervals"] = time.perf_counter() - t1
+    timings["report"] = time.perf_counter() - t0 - timings["bootstrap intervals"]
     timings["total"] = time.perf_counter() - t_start
     cpu_total = time.process_time() - cpu_start
     pairs_info = {
@@ -237,31 +254,34 @@ def _write(
         "num_impostor": int((~issame).sum()),
         "identities": int(data["test"].num_classes),
     }
-    deviations = deviations_of(cfg)
+    deviations = deviations_of(cfg, int(data["train"].num_classes))
+    machine = {
+        "cpu_cores": os.cpu_count(),
+        "workers": cfg.parallel_workers(cfg.seeds * len(cfg.heads)),
+        "torch_threads": cfg.torch_threads(cfg.seeds * len(cfg.heads)),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+    }
     intro = (
         "Every head below was trained with the same backbone, data, schedule and seed; only the "
         "head differs. Verification uses identities never seen in training. Reproduce with "
         f"`marginface demo{' --quick' if cfg.quick else ''} --heads {','.join(cfg.heads)} "
         f"--seeds {cfg.seeds}`."
     )
-    report = build_report(cfg, heads, figures, section, intro, deviations, timings, pairs_info)
+    report = build_report(
+        cfg, heads, figures, section, intro, deviations, timings, pairs_info, verdict_table, machine
+    )
     written = report.write(cfg.output)
     metrics = {
         "config": cfg.to_dict(),
         "heads": heads,
-        "verdicts": verdicts(heads),
+        "verdicts": verdict_table,
         "toy": toy_summary(toys),
         "pairs": pairs_info,
         "deviations": deviations,
         "timings_s": dict(timings),
         "cpu_time_s": cpu_total,
-        "machine": {
-            "cpu_cores": os.cpu_count(),
-            "workers": cfg.parallel_workers(cfg.seeds * len(cfg.heads)),
-            "torch_threads": cfg.torch_threads(cfg.seeds * len(cfg.heads)),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-        },
+        "machine": machine,
         "figures": [str(p) for p in written["figures"]],
     }
     metrics_path = Path(cfg.output) / "metrics.json"

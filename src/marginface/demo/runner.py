@@ -138,11 +138,23 @@ def evaluate_run(
     device: str,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Verification on the held-out pairs: each held-out image embedded once (flip test),
-    then the cosine of every pair (``pairs`` (N, 2) item indices)."""
+    then the cosine of every pair (``pairs`` (N, 2) item indices).
+
+    ROC, TAR@FAR, EER and AUC use every pair; the 10-fold accuracy and its threshold use the
+    balanced part (the interleaved genuine / impostor pairs at the front, as ``generate_pairs``
+    lays them out), where accuracy means what it means on LFW."""
     emb = embed_dataset(backbone, test_set, batch_size=256, device=device, progress=False)
     emb = emb.astype(np.float64)  # flip test: embed_dataset's default
     scores = np.sum(emb[pairs[:, 0]] * emb[pairs[:, 1]], axis=1)
-    return verification_metrics(scores, issame), scores
+    metrics = verification_metrics(scores, issame)
+    balanced = 2 * int(min(issame.sum(), (~issame).sum()))
+    if balanced < len(issame):
+        lfw = verification_metrics(scores[:balanced], issame[:balanced])
+        for key in ("accuracy", "accuracy_std", "best_threshold", "fold_accuracies",
+                    "fold_thresholds"):  # fmt: skip
+            metrics[key] = lfw[key]
+        metrics["accuracy_pairs"] = balanced
+    return metrics, scores
 
 
 def run_head(
