@@ -20,10 +20,10 @@ Every logit carries the same scale (s, or the feature norm for SphereFace), so c
 its margin* where target(cos theta1) > cos theta2: its boundary is theta2 = acos(target(cos
 theta1)) (theta2 = 180 degrees where the target is below -1: no feature passes); class 2's is the
 mirror image, theta1 = acos(target(cos theta2)). Between the two lies the decision margin, a
-region in which neither class's margin condition holds (ArcFace paper, table 1 and figure 5):
-empty for normalised softmax (both boundaries are theta1 = theta2), a band of constant angular
-width 2m for ArcFace, a band that widens towards 90 degrees for CosFace, a wedge
-theta1 < theta2 / m for SphereFace.
+region in which neither class's margin condition holds (the ArcFace paper's table of decision
+boundaries and its figure of decision margins): empty for normalised softmax (both boundaries are
+theta1 = theta2), a band of constant angular width for ArcFace (theta2 = theta1 + m), one that is
+narrowest near 90 degrees for CosFace, a wedge theta1 < theta2 / m for SphereFace's pure psi.
 """
 
 from __future__ import annotations
