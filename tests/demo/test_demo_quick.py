@@ -18,6 +18,7 @@ from marginface.heads.scale import auto_scale
 HEADS = ["softmax", "sphereface", "cosface", "arcface"]
 FIGURES = [
     "roc", "training-curves", "angles", "toy-2d", "toy-3d", "contact-sheet",
+    "target-logits", "decision-boundaries",
     *[f"scores-{h}" for h in HEADS],
 ]  # fmt: skip
 

@@ -18,7 +18,8 @@ from marginface.demo.cache import CachedFaces, render_dataset
 from marginface.demo.config import DemoConfig
 from marginface.demo.parallel import run_jobs
 from marginface.demo.progress import DemoProgress
-from marginface.demo.runner import RunResult, ToyResult, run_head, run_toy, steps_of
+from marginface.demo.runner import RunResult, ToyResult, run_head, steps_of
+from marginface.demo.toy import train_toy
 
 
 @dataclass
@@ -130,11 +131,7 @@ def _run(cfg: DemoConfig) -> DemoOutcome:
     )
 
     main_images = steps_of(len(train_set), cfg.batch_size, cfg.epochs) * cfg.batch_size
-    toy_images = 0
-    if cfg.toy_dims:
-        toy_images = steps_of(len(data["toy"]), cfg.toy_batch_size, cfg.toy_epochs)
-        toy_images *= cfg.toy_batch_size * len(cfg.toy_dims)
-    total = (main_images * cfg.seeds + toy_images) * len(cfg.heads)
+    total = main_images * cfg.seeds * len(cfg.heads)
     progress = DemoProgress(total, enabled=cfg.progress)
     progress.write(
         f"demo: {len(cfg.heads)} heads x {cfg.seeds} seed(s) on {cfg.train_spec} "
@@ -162,7 +159,9 @@ def _run(cfg: DemoConfig) -> DemoOutcome:
     t0 = time.perf_counter()
     for dim in cfg.toy_dims:
         for head in cfg.heads:
-            toys.append(run_toy(cfg, head, dim, data["toy"], progress))
+            toy = train_toy(data["toy"], head, cfg.toy_head_kwargs.get(head, {}), dim, seed=0)
+            toys.append(toy)
+            progress.write(f"  {head} {dim}-D toy: final loss {toy.final_loss:.4f}")
     timings["2-D/3-D toys"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -236,6 +235,17 @@ def _write(
         chosen = [t for t in toys if t.dim == dim]
         if chosen:
             add(f"toy-{dim}d", plot(chosen), f"{dim}-D embedding, one panel per head", toy_title)
+    from marginface.demo.theory import plot_decision_boundaries, plot_target_logits
+
+    theory = "The margins in theory"
+    add(
+        "target-logits",
+        plot_target_logits(),
+        "the target logit against the angle theta to the class centre, per loss",
+        theory,
+    )
+    boundary_caption = "binary decision boundaries of each loss in the (theta1, theta2) plane"
+    add("decision-boundaries", plot_decision_boundaries(), boundary_caption, theory)
     sheet_caption = "training data: rows are identities, columns images of one identity"
     add("contact-sheet", contact_sheet_png(data["train"]), sheet_caption, "The data")
 

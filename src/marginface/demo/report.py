@@ -252,6 +252,10 @@ def build_report(
             from marginface.demo.config import SCALE_REASON
 
             report.add_text(SCALE_REASON)
+        if any("2-D/3-D toy" in line for line in deviations):
+            from marginface.demo.config import TOY_OVERRIDES_REASON
+
+            report.add_text(TOY_OVERRIDES_REASON)
     current = None
     for name, fig, caption in figures:
         section = section_of.get(name, "Figures")
@@ -284,6 +288,16 @@ def optimizer_text(cfg: DemoConfig, lr: float) -> str:
     return f"AdamW lr {lr:g} weight decay {cfg.weight_decay:g}"
 
 
+def _toy_schedule_text() -> str:
+    from marginface.demo.toy import ToySchedule
+
+    t = ToySchedule()
+    return (
+        f"{t.steps} full-batch AdamW steps, lr {t.lr:g} (warm-up {t.warmup_steps}, cosine), "
+        f"margin warm-up {t.margin_warmup_steps} steps"
+    )
+
+
 def settings_text(cfg: DemoConfig, heads: Mapping[str, Mapping[str, Any]]) -> str:
     """The settings block of the report."""
     lines = [
@@ -294,9 +308,8 @@ def settings_text(cfg: DemoConfig, heads: Mapping[str, Mapping[str, Any]]) -> st
         f"schedule        {cfg.epochs} epochs, batch {cfg.batch_size}, "
         f"{optimizer_text(cfg, cfg.lr)}, {cfg.scheduler} after {cfg.warmup_epochs:g} warm-up "
         "epoch(s)",
-        f"toy             {cfg.toy_spec}, {cfg.toy_epochs} epochs, batch {cfg.toy_batch_size}, "
-        f"{optimizer_text(cfg, cfg.toy_lr)}, embedding "
-        + " and ".join(str(d) for d in cfg.toy_dims),
+        f"toy             {cfg.toy_spec}: an MLP on the images' 32 principal components, "
+        f"{_toy_schedule_text()}, embedding " + " and ".join(str(d) for d in cfg.toy_dims),
         f"device          {cfg.device}",
     ]
     for head, agg in heads.items():

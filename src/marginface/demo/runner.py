@@ -199,28 +199,3 @@ def run_head(
         run_dir=run_dir,
         steps=int(result.steps),
     )
-
-
-def run_toy(
-    cfg: DemoConfig, head: str, dim: int, toy_set: CachedFaces, progress: DemoProgress
-) -> ToyResult:
-    """Train ``head`` with a ``dim``-wide embedding on the toy identities (seed 0)."""
-    kwargs = cfg.toy_head_kwargs.get(head, cfg.head_kwargs.get(head, {}))
-    run_dir = Path(cfg.output) / "runs" / f"toy{dim}d-{head}"
-    result, _ = _train(
-        cfg, head, kwargs, toy_set, run_dir, 0, dim, cfg.toy_epochs, cfg.toy_batch_size,
-        cfg.toy_lr, min(1.0, cfg.toy_epochs / 4), progress, f"{head} {dim}-D toy",
-    )  # fmt: skip
-    features = embed_raw(result.backbone, toy_set.images(), cfg.device)
-    history = np.array([(r["step"], r["loss"]) for r in result.history], dtype=np.float64)
-    return ToyResult(
-        head=head,
-        dim=dim,
-        head_kwargs=dict(result.head.hparams()),
-        features=features.numpy(),
-        labels=toy_set.labels.copy(),
-        centres=class_centres(result.head).reshape(-1, dim).numpy(),
-        final_loss=float(history[-1, 1]) if len(history) else float("nan"),
-        train_time_s=float(result.train_time_s),
-        history=history.reshape(-1, 2),
-    )

@@ -37,23 +37,11 @@ import torch
 from torch import nn
 
 from marginface.demo.cache import CachedFaces
+from marginface.demo.config import TOY_OVERRIDES, TOY_OVERRIDES_REASON  # noqa: F401
 from marginface.demo.runner import ToyResult
 
-#: departures from the heads' usual hyperparameters in the toy, with their measured reason
-#: (:data:`TOY_OVERRIDES_REASON`, docs/demo.md). The cosine heads' s is "auto" (for C classes).
-TOY_HEAD_KWARGS: dict[str, dict[str, Any]] = {"sphereface": {"base": 0.0, "lambda_min": 0.0}}
-
-TOY_OVERRIDES_REASON = (
-    "Why SphereFace trains the toy with lambda = 0 (base 0, lambda_min 0: the paper's A-Softmax "
-    "target psi(theta) itself; the toy's margin warm-up blends it in from cos theta over the first "
-    "100 steps, as the usual lambda annealing does over ~1,700): with the usual annealing lambda "
-    "is still 10 after the toy's 800 steps, the target (lambda cos + psi) / (1 + lambda) is met by "
-    "clusters as wide as softmax's, and once it is met the loss goes to 0 by growing the feature "
-    "norm (SphereFace's scale), so nothing pulls the clusters tighter (measured, seeds 0 / 1 / 2: "
-    "2-D spread 7.0 / 6.4 / 6.7 deg against softmax's 7.5 / 6.8 / 7.7; 3-D 14.7 / 15.6 / 16.5 "
-    "against 14.7 / 14.6 / 16.5, seed 2's smallest gap 40.6 deg against softmax's 52.2). With "
-    "lambda = 0: 2-D 3.5 / 3.1 / 2.7 deg, 3-D 5.2 / 5.7 / 6.8 deg."
-)
+#: the toy's departures from the heads' usual hyperparameters and their measured reason
+TOY_HEAD_KWARGS = TOY_OVERRIDES
 
 
 @dataclass(frozen=True)
@@ -121,7 +109,7 @@ def train_toy(
     else the usual ones). A missing s of a cosine head is ``"auto"``: the scale for the toy's
     number of classes, not the main comparison's.
 
-    Returns the :class:`ToyResult` of :func:`marginface.demo.runner.run_toy`: the embeddings of
+    Returns a :class:`ToyResult` (:mod:`marginface.demo.runner`): the embeddings of
     every toy image, the labels, the head's class centres, the loss per step, the final loss
     (of the last step), the training time, and the head's hyperparameters (s resolved).
     """

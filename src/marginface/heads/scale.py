@@ -60,8 +60,9 @@ def uses_scale(head: type[MarginHead] | MarginHead) -> bool:
 
 
 def _probe(head: MarginHead) -> MarginHead:
-    """A small copy of ``head`` (same class and hyperparameters, 3 classes of width 1), eval
-    mode, float64; built without drawing from the global RNG."""
+    """A small copy of ``head`` (same class, hyperparameters and state buffers such as
+    SphereFace's iteration, with 3 classes of width 1), eval mode, float64; built without
+    drawing from the global RNG."""
     from marginface.heads.registry import create_head
 
     with torch.random.fork_rng(devices=[]):
@@ -69,6 +70,11 @@ def _probe(head: MarginHead) -> MarginHead:
             probe = create_head(head.head_name, 1, 3, **head.hparams())
         except ValueError:  # a head outside the registry: copy it whole
             probe = copy.deepcopy(head)
+    mine = dict(probe.named_buffers())
+    with torch.no_grad():
+        for name, value in head.named_buffers():  # the state, not the per-class rows
+            if name in mine and mine[name].shape == value.shape:
+                mine[name].copy_(value)
     probe.margin_weight = 1.0
     return probe.eval().double()
 
@@ -76,7 +82,7 @@ def _probe(head: MarginHead) -> MarginHead:
 @torch.no_grad()
 def target_curve(head: MarginHead, cos: torch.Tensor) -> torch.Tensor:
     """psi(cos): the head's target cosine after the margin (eval mode, norms NOMINAL_NORM,
-    initial state), float64, shape of ``cos``; the head is not changed."""
+    the head's current state), float64, shape of ``cos``; the head is not changed."""
     probe = _probe(head)
     c = cos.detach().to(torch.float64).reshape(-1)
     return probe.margin(c, torch.full_like(c, NOMINAL_NORM)).reshape(cos.shape)
