@@ -85,3 +85,12 @@ def make_aligner(args: argparse.Namespace, image_size: int, fallback: bool = Fal
 
     detector = FaceDetector(device=args.device, **detector_options(args))
     return FaceAligner(detector, image_size, args.select, fallback=fallback)
+
+
+def describe_failure(path, why: str) -> str:
+    """How a skipped file is named in a warning: no face found, or unreadable (and why)."""
+    from marginface.evaluation.images import NO_FACE
+
+    if why == NO_FACE:
+        return f"image {path} (no face found)"
+    return f"unreadable image {path} ({why})"

@@ -63,6 +63,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--probe-list", metavar="FILE", help="probe image paths, one a line")
     p.add_argument("--title", default="marginface evaluation", metavar="TEXT", help="report title")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from marginface.cli._use import add_detector_arguments
+
+    add_detector_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -73,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_positive(args.batch_size, "--batch-size")
     check_positive(args.max_pairs, "--max-pairs")
+    from marginface.cli._use import make_aligner
+
+    # a pair must be scored even when no face is found: the whole photo then (counted)
+    aligner = make_aligner(args, 112, fallback=True)
     result = run_evaluation(
         args.checkpoint,
         args.pairs,
@@ -88,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         num_workers=args.num_workers,
         title=args.title,
+        aligner=aligner,
     )
     paths = write_evaluation(result, args.output)
     for ckpt, per in result.verification.items():

@@ -60,7 +60,7 @@ class EncodedImages(FaceDataset):
         self.identity_names = []
 
     def load(self, index: int) -> torch.Tensor:
-        return load_tensor(self.sources[index], self.image_size)
+        return load_tensor(self.sources[index], self.image_size, aligner=self.aligner)
 
     def describe(self, index: int) -> str:
         source = self.sources[index]
@@ -124,9 +124,12 @@ def write_bin(path: str | os.PathLike, images: Sequence[bytes], issame: Sequence
         pickle.dump(([bytes(b) for b in images], [bool(x) for x in issame]), f, protocol=4)
 
 
-def open_bin(path: str | os.PathLike, image_size: int | tuple[int, int] = 112) -> PairSet:
+def open_bin(
+    path: str | os.PathLike, image_size: int | tuple[int, int] = 112, aligner=None
+) -> PairSet:
     images, issame = read_bin(path)
     dataset = EncodedImages(images, image_size, origin=str(path))
+    dataset.aligner = aligner
     return PairSet(_TensorsOnly(dataset), issame, Path(path).stem)
 
 
@@ -204,10 +207,12 @@ def open_pairs_txt(
     pairs_file: str | os.PathLike,
     folder: str | os.PathLike | None = None,
     image_size: int | tuple[int, int] = 112,
+    aligner=None,
 ) -> PairSet:
     paths, issame = read_pairs_txt(pairs_file, folder)
     name = Path(folder).name if folder is not None else Path(pairs_file).parent.name
     dataset = EncodedImages(paths, image_size, origin=str(pairs_file))
+    dataset.aligner = aligner
     return PairSet(_TensorsOnly(dataset), issame, name or "pairs")
 
 

@@ -148,6 +148,7 @@ def run_evaluation(
     progress: bool = True,
     num_workers: int = 0,
     title: str = "marginface evaluation",
+    aligner: Any = None,
 ) -> EvaluationResult:
     """Evaluate checkpoints on pair sets (and optionally identification on a folder).
 
@@ -163,6 +164,10 @@ def run_evaluation(
             folder) override the default split (first image of each identity = gallery).
         max_pairs, n_folds: passed to ``open_pairs`` and the metrics.
         num_workers: DataLoader worker processes decoding images.
+        aligner: the images are raw photos: a :class:`marginface.data.detect.FaceAligner` that
+            detects and aligns each face (to each checkpoint's image size). It should fall back
+            to the whole photo when it finds no face (a pair must still be scored); those photos
+            are counted in a warning (with ``num_workers=0``).
 
     Returns: an :class:`EvaluationResult` (also written to ``output`` when given).
     """
@@ -178,15 +183,22 @@ def run_evaluation(
         raise ValueError("gallery/probe lists need an identification folder")
     loaded = load_checkpoints(checkpoints)
     sizes = sorted({c.image_size for c in loaded})
+    aligners = {size: _aligner_for(aligner, size) for size in sizes}
     pair_sets = {
-        size: [open_pairs(spec, image_size=size, max_pairs=max_pairs) for spec in pairs]
+        size: [
+            open_pairs(spec, image_size=size, max_pairs=max_pairs, aligner=aligners[size])
+            for spec in pairs
+        ]
         for size in sizes
     }
     names = pair_set_names(pairs, [p.name for p in pair_sets[sizes[0]]])
     id_sets = {}
     split: tuple[list[int], list[int]] | None = None
     if identification is not None:
-        id_sets = {size: open_dataset(identification, image_size=size) for size in sizes}
+        id_sets = {
+            size: open_dataset(identification, image_size=size, aligner=aligners[size])
+            for size in sizes
+        }
         if gallery_list is not None:
             ds = id_sets[sizes[0]]
             if not hasattr(ds, "paths"):
@@ -212,6 +224,7 @@ def run_evaluation(
             "gallery_list": None if gallery_list is None else str(gallery_list),
             "probe_list": None if probe_list is None else str(probe_list),
             "title": title,
+            "detect": aligner is not None,
         },
     )
     for ckpt in loaded:
@@ -254,9 +267,26 @@ def run_evaluation(
             result.warnings.append(
                 f"identification set: {id_sets[size].num_bad} unreadable images replaced"
             )
+    misses = sum(a.misses for a in aligners.values() if a is not None)
+    if misses:
+        result.warnings.append(
+            f"the detector found no face in {misses} photos; they were used whole (resized)"
+        )
     if output is not None:
         write_evaluation(result, output)
     return result
+
+
+def _aligner_for(aligner: Any, size: int) -> Any:
+    """A copy of ``aligner`` (sharing its detector) that aligns to ``size``, or None."""
+    if aligner is None:
+        return None
+    import copy
+
+    out = copy.copy(aligner)
+    out.image_size = size
+    out.misses = 0
+    return out
 
 
 def write_evaluation(result: EvaluationResult, output: str | os.PathLike) -> dict[str, Any]:
