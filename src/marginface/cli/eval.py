@@ -62,6 +62,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--gallery-list", metavar="FILE", help="gallery image paths, one a line")
     p.add_argument("--probe-list", metavar="FILE", help="probe image paths, one a line")
     p.add_argument("--title", default="marginface evaluation", metavar="TEXT", help="report title")
+    p.add_argument(
+        "--threshold-grid",
+        choices=["exact", "insightface"],
+        default="exact",
+        help="fold thresholds of the accuracy: every distinct score (exact, default) or "
+        "InsightFace's calculate_roc grid (squared distance arange(0, 4, 0.01)), to compare "
+        "with papers",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     from marginface.cli._use import add_detector_arguments
 
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         title=args.title,
         aligner=aligner,
+        threshold_grid=args.threshold_grid,
     )
     paths = write_evaluation(result, args.output)
     for ckpt, per in result.verification.items():

@@ -149,6 +149,7 @@ def run_evaluation(
     num_workers: int = 0,
     title: str = "marginface evaluation",
     aligner: Any = None,
+    threshold_grid: str = "exact",
 ) -> EvaluationResult:
     """Evaluate checkpoints on pair sets (and optionally identification on a folder).
 
@@ -164,6 +165,9 @@ def run_evaluation(
             folder) override the default split (first image of each identity = gallery).
         max_pairs, n_folds: passed to ``open_pairs`` and the metrics.
         num_workers: DataLoader worker processes decoding images.
+        threshold_grid: ``exact`` (every distinct score) or ``insightface`` (InsightFace's
+            grid of squared distances, to compare with papers); see
+            :mod:`marginface.evaluation.metrics`.
         aligner: the images are raw photos: a :class:`marginface.data.detect.FaceAligner` that
             detects and aligns each face (to each checkpoint's image size). It should fall back
             to the whole photo when it finds no face (a pair must still be scored); those photos
@@ -225,6 +229,7 @@ def run_evaluation(
             "probe_list": None if probe_list is None else str(probe_list),
             "title": title,
             "detect": aligner is not None,
+            "threshold_grid": threshold_grid,
         },
     )
     for ckpt in loaded:
@@ -240,6 +245,7 @@ def run_evaluation(
                 progress=progress,
                 num_workers=num_workers,
                 n_folds=n_folds,
+                threshold_grid=threshold_grid,
             )
             result.verification[ckpt.name][name] = metrics
             result.scores[ckpt.name][name] = (scores, np.asarray(pair_set.issame, dtype=bool))
@@ -323,7 +329,13 @@ def build_report(result: EvaluationResult) -> Report:
             f"set(s). Cosine similarity of L2-normalised embeddings"
             f"{' with flip test' if s.get('flip', True) else ' (no flip test)'}; accuracy is "
             f"LFW-style: {s.get('n_folds', 10)} folds in order, threshold chosen on the other "
-            f"folds (mean +- std). TAR@FAR only where the impostor pairs resolve the FAR."
+            f"folds (mean +- std"
+            + (
+                "; thresholds from InsightFace's grid of squared distances 0, 0.01, ..., 3.99"
+                if s.get("threshold_grid") == "insightface"
+                else "; every distinct score tried as threshold"
+            )
+            + "). TAR@FAR only where the impostor pairs resolve the FAR."
         ),
     )
     report.add_section("Checkpoints")
