@@ -38,37 +38,3 @@ def make_folder(tmp_path: Path) -> Callable[..., tuple[Path, dict[str, list[np.n
         return root, written
 
     return make
-
-
-def astronaut_path() -> Path | None:
-    """scikit-image's ``data/astronaut.png`` (a public-domain 512x512 portrait), found without
-    importing scikit-image; None when it is not installed."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skimage")
-    if spec is None or spec.origin is None:
-        return None
-    path = Path(spec.origin).parent / "data" / "astronaut.png"
-    return path if path.is_file() else None
-
-
-@pytest.fixture(scope="session")
-def astronaut() -> Image.Image:
-    path = astronaut_path()
-    if path is None:
-        pytest.skip("scikit-image (a test dependency: pip install -e .[dev]) ships astronaut.png")
-    return Image.open(path).convert("RGB")
-
-
-@pytest.fixture(scope="session")
-def detector():
-    """The MTCNN detector on the CPU; the weights come with facenet-pytorch (scripts/env.sh
-    installs it with --no-deps)."""
-    from marginface.data.detect import FaceDetector
-    from marginface.data.mtcnn import weights_folder
-
-    try:
-        weights_folder()
-    except FileNotFoundError as exc:
-        pytest.skip(f"MTCNN weights absent: {exc}")
-    return FaceDetector()

@@ -12,25 +12,10 @@ from marginface.cli import main
 
 
 @pytest.fixture(scope="module")
-def photos(tmp_path_factory):
+def photos(tmp_path_factory, astronaut, detector):
     """LFW-style folder of raw photos: eileen_0001..3 (the astronaut, moved and scaled, one
     mirrored) and noise_0001 (no face)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
-    from conftest import astronaut_path  # tests/data/conftest.py
-
-    path = astronaut_path()
-    if path is None:
-        pytest.skip("scikit-image (a test dependency) ships astronaut.png")
-    from marginface.data.mtcnn import weights_folder
-
-    try:
-        weights_folder()
-    except FileNotFoundError as exc:
-        pytest.skip(f"MTCNN weights absent: {exc}")
-    astronaut = Image.open(path).convert("RGB").resize((256, 256), Image.BILINEAR)
+    astronaut = astronaut.resize((256, 256), Image.BILINEAR)
     root = tmp_path_factory.mktemp("photos") / "photos"
     (root / "eileen").mkdir(parents=True)
     (root / "noise").mkdir()

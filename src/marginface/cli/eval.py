@@ -59,6 +59,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FOLDER",
         help="also rank-1/rank-5/CMC on this dataset (gallery = first image of each identity)",
     )
+    p.add_argument(
+        "--ijb",
+        metavar="FOLDER",
+        help="also IJB-B/IJB-C 1:1 template verification (FOLDER holds meta/ and loose_crop/), "
+        "as InsightFace's eval_ijbc.py computes it",
+    )
+    p.add_argument(
+        "--ijb-target", choices=["IJBB", "IJBC"], help="which, when FOLDER/meta holds both"
+    )
     p.add_argument("--gallery-list", metavar="FILE", help="gallery image paths, one a line")
     p.add_argument("--probe-list", metavar="FILE", help="probe image paths, one a line")
     p.add_argument("--title", default="marginface evaluation", metavar="TEXT", help="report title")
@@ -105,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         title=args.title,
         aligner=aligner,
         threshold_grid=args.threshold_grid,
+        ijb=args.ijb,
+        ijb_target=args.ijb_target,
     )
     paths = write_evaluation(result, args.output)
     for ckpt, per in result.verification.items():
@@ -122,6 +133,9 @@ def run(args: argparse.Namespace) -> int:
             f"{ckpt} / identification: rank-1 {100 * m['rank1']:.2f}%, "
             f"rank-5 {100 * m['rank5']:.2f}%"
         )
+    for ckpt, m in result.ijb.items():
+        tars = ", ".join(f"TAR@{far} {100 * t:.2f}%" for far, t in sorted(m["tar_at_far"].items()))
+        print(f"{ckpt} / {m['target']} 1:1: {m['num_pairs']} template pairs, {tars}")
     for w in result.warnings:
         print(f"warning: {w}")
     print(f"wrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")

@@ -51,6 +51,9 @@ class EvaluationResult:
     scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     identification: dict[str, dict[str, Any]] = field(default_factory=dict)
     identification_source: str | None = None
+    #: ``ijb[ckpt]`` = IJB-B/C 1:1 metrics; ``ijb_scores[ckpt]`` = (template pair scores, labels)
+    ijb: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ijb_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -64,6 +67,8 @@ class EvaluationResult:
             }
             if ckpt.name in self.identification:
                 entry["identification"] = self.identification[ckpt.name]
+            if ckpt.name in self.ijb:
+                entry[self.ijb[ckpt.name]["target"]] = self.ijb[ckpt.name]
             per[ckpt.name] = entry
         if len(self.checkpoints) == 1:
             return per[self.checkpoints[0].name]
@@ -150,6 +155,8 @@ def run_evaluation(
     title: str = "marginface evaluation",
     aligner: Any = None,
     threshold_grid: str = "exact",
+    ijb: str | os.PathLike | None = None,
+    ijb_target: str | None = None,
 ) -> EvaluationResult:
     """Evaluate checkpoints on pair sets (and optionally identification on a folder).
 
@@ -165,6 +172,10 @@ def run_evaluation(
             folder) override the default split (first image of each identity = gallery).
         max_pairs, n_folds: passed to ``open_pairs`` and the metrics.
         num_workers: DataLoader worker processes decoding images.
+        ijb: an IJB-B or IJB-C folder (``meta/`` and ``loose_crop/``): 1:1 template
+            verification as InsightFace's eval_ijbc.py computes it
+            (:mod:`marginface.evaluation.ijb`); ``ijb_target`` IJBB or IJBC when the folder
+            holds both.
         threshold_grid: ``exact`` (every distinct score) or ``insightface`` (InsightFace's
             grid of squared distances, to compare with papers); see
             :mod:`marginface.evaluation.metrics`.
@@ -179,8 +190,8 @@ def run_evaluation(
     from marginface.evaluation.embed import evaluate_pairs
     from marginface.evaluation.identification import evaluate_identification
 
-    if not pairs and identification is None:
-        raise ValueError("give at least one pair set (--pairs) or --identification")
+    if not pairs and identification is None and ijb is None:
+        raise ValueError("give at least one pair set (--pairs), --identification or --ijb")
     if (gallery_list is None) != (probe_list is None):
         raise ValueError("give both a gallery list and a probe list, or neither")
     if gallery_list is not None and identification is None:
@@ -213,6 +224,11 @@ def run_evaluation(
                 _read_list(gallery_list, root, index_of),
                 _read_list(probe_list, root, index_of),
             )
+    ijb_meta = None
+    if ijb is not None:
+        from marginface.evaluation.ijb import read_ijb_meta
+
+        ijb_meta = read_ijb_meta(ijb, ijb_target)  # checked before any work
     result = EvaluationResult(
         checkpoints=loaded,
         pair_set_names=names,
@@ -230,6 +246,7 @@ def run_evaluation(
             "title": title,
             "detect": aligner is not None,
             "threshold_grid": threshold_grid,
+            "ijb": None if ijb is None else str(ijb),
         },
     )
     for ckpt in loaded:
@@ -249,6 +266,21 @@ def run_evaluation(
             )
             result.verification[ckpt.name][name] = metrics
             result.scores[ckpt.name][name] = (scores, np.asarray(pair_set.issame, dtype=bool))
+        if ijb_meta is not None:
+            from marginface.evaluation.ijb import evaluate_ijb
+
+            metrics, scores, labels = evaluate_ijb(
+                ckpt.model,
+                ijb_meta,
+                image_size=ckpt.image_size,
+                batch_size=batch_size,
+                flip=flip,
+                device=device,
+                num_workers=num_workers,
+                progress=progress,
+            )
+            result.ijb[ckpt.name] = metrics
+            result.ijb_scores[ckpt.name] = (scores, labels)
         if identification is not None:
             ds = id_sets[ckpt.image_size]
             result.identification[ckpt.name] = evaluate_identification(
@@ -356,6 +388,8 @@ def build_report(result: EvaluationResult) -> Report:
     )
     if result.pair_set_names:
         _verification_section(report, result, plot_roc, plot_score_histograms, plot_metric_bars)
+    if result.ijb:
+        _ijb_section(report, result)
     if result.identification:
         report.add_section("Identification")
         report.add_text(
@@ -469,3 +503,26 @@ def _verification_section(report, result, plot_roc, plot_score_histograms, plot_
             report.add_figure(
                 fig, fig_name, caption=f"Cosine scores, {label}; dashed: best threshold"
             )
+
+
+def _ijb_section(report: Report, result: EvaluationResult) -> None:
+    from marginface.evaluation.plots import plot_roc
+
+    target = next(iter(result.ijb.values()))["target"]
+    report.add_section(f"{target} 1:1 template verification")
+    report.add_text(
+        "As InsightFace's eval_ijbc.py: loose crops aligned by their 5 points, flip test, "
+        "features weighted by the faceness score, media averaged and summed per template; TAR "
+        "at the ROC point whose FAR is nearest each target FAR."
+    )
+    fars = sorted(FARS)
+    report.add_table(
+        [
+            [name, m["num_templates"], m["num_pairs"], m["auc"]]
+            + [_pct(m["tar_at_far"][far_key(f)]) for f in fars]
+            for name, m in result.ijb.items()
+        ],
+        headers=["checkpoint", "templates", "pairs", "AUC"] + [f"TAR@{far_key(f)} %" for f in fars],
+    )
+    fig = plot_roc(dict(result.ijb_scores), title=f"ROC: {target} 1:1")
+    report.add_figure(fig, f"roc_{target.lower()}", caption=f"{target} template pairs")

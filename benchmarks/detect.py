@@ -1,0 +1,110 @@
+"""The MTCNN detector: speed on this machine, and quality from a ``marginface align --detect`` run.
+
+Speed: images per second on scikit-image's astronaut photo (shipped with the test dependency)
+resized to 250x250 (LFW's size) and to 1024x1024, one image at a time and, at 250x250, in
+batches of 8 (one P-Net pass per pyramid level for the batch), with the default minimum face
+size of 20 px (the pyramid's first level is the image scaled by 12/20).
+
+Quality, from the detections.csv of an ``align --detect`` run over single-person portraits:
+- hit rate: photos with at least one face / readable photos;
+- landmark error after alignment: the distance, in pixels of the 112x112 crop, between each
+  aligned landmark and the ArcFace template point (the residual of the similarity fit: what is
+  left is pose, expression and detector error), per landmark and overall, also as a fraction of
+  the template's inter-ocular distance (35.2 px).
+
+    python benchmarks/detect.py --threads 1                       # speed
+    python benchmarks/detect.py --csv ALIGNED/detections.csv      # quality of a run
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from marginface.data.align import ARCFACE_TEMPLATE, similarity_transform
+from marginface.data.detect import FaceDetector
+
+LANDMARKS = ("left eye", "right eye", "nose", "left mouth", "right mouth")
+
+
+def astronaut() -> Image.Image:
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or spec.origin is None:
+        raise SystemExit("needs scikit-image (pip install -e .[dev]) for data/astronaut.png")
+    return Image.open(Path(spec.origin).parent / "data" / "astronaut.png").convert("RGB")
+
+
+def speed(detector: FaceDetector, seconds: float) -> dict[str, float]:
+    photo = astronaut()
+    out = {}
+    for size, batch in ((250, 1), (250, 8), (1024, 1)):
+        image = np.asarray(photo.resize((size, size), Image.BILINEAR))
+        images = [image] * batch
+        found = detector.detect(images)  # warm up
+        assert all(len(f) == 1 for f in found), f"expected one face per image at {size}"
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            detector.detect(images)
+            count += batch
+        out[f"{size}x{size} batch {batch}"] = count / (time.perf_counter() - start)
+    return out
+
+
+def quality(csv_path: Path) -> dict:
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    ok = [r for r in rows if r["status"] == "ok"]
+    no_face = [r["path"] for r in rows if r["status"] == "no_face"]
+    readable = len(ok) + len(no_face)
+    errors = []
+    for r in ok:
+        marks = np.array([[float(r[f"lx{k}"]), float(r[f"ly{k}"])] for k in range(1, 6)])
+        fit = similarity_transform(marks, ARCFACE_TEMPLATE)
+        aligned = marks @ fit[:, :2].T + fit[:, 2]
+        errors.append(np.linalg.norm(aligned - ARCFACE_TEMPLATE, axis=1))
+    errors = np.array(errors)
+    iod = float(np.linalg.norm(ARCFACE_TEMPLATE[1] - ARCFACE_TEMPLATE[0]))
+    per_photo = errors.mean(axis=1)
+    return {
+        "photos": len(rows),
+        "readable": readable,
+        "faces_found": len(ok),
+        "hit_rate": len(ok) / max(readable, 1),
+        "no_face": no_face,
+        "several_faces": sum(int(r["faces"]) > 1 for r in ok),
+        "landmark_error_px_mean": float(errors.mean()),
+        "landmark_error_px_median_per_photo": float(np.median(per_photo)),
+        "landmark_error_px_p95_per_photo": float(np.percentile(per_photo, 95)),
+        "landmark_error_over_iod_mean": float(errors.mean() / iod),
+        "landmark_error_px_by_point": dict(zip(LANDMARKS, errors.mean(axis=0).round(3).tolist())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--csv", type=Path, help="detections.csv of an align --detect run")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="time per speed case")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    if args.csv is not None:
+        print(json.dumps(quality(args.csv), indent=2))
+        return
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    detector = FaceDetector(device=args.device)
+    result = {"threads": torch.get_num_threads(), "device": args.device}
+    result.update({k: round(v, 2) for k, v in speed(detector, args.seconds).items()})
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
