@@ -12,8 +12,13 @@ Quality, from the detections.csv of an ``align --detect`` run over single-person
   left is pose, expression and detector error), per landmark and overall, also as a fraction of
   the template's inter-ocular distance (35.2 px).
 
+Contact sheets: ``--sheet OUT.png`` draws the astronaut under synthetic transforms (top row,
+detected landmarks in red) over their aligned crops (bottom row, template points in green);
+``--sheet OUT.png --folder ALIGNED`` tiles the crops of an aligned folder, one identity a row.
+
     python benchmarks/detect.py --threads 1                       # speed
     python benchmarks/detect.py --csv ALIGNED/detections.csv      # quality of a run
+    python benchmarks/detect.py --sheet docs/images/detect_astronaut.jpg
 """
 
 from __future__ import annotations
@@ -88,13 +93,64 @@ def quality(csv_path: Path) -> dict:
     }
 
 
+def astronaut_sheet(detector: FaceDetector, tile: int = 160) -> Image.Image:
+    from PIL import ImageDraw
+
+    from marginface.data.detect import FaceAligner
+
+    photo = astronaut()
+    variants = [
+        photo,
+        photo.rotate(25, resample=Image.BILINEAR),
+        photo.transpose(Image.FLIP_LEFT_RIGHT).rotate(-15, resample=Image.BILINEAR),
+        photo.crop((100, 0, 400, 300)).resize((180, 180), Image.BILINEAR),
+        photo.resize((1024, 1024), Image.BILINEAR).crop((250, 50, 750, 550)),
+    ]
+    aligner = FaceAligner(detector, image_size=tile)
+    sheet = Image.new("RGB", (len(variants) * (tile + 4) + 4, 2 * tile + 12), "white")
+    for k, image in enumerate(variants):
+        face = aligner.find(image)
+        crop = aligner.align(image, face)
+        shown = image.copy()
+        draw = ImageDraw.Draw(shown)
+        r = max(2, image.width // 100)
+        for x, y in face.landmarks:
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 0, 0))
+        sheet.paste(shown.resize((tile, tile), Image.BILINEAR), (4 + k * (tile + 4), 4))
+        draw = ImageDraw.Draw(crop)
+        for x, y in ARCFACE_TEMPLATE * tile / 112:
+            draw.ellipse((x - 2, y - 2, x + 2, y + 2), outline=(0, 255, 0))
+        sheet.paste(crop, (4 + k * (tile + 4), tile + 8))
+    return sheet
+
+
+def folder_sheet(folder: Path, rows: int = 8, columns: int = 10) -> Image.Image:
+    identities = sorted(p for p in folder.iterdir() if p.is_dir())[:rows]
+    sheet = Image.new("RGB", (columns * 114, len(identities) * 114), "white")
+    for r, identity in enumerate(identities):
+        for c, path in enumerate(sorted(identity.glob("*.png"))[:columns]):
+            sheet.paste(
+                Image.open(path).convert("RGB").resize((112, 112)), (c * 114 + 1, r * 114 + 1)
+            )
+    return sheet
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--csv", type=Path, help="detections.csv of an align --detect run")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--seconds", type=float, default=10.0, help="time per speed case")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--sheet", type=Path, help="write a contact sheet here")
+    parser.add_argument("--folder", type=Path, help="with --sheet: an aligned folder to tile")
     args = parser.parse_args()
+    if args.sheet is not None:
+        if args.folder is not None:
+            folder_sheet(args.folder).save(args.sheet)
+        else:
+            astronaut_sheet(FaceDetector(device=args.device)).save(args.sheet)
+        print(f"wrote {args.sheet}")
+        return
     if args.csv is not None:
         print(json.dumps(quality(args.csv), indent=2))
         return
