@@ -89,7 +89,9 @@ def quality(csv_path: Path) -> dict:
         "landmark_error_px_median_per_photo": float(np.median(per_photo)),
         "landmark_error_px_p95_per_photo": float(np.percentile(per_photo, 95)),
         "landmark_error_over_iod_mean": float(errors.mean() / iod),
-        "landmark_error_px_by_point": dict(zip(LANDMARKS, errors.mean(axis=0).round(3).tolist())),
+        "landmark_error_px_by_point": dict(
+            zip(LANDMARKS, errors.mean(axis=0).round(3).tolist(), strict=True)
+        ),
     }
 
 

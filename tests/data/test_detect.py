@@ -206,3 +206,20 @@ def test_cuda_agrees_with_cpu(astronaut, reference):
     face = FaceDetector(device="cuda").detect_one(astronaut)[0]
     np.testing.assert_allclose(face.landmarks, reference.landmarks, atol=0.05)
     np.testing.assert_allclose(face.score, reference.score, atol=1e-4)
+
+
+def test_the_python_example_of_docs_data_md_runs(detector, capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "data.md").read_text()
+    section = text.split("## Photos in: face detection and alignment (MTCNN)")[1]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    exec(compile(code, "docs/data.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    expected = [
+        line[2:]
+        for line in code.splitlines()
+        if line.startswith("# 1 [") or line.startswith("# [[")
+    ]
+    assert printed == expected

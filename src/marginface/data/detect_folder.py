@@ -89,6 +89,7 @@ def _output_name(relative: str, extension: str) -> str:
 
 def _process(relative: str) -> dict[str, str]:
     """Detect, align and write one photo; returns its CSV row."""
+    from marginface.data.detect import select_face
     from marginface.data.transforms import decode_image
 
     options, aligner = _STATE["options"], _STATE["aligner"]
@@ -101,8 +102,6 @@ def _process(relative: str) -> dict[str, str]:
         return row
     faces = aligner.detector.detect_one(image)
     row["faces"] = str(len(faces))
-    from marginface.data.detect import select_face
-
     face = select_face(faces, (image.height, image.width), aligner.select)
     if face is None:
         row["status"] = "no_face"
