@@ -12,6 +12,12 @@ Quality, from the detections.csv of an ``align --detect`` run over single-person
   left is pose, expression and detector error), per landmark and overall, also as a fraction of
   the template's inter-ocular distance (35.2 px).
 
+Mirror consistency, ``--mirror PHOTOS_FOLDER --count N``: detect on N photos and on their mirror
+images; the mirror's landmarks, mirrored back (x -> W - 1 - x, left and right swapped), should
+fall on the photo's. Their mean distance, over the inter-ocular distance, measures the detector's
+own landmark noise without the face's pose or expression; their mean signed x offset is twice
+any left-right bias of the detector's coordinate convention.
+
 Contact sheets: ``--sheet OUT.png`` draws the astronaut under synthetic transforms (top row,
 detected landmarks in red) over their aligned crops (bottom row, template points in green);
 ``--sheet OUT.png --folder ALIGNED`` tiles the crops of an aligned folder, one identity a row.
@@ -137,15 +143,49 @@ def folder_sheet(folder: Path, rows: int = 8, columns: int = 10) -> Image.Image:
     return sheet
 
 
+def mirror_consistency(detector: FaceDetector, folder: Path, count: int) -> dict:
+    from marginface.data.detect import select_face
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
+    files = files[:: max(1, len(files) // count)][:count]
+    distances, offsets = [], []
+    for path in files:
+        image = Image.open(path).convert("RGB")
+        size = (image.height, image.width)
+        face = select_face(detector.detect_one(image), size)
+        mirrored = select_face(detector.detect_one(image.transpose(Image.FLIP_LEFT_RIGHT)), size)
+        if face is None or mirrored is None:
+            continue
+        back = mirrored.landmarks[[1, 0, 2, 4, 3]] * [-1, 1] + [image.width - 1, 0]
+        iod = np.linalg.norm(face.landmarks[1] - face.landmarks[0])
+        distances.append(np.linalg.norm(back - face.landmarks, axis=1).mean() / iod)
+        offsets.append((back[:, 0] - face.landmarks[:, 0]).mean() / iod)
+    return {
+        "photos": len(distances),
+        "mean_distance_over_iod": float(np.mean(distances)),
+        "median_distance_over_iod": float(np.median(distances)),
+        "share_under_0.1_iod": float(np.mean(np.array(distances) < 0.1)),
+        "mean_x_offset_over_iod": float(np.mean(offsets)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--csv", type=Path, help="detections.csv of an align --detect run")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--seconds", type=float, default=10.0, help="time per speed case")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--mirror", type=Path, help="a folder of photos: mirror consistency")
+    parser.add_argument("--count", type=int, default=200, help="photos for --mirror")
     parser.add_argument("--sheet", type=Path, help="write a contact sheet here")
     parser.add_argument("--folder", type=Path, help="with --sheet: an aligned folder to tile")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.mirror is not None:
+        detector = FaceDetector(device=args.device)
+        print(json.dumps(mirror_consistency(detector, args.mirror, args.count), indent=2))
+        return
     if args.sheet is not None:
         if args.folder is not None:
             folder_sheet(args.folder).save(args.sheet)
@@ -156,8 +196,6 @@ def main() -> None:
     if args.csv is not None:
         print(json.dumps(quality(args.csv), indent=2))
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
     detector = FaceDetector(device=args.device)
     result = {"threads": torch.get_num_threads(), "device": args.device}
     result.update({k: round(v, 2) for k, v in speed(detector, args.seconds).items()})
