@@ -19,6 +19,9 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
         python -m pip install --quiet "torch==${MARGINFACE_TORCH_VERSION:-2.13.0}"
     fi
     python -m pip install --quiet -e "$ROOT[dev]"
+    # the MTCNN detector's weights (facenet-pytorch's wheel ships them); its pins conflict with
+    # ours and marginface never imports it, so it goes in without its dependencies
+    python -m pip install --quiet --no-deps "facenet-pytorch==2.6.0"
     echo "$WANT" > "$STAMP"
 fi
 cd "$ROOT"

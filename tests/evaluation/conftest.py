@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import matplotlib
@@ -13,6 +15,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 matplotlib.use("Agg")
+sys.path.insert(0, str(Path(__file__).parent))  # helpers: ijb_reference
 
 
 class TinyNet(nn.Module):

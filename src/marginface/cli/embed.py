@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli._use import add_model_arguments
+from marginface.cli._use import add_detector_arguments, add_model_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", metavar="INPUT", help="folder of images, or a dataset spec")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="output .npz file")
     add_model_arguments(p)
+    add_detector_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from marginface.backbones.checkpoint import load_model
-    from marginface.cli._use import check_positive
+    from marginface.cli._use import check_positive, describe_failure
     from marginface.devices import resolve_device
     from marginface.evaluation.embed import embed_dataset
     from marginface.evaluation.images import embed_files, find_images
@@ -44,20 +45,23 @@ def run(args: argparse.Namespace) -> int:
     check_writable_file(out, "--out")
     model, info = load_model(args.checkpoint)
     size = int(info.get("image_size") or 112)
+    from marginface.cli._use import make_aligner
+
+    aligner = make_aligner(args, size)
     arrays: dict[str, np.ndarray] = {}
     source = Path(args.input)
     if source.is_dir() and not (source / "train.rec").is_file():
         paths = find_images(source)
         emb, kept, failed = embed_files(
-            model, paths, size, args.batch_size, args.flip, args.device, not args.quiet
+            model, paths, size, args.batch_size, args.flip, args.device, not args.quiet, aligner
         )
         for path, why in failed.items():
-            print(f"warning: skipped unreadable image {path} ({why})")
+            print(f"warning: skipped {describe_failure(path, why)}")
         names = [p.relative_to(source).as_posix() for p in kept]
     else:
         from marginface.data import open_dataset
 
-        dataset = open_dataset(args.input, image_size=size)
+        dataset = open_dataset(args.input, image_size=size, aligner=aligner)
         emb = embed_dataset(
             model,
             dataset,

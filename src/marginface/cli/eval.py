@@ -59,10 +59,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FOLDER",
         help="also rank-1/rank-5/CMC on this dataset (gallery = first image of each identity)",
     )
+    p.add_argument(
+        "--ijb",
+        metavar="FOLDER",
+        help="also IJB-B/IJB-C 1:1 template verification (FOLDER holds meta/ and loose_crop/), "
+        "as InsightFace's eval_ijbc.py computes it",
+    )
+    p.add_argument(
+        "--ijb-target", choices=["IJBB", "IJBC"], help="which, when FOLDER/meta holds both"
+    )
     p.add_argument("--gallery-list", metavar="FILE", help="gallery image paths, one a line")
     p.add_argument("--probe-list", metavar="FILE", help="probe image paths, one a line")
     p.add_argument("--title", default="marginface evaluation", metavar="TEXT", help="report title")
+    p.add_argument(
+        "--threshold-grid",
+        choices=["exact", "insightface"],
+        default="exact",
+        help="fold thresholds of the accuracy: every distinct score (exact, default) or "
+        "InsightFace's calculate_roc grid (squared distance arange(0, 4, 0.01)), to compare "
+        "with papers",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    from marginface.cli._use import add_detector_arguments
+
+    add_detector_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -83,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
     args.device = str(resolve_device(args.device, what="--device"))
     check_writable_dir(args.output, "--output")
+    from marginface.cli._use import make_aligner
+
+    # a pair must be scored even when no face is found: the whole photo then (counted)
+    aligner = make_aligner(args, 112, fallback=True)
     result = run_evaluation(
         args.checkpoint,
         args.pairs,
@@ -98,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         num_workers=args.num_workers,
         title=args.title,
+        aligner=aligner,
+        threshold_grid=args.threshold_grid,
+        ijb=args.ijb,
+        ijb_target=args.ijb_target,
     )
     paths = write_evaluation(result, args.output)
     for ckpt, per in result.verification.items():
@@ -115,6 +143,9 @@ def run(args: argparse.Namespace) -> int:
             f"{ckpt} / identification: rank-1 {100 * m['rank1']:.2f}%, "
             f"rank-5 {100 * m['rank5']:.2f}%"
         )
+    for ckpt, m in result.ijb.items():
+        tars = ", ".join(f"TAR@{far} {100 * t:.2f}%" for far, t in sorted(m["tar_at_far"].items()))
+        print(f"{ckpt} / {m['target']} 1:1: {m['num_pairs']} template pairs, {tars}")
     for w in result.warnings:
         print(f"warning: {w}")
     print(f"wrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")

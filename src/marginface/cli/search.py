@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli._use import add_model_arguments
+from marginface.cli._use import add_detector_arguments, add_model_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend", choices=["auto", "torch", "faiss"], default="auto", help="search backend"
     )
     add_model_arguments(p)
+    add_detector_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from marginface.backbones.checkpoint import load_model
-    from marginface.cli._use import check_positive
+    from marginface.cli._use import check_positive, describe_failure
     from marginface.devices import resolve_device
     from marginface.evaluation.images import embed_files, find_images
     from marginface.evaluation.search import cosine_search
@@ -67,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     gallery, names = _load_gallery(args.gallery)
     model, info = load_model(args.checkpoint)
     size = int(info.get("image_size") or 112)
+    from marginface.cli._use import make_aligner
+
+    aligner = make_aligner(args, size)
     query = Path(args.query)
     if query.is_dir():
         paths = find_images(query)
@@ -75,10 +79,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise FileNotFoundError(f"query image {query} does not exist")
     emb, kept, failed = embed_files(
-        model, paths, size, args.batch_size, args.flip, args.device, progress=False
+        model, paths, size, args.batch_size, args.flip, args.device, False, aligner
     )
     for path, why in failed.items():
-        print(f"warning: skipped unreadable image {path} ({why})")
+        print(f"warning: skipped {describe_failure(path, why)}")
     if emb.shape[1] != gallery.shape[1]:
         raise ValueError(
             f"checkpoint {args.checkpoint} gives {emb.shape[1]}-d embeddings but gallery "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli._use import add_model_arguments
+from marginface.cli._use import add_detector_arguments, add_model_arguments
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("image_b", metavar="B", help="second image file")
     p.add_argument("--threshold", type=float, help="decision threshold on the cosine score")
     add_model_arguments(p)
+    add_detector_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -46,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
             f"checkpoint {args.checkpoint} stores no verification threshold; pass --threshold "
             "(e.g. the best_threshold in the metrics.json of marginface eval)"
         )
+    from marginface.cli._use import make_aligner
+
     size = int(info.get("image_size") or 112)
-    images = torch.stack([load_image(args.image_a, size), load_image(args.image_b, size)])
+    aligner = make_aligner(args, size)
+    images = torch.stack([load_image(p, size, aligner) for p in (args.image_a, args.image_b)])
     model.to(args.device)
     emb = embed_images(model, images.to(args.device), flip=args.flip)
     score = float((emb[0] * emb[1]).sum())

@@ -22,7 +22,10 @@ _SYNTHETIC = "synthetic:"
 
 
 def open_dataset(
-    spec: str | os.PathLike, image_size: int | tuple[int, int] = 112, augment: bool = False
+    spec: str | os.PathLike,
+    image_size: int | tuple[int, int] = 112,
+    augment: bool = False,
+    aligner=None,
 ) -> FaceDataset:
     """Open a face dataset (a map-style torch Dataset of ``(image, label)``).
 
@@ -32,17 +35,26 @@ def open_dataset(
             ``synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]``.
         image_size: output size, an int or ``(H, W)``; images are resized to it.
         augment: add the training transforms (random horizontal flip).
+        aligner: for a folder of raw photos, a :class:`marginface.data.detect.FaceAligner`
+            that detects and aligns each face first.
 
     The dataset has ``num_classes``, ``identity_names``, ``labels`` (np.int64 per item, known
     without decoding) and ``num_bad``.
     """
     text = str(spec)
+    path = Path(text)
+    if aligner is not None and (text.startswith(_SYNTHETIC) or not path.is_dir()):
+        raise ValueError(
+            f"face detection applies to folders of photos, not to {text!r} (synthetic faces and "
+            ".rec packs hold aligned crops already)"
+        )
     if text.startswith(_SYNTHETIC):
         from marginface.data.synthetic import SyntheticFaces
 
         return SyntheticFaces(text, image_size=image_size, augment=augment)
-    path = Path(text)
     if path.suffix == ".rec" or (path.is_dir() and (path / "train.rec").is_file()):
+        if aligner is not None:
+            raise ValueError(f"face detection does not apply to the aligned crops of {text!r}")
         from marginface.data.recordio import RecordDataset
 
         rec = path if path.suffix == ".rec" else path / "train.rec"
@@ -50,7 +62,9 @@ def open_dataset(
     if path.is_dir():
         from marginface.data.folder import FolderDataset
 
-        return FolderDataset(path, image_size=image_size, augment=augment)
+        dataset = FolderDataset(path, image_size=image_size, augment=augment)
+        dataset.aligner = aligner
+        return dataset
     if not path.exists():
         raise FileNotFoundError(
             f"dataset {text!r} not found: expected a folder, a .rec file, a folder holding "
@@ -67,6 +81,7 @@ def open_pairs(
     image_size: int | tuple[int, int] = 112,
     max_pairs: int = 3000,
     seed: int = 0,
+    aligner=None,
 ) -> PairSet:
     """Open a verification pair set.
 
@@ -79,6 +94,8 @@ def open_pairs(
         max_pairs: cap on generated genuine pairs (so at most 2 * max_pairs pairs); files
             (``.bin``, ``pairs.txt``) are always used whole, as their protocols define.
         seed: seed of the generated pairs.
+        aligner: images are raw photos: a :class:`marginface.data.detect.FaceAligner` detects
+            and aligns each face first (``.bin`` files, pair lists and folders).
 
     Returns a :class:`PairSet`: ``images`` (Dataset of 2N tensors, pair k = images 2k, 2k + 1),
     ``issame`` (bool, N), ``name``.
@@ -88,13 +105,13 @@ def open_pairs(
     text = str(spec)
     if "::" in text:
         pairs_file, folder = text.split("::", 1)
-        return verification.open_pairs_txt(pairs_file, folder, image_size=image_size)
+        return verification.open_pairs_txt(pairs_file, folder, image_size, aligner)
     path = Path(text)
     if path.suffix == ".bin":
-        return verification.open_bin(path, image_size=image_size)
+        return verification.open_bin(path, image_size=image_size, aligner=aligner)
     if path.suffix == ".txt":
-        return verification.open_pairs_txt(path, image_size=image_size)
-    dataset = open_dataset(text, image_size=image_size)
+        return verification.open_pairs_txt(path, image_size=image_size, aligner=aligner)
+    dataset = open_dataset(text, image_size=image_size, aligner=aligner)
     if text.startswith(_SYNTHETIC):
         name = "synthetic"
     else:

@@ -37,6 +37,9 @@ class FaceDataset(Dataset):
 
     image_size: tuple[int, int]
     augment: bool
+    #: photos -> aligned crops before resizing (``marginface ... --detect``); None: the images
+    #: are aligned crops already. Used by the datasets of files (folders, pair lists, .bin).
+    aligner = None
 
     def __init__(self, image_size: int | tuple[int, int] = 112, augment: bool = False) -> None:
         self.image_size = image_size_pair(image_size)

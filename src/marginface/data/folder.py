@@ -80,7 +80,7 @@ class FolderDataset(FaceDataset):
         self.identity_names, self.paths, self.labels = scan_folder(self.root)
 
     def load(self, index: int) -> torch.Tensor:
-        return load_tensor(self.paths[index], self.image_size, self.augment)
+        return load_tensor(self.paths[index], self.image_size, self.augment, self.aligner)
 
     def describe(self, index: int) -> str:
         return str(self.paths[index])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +115,15 @@ def load_tensor(
     source: bytes | str | os.PathLike,
     image_size: int | tuple[int, int],
     augment: bool = False,
+    aligner: Callable[[Image.Image], Image.Image] | None = None,
 ) -> torch.Tensor:
-    """Decode, convert to RGB, resize, normalise and (if ``augment``) randomly flip one image."""
-    tensor = to_tensor(resize(decode_image(source), image_size))
+    """Decode, convert to RGB, resize, normalise and (if ``augment``) randomly flip one image.
+
+    ``aligner`` (a :class:`marginface.data.detect.FaceAligner`) turns a raw photo into the
+    aligned crop of its face first; it raises ``NoFaceError`` (a ValueError) when there is none.
+    """
+    image = decode_image(source)
+    if aligner is not None:
+        image = aligner(image)
+    tensor = to_tensor(resize(image, image_size))
     return random_flip(tensor) if augment else tensor

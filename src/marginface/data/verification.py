@@ -62,7 +62,7 @@ class EncodedImages(FaceDataset):
         self.identity_names = []
 
     def load(self, index: int) -> torch.Tensor:
-        return load_tensor(self.sources[index], self.image_size)
+        return load_tensor(self.sources[index], self.image_size, aligner=self.aligner)
 
     def describe(self, index: int) -> str:
         source = self.sources[index]
@@ -164,9 +164,54 @@ def write_bin(path: str | os.PathLike, images: Sequence[bytes], issame: Sequence
     atomic_write(path, lambda f: pickle.dump(data, f, protocol=4))
 
 
-def open_bin(path: str | os.PathLike, image_size: int | tuple[int, int] = 112) -> PairSet:
+def pairs_to_bin(
+    pairs_file: str | os.PathLike,
+    output: str | os.PathLike,
+    folder: str | os.PathLike | None = None,
+    aligner=None,
+) -> tuple[int, int]:
+    """Write an LFW-style pair list as an InsightFace verification ``.bin``.
+
+    The images named by ``pairs_file`` (see :func:`read_pairs_txt`) are stored as their files'
+    bytes, unchanged (each is decoded once to check it); with an ``aligner``
+    (:class:`marginface.data.detect.FaceAligner`) they are raw photos, stored as the PNG of
+    their aligned face. An image that cannot be read, or holds no face, is an error naming it.
+    Returns ``(pairs, genuine pairs)``.
+    """
+    import io
+
+    from marginface.data.transforms import decode_image
+
+    paths, issame = read_pairs_txt(pairs_file, folder)
+    images: list[bytes] = []
+    encoded: dict[Path, bytes] = {}
+    for path in paths:
+        if path not in encoded:
+            try:
+                image = decode_image(path)
+                if aligner is None:
+                    encoded[path] = path.read_bytes()
+                else:
+                    buffer = io.BytesIO()
+                    aligner(image).save(buffer, format="PNG")
+                    encoded[path] = buffer.getvalue()
+            except (OSError, ValueError, SyntaxError, EOFError) as exc:
+                raise ValueError(f"cannot store {path} in {output}: {exc}") from None
+        images.append(encoded[path])
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.name}.part")
+    write_bin(temporary, images, issame)
+    os.replace(temporary, output)
+    return len(issame), int(issame.sum())
+
+
+def open_bin(
+    path: str | os.PathLike, image_size: int | tuple[int, int] = 112, aligner=None
+) -> PairSet:
     images, issame = read_bin(path)
     dataset = EncodedImages(images, image_size, origin=str(path))
+    dataset.aligner = aligner
     return PairSet(_TensorsOnly(dataset), issame, Path(path).stem)
 
 
@@ -243,10 +288,12 @@ def open_pairs_txt(
     pairs_file: str | os.PathLike,
     folder: str | os.PathLike | None = None,
     image_size: int | tuple[int, int] = 112,
+    aligner=None,
 ) -> PairSet:
     paths, issame = read_pairs_txt(pairs_file, folder)
     name = Path(folder).name if folder is not None else Path(pairs_file).parent.name
     dataset = EncodedImages(paths, image_size, origin=str(pairs_file))
+    dataset.aligner = aligner
     return PairSet(_TensorsOnly(dataset), issame, name or "pairs")
 
 

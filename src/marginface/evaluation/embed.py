@@ -118,6 +118,7 @@ def evaluate_pairs(
     progress: bool = True,
     n_folds: int = 10,
     num_workers: int = 0,
+    threshold_grid: str = "exact",
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Verification metrics of ``model`` on a pair set.
 
@@ -127,6 +128,7 @@ def evaluate_pairs(
         n_folds: folds of the LFW-style accuracy; lowered to the number of pairs when there
             are fewer pairs than folds.
         num_workers: DataLoader worker processes decoding the images.
+        threshold_grid: ``exact`` or ``insightface`` (see :mod:`marginface.evaluation.metrics`).
 
     Returns: ``(metrics, scores)``: the dict of
     :func:`~marginface.evaluation.metrics.verification_metrics` and the (N,) cosine scores.
@@ -149,5 +151,6 @@ def evaluate_pairs(
         num_workers=num_workers,
     )
     scores = pair_scores(embeddings)
-    metrics = verification_metrics(scores, issame, n_folds=max(2, min(n_folds, len(issame))))
+    folds = max(2, min(n_folds, len(issame)))
+    metrics = verification_metrics(scores, issame, n_folds=folds, threshold_grid=threshold_grid)
     return metrics, scores

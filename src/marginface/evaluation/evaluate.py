@@ -52,6 +52,9 @@ class EvaluationResult:
     scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
     identification: dict[str, dict[str, Any]] = field(default_factory=dict)
     identification_source: str | None = None
+    #: ``ijb[ckpt]`` = IJB-B/C 1:1 metrics; ``ijb_scores[ckpt]`` = (template pair scores, labels)
+    ijb: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ijb_scores: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -65,6 +68,8 @@ class EvaluationResult:
             }
             if ckpt.name in self.identification:
                 entry["identification"] = self.identification[ckpt.name]
+            if ckpt.name in self.ijb:
+                entry[self.ijb[ckpt.name]["target"]] = self.ijb[ckpt.name]
             per[ckpt.name] = entry
         if len(self.checkpoints) == 1:
             return per[self.checkpoints[0].name]
@@ -151,6 +156,10 @@ def run_evaluation(
     progress: bool = True,
     num_workers: int = 0,
     title: str = "marginface evaluation",
+    aligner: Any = None,
+    threshold_grid: str = "exact",
+    ijb: str | os.PathLike | None = None,
+    ijb_target: str | None = None,
 ) -> EvaluationResult:
     """Evaluate checkpoints on pair sets (and optionally identification on a folder).
 
@@ -166,6 +175,17 @@ def run_evaluation(
             folder) override the default split (first image of each identity = gallery).
         max_pairs, n_folds: passed to ``open_pairs`` and the metrics.
         num_workers: DataLoader worker processes decoding images.
+        ijb: an IJB-B or IJB-C folder (``meta/`` and ``loose_crop/``): 1:1 template
+            verification as InsightFace's eval_ijbc.py computes it
+            (:mod:`marginface.evaluation.ijb`); ``ijb_target`` IJBB or IJBC when the folder
+            holds both.
+        threshold_grid: ``exact`` (every distinct score) or ``insightface`` (InsightFace's
+            grid of squared distances, to compare with papers); see
+            :mod:`marginface.evaluation.metrics`.
+        aligner: the images are raw photos: a :class:`marginface.data.detect.FaceAligner` that
+            detects and aligns each face (to each checkpoint's image size). It should fall back
+            to the whole photo when it finds no face (a pair must still be scored); those photos
+            are counted in a warning (with ``num_workers=0``).
 
     Returns: an :class:`EvaluationResult` (also written to ``output`` when given).
     """
@@ -173,23 +193,30 @@ def run_evaluation(
     from marginface.evaluation.embed import evaluate_pairs
     from marginface.evaluation.identification import evaluate_identification
 
-    if not pairs and identification is None:
-        raise ValueError("give at least one pair set (--pairs) or --identification")
+    if not pairs and identification is None and ijb is None:
+        raise ValueError("give at least one pair set (--pairs), --identification or --ijb")
     if (gallery_list is None) != (probe_list is None):
         raise ValueError("give both a gallery list and a probe list, or neither")
     if gallery_list is not None and identification is None:
         raise ValueError("gallery/probe lists need an identification folder")
     loaded = load_checkpoints(checkpoints)
     sizes = sorted({c.image_size for c in loaded})
+    aligners = {size: _aligner_for(aligner, size) for size in sizes}
     pair_sets = {
-        size: [open_pairs(spec, image_size=size, max_pairs=max_pairs) for spec in pairs]
+        size: [
+            open_pairs(spec, image_size=size, max_pairs=max_pairs, aligner=aligners[size])
+            for spec in pairs
+        ]
         for size in sizes
     }
     names = pair_set_names(pairs, [p.name for p in pair_sets[sizes[0]]])
     id_sets = {}
     split: tuple[list[int], list[int]] | None = None
     if identification is not None:
-        id_sets = {size: open_dataset(identification, image_size=size) for size in sizes}
+        id_sets = {
+            size: open_dataset(identification, image_size=size, aligner=aligners[size])
+            for size in sizes
+        }
         if gallery_list is not None:
             ds = id_sets[sizes[0]]
             if not hasattr(ds, "paths"):
@@ -200,6 +227,11 @@ def run_evaluation(
                 _read_list(gallery_list, root, index_of),
                 _read_list(probe_list, root, index_of),
             )
+    ijb_meta = None
+    if ijb is not None:
+        from marginface.evaluation.ijb import read_ijb_meta
+
+        ijb_meta = read_ijb_meta(ijb, ijb_target)  # checked before any work
     result = EvaluationResult(
         checkpoints=loaded,
         pair_set_names=names,
@@ -215,6 +247,9 @@ def run_evaluation(
             "gallery_list": None if gallery_list is None else str(gallery_list),
             "probe_list": None if probe_list is None else str(probe_list),
             "title": title,
+            "detect": aligner is not None,
+            "threshold_grid": threshold_grid,
+            "ijb": None if ijb is None else str(ijb),
         },
     )
     result.warnings += small_set_warnings(names, pair_sets[sizes[0]] if sizes else [], n_folds)
@@ -231,9 +266,25 @@ def run_evaluation(
                 progress=progress,
                 num_workers=num_workers,
                 n_folds=n_folds,
+                threshold_grid=threshold_grid,
             )
             result.verification[ckpt.name][name] = metrics
             result.scores[ckpt.name][name] = (scores, np.asarray(pair_set.issame, dtype=bool))
+        if ijb_meta is not None:
+            from marginface.evaluation.ijb import evaluate_ijb
+
+            metrics, scores, labels = evaluate_ijb(
+                ckpt.model,
+                ijb_meta,
+                image_size=ckpt.image_size,
+                batch_size=batch_size,
+                flip=flip,
+                device=device,
+                num_workers=num_workers,
+                progress=progress,
+            )
+            result.ijb[ckpt.name] = metrics
+            result.ijb_scores[ckpt.name] = (scores, labels)
         if identification is not None:
             ds = id_sets[ckpt.image_size]
             result.identification[ckpt.name] = evaluate_identification(
@@ -258,6 +309,11 @@ def run_evaluation(
             result.warnings.append(
                 f"identification set: {id_sets[size].num_bad} unreadable images replaced"
             )
+    misses = sum(a.misses for a in aligners.values() if a is not None)
+    if misses:
+        result.warnings.append(
+            f"the detector found no face in {misses} photos; they were used whole (resized)"
+        )
     if output is not None:
         write_evaluation(result, output)
     return result
@@ -278,6 +334,18 @@ def small_set_warnings(names: Sequence[str], pair_sets: Sequence, n_folds: int) 
         if genuine == 0 or genuine == n:
             kind = "impostor" if genuine == 0 else "genuine"
             out.append(f"pair set {name}: all {n} pairs are {kind}: AUC and EER are undefined")
+    return out
+
+
+def _aligner_for(aligner: Any, size: int) -> Any:
+    """A copy of ``aligner`` (sharing its detector) that aligns to ``size``, or None."""
+    if aligner is None:
+        return None
+    import copy
+
+    out = copy.copy(aligner)
+    out.image_size = size
+    out.misses = 0
     return out
 
 
@@ -315,7 +383,13 @@ def build_report(result: EvaluationResult) -> Report:
             f"set(s). Cosine similarity of L2-normalised embeddings"
             f"{' with flip test' if s.get('flip', True) else ' (no flip test)'}; accuracy is "
             f"LFW-style: {s.get('n_folds', 10)} folds in order, threshold chosen on the other "
-            f"folds (mean +- std). TAR@FAR only where the impostor pairs resolve the FAR."
+            f"folds (mean +- std"
+            + (
+                "; thresholds from InsightFace's grid of squared distances 0, 0.01, ..., 3.99"
+                if s.get("threshold_grid") == "insightface"
+                else "; every distinct score tried as threshold"
+            )
+            + "). TAR@FAR only where the impostor pairs resolve the FAR."
         ),
     )
     report.add_section("Checkpoints")
@@ -336,6 +410,8 @@ def build_report(result: EvaluationResult) -> Report:
     )
     if result.pair_set_names:
         _verification_section(report, result, plot_roc, plot_score_histograms, plot_metric_bars)
+    if result.ijb:
+        _ijb_section(report, result)
     if result.identification:
         report.add_section("Identification")
         report.add_text(
@@ -449,3 +525,26 @@ def _verification_section(report, result, plot_roc, plot_score_histograms, plot_
             report.add_figure(
                 fig, fig_name, caption=f"Cosine scores, {label}; dashed: best threshold"
             )
+
+
+def _ijb_section(report: Report, result: EvaluationResult) -> None:
+    from marginface.evaluation.plots import plot_roc
+
+    target = next(iter(result.ijb.values()))["target"]
+    report.add_section(f"{target} 1:1 template verification")
+    report.add_text(
+        "As InsightFace's eval_ijbc.py: loose crops aligned by their 5 points, flip test, "
+        "features weighted by the faceness score, media averaged and summed per template; TAR "
+        "at the ROC point whose FAR is nearest each target FAR."
+    )
+    fars = sorted(FARS)
+    report.add_table(
+        [
+            [name, m["num_templates"], m["num_pairs"], m["auc"]]
+            + [_pct(m["tar_at_far"][far_key(f)]) for f in fars]
+            for name, m in result.ijb.items()
+        ],
+        headers=["checkpoint", "templates", "pairs", "AUC"] + [f"TAR@{far_key(f)} %" for f in fars],
+    )
+    fig = plot_roc(dict(result.ijb_scores), title=f"ROC: {target} 1:1")
+    report.add_figure(fig, f"roc_{target.lower()}", caption=f"{target} template pairs")

@@ -14,7 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from marginface.data.detect import NoFaceError
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
+
+#: The reason :class:`ImageFiles` records for a photo in which the detector found no face.
+NO_FACE = "no face found"
 
 
 def is_image_path(path: Path) -> bool:
@@ -35,13 +39,21 @@ def find_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def load_image(path: str | os.PathLike, image_size: int) -> torch.Tensor:
-    """One image file as a (3, S, S) tensor in [-1, 1]; a clear error when unreadable."""
+def load_image(path: str | os.PathLike, image_size: int, aligner=None) -> torch.Tensor:
+    """One image file as a (3, S, S) tensor in [-1, 1]; a clear error when unreadable.
+
+    ``aligner``: the file is a raw photo; detect and align its face first (ValueError naming the
+    file when there is none).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
-        return load_tensor(path, image_size)
+        return load_tensor(path, image_size, aligner=aligner)
+    except NoFaceError:
+        raise ValueError(
+            f"no face found in {path} (detector options: --min-face-size, --thresholds)"
+        ) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ValueError(f"cannot read image {path}: {exc}") from exc
 
@@ -49,13 +61,15 @@ def load_image(path: str | os.PathLike, image_size: int) -> torch.Tensor:
 class ImageFiles(Dataset):
     """Image files as a dataset of ``(image, index)``.
 
-    An unreadable file gives a zero image and is recorded in :attr:`failed` (index -> reason),
-    so the caller can drop its row (with ``num_workers=0``, the default of embed_dataset).
+    An unreadable file (or, with an ``aligner``, a photo without a face) gives a zero image and
+    is recorded in :attr:`failed` (index -> reason), so the caller can drop its row (with
+    ``num_workers=0``, the default of embed_dataset).
     """
 
-    def __init__(self, paths: list[Path], image_size: int) -> None:
+    def __init__(self, paths: list[Path], image_size: int, aligner=None) -> None:
         self.paths = list(paths)
         self.image_size = image_size
+        self.aligner = aligner
         self.failed: dict[int, str] = {}
 
     def __len__(self) -> int:
@@ -63,9 +77,10 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         try:
-            return load_tensor(self.paths[index], self.image_size), index
+            return load_tensor(self.paths[index], self.image_size, aligner=self.aligner), index
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            self.failed[index] = f"{type(exc).__name__}: {exc}"
+            no_face = isinstance(exc, NoFaceError)
+            self.failed[index] = NO_FACE if no_face else f"{type(exc).__name__}: {exc}"
             return torch.zeros(3, self.image_size, self.image_size), index
 
 
@@ -77,14 +92,16 @@ def embed_files(
     flip: bool = True,
     device: str = "cpu",
     progress: bool = True,
+    aligner=None,
 ) -> tuple[np.ndarray, list[Path], dict[Path, str]]:
     """Embed image files: ``(embeddings (M, D), the M readable paths, {unreadable: reason})``.
 
-    Unreadable files are left out (their rows dropped); ValueError when none is readable.
+    Unreadable files (and, with an ``aligner``, photos without a face) are left out (their rows
+    dropped); ValueError when none is readable.
     """
     from marginface.evaluation.embed import embed_dataset
 
-    files = ImageFiles(paths, image_size)
+    files = ImageFiles(paths, image_size, aligner)
     emb = embed_dataset(
         model, files, batch_size=batch_size, flip=flip, device=device, progress=progress
     )

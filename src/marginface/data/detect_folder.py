@@ -1,0 +1,220 @@
+"""A folder of photos to aligned crops (``marginface align --detect``).
+
+Every image under the input folder (recursively; identity sub-folders are kept) is detected
+(MTCNN), one face chosen, aligned to the ArcFace template and written to the same relative path
+under the output folder (``.png`` by default). ``OUTPUT/detections.csv`` gets one row per photo:
+its status (``ok``, ``no_face`` or ``unreadable``), the number of faces found, and for the chosen
+face its box, detector score and 5 landmarks in the photo's pixels. The CSV is appended as the
+work goes, after each crop is written, so a run that stops can be started again: photos already
+in the CSV are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from marginface.data.folder import is_image_file
+
+CSV_NAME = "detections.csv"
+CSV_FIELDS = ["path", "output", "status", "faces", "score", "x1", "y1", "x2", "y2"] + [
+    f"{axis}{k}" for k in range(1, 6) for axis in ("lx", "ly")
+]
+
+
+@dataclass
+class DetectAlignResult:
+    """What :func:`detect_align_folder` did (this run and earlier runs on the same output)."""
+
+    csv_path: Path
+    aligned: int = 0
+    no_face: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+
+def list_photos(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursively), as sorted POSIX paths relative to it."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"photo folder {folder} does not exist")
+    files = sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and is_image_file(p)
+    )
+    if not files:
+        raise ValueError(f"no image files under {folder}")
+    return files
+
+
+def read_done(csv_path: Path) -> dict[str, dict[str, str]]:
+    """Rows of an existing detections CSV by input path (empty when there is none)."""
+    if not csv_path.is_file():
+        return {}
+    with open(csv_path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != CSV_FIELDS:
+            raise ValueError(
+                f"{csv_path} is not a detections CSV of this version (columns {reader.fieldnames})"
+            )
+        return {row["path"]: row for row in reader if row.get("status")}
+
+
+# --- the work of one process -----------------------------------------------------------------
+_STATE: dict[str, Any] = {}
+
+
+def _init_worker(options: dict[str, Any], threads: int | None) -> None:
+    import torch
+
+    from marginface.data.detect import FaceAligner, FaceDetector
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    detector = FaceDetector(**options["detector"])
+    _STATE["aligner"] = FaceAligner(detector, options["image_size"], options["select"])
+    _STATE["options"] = options
+
+
+def _output_name(relative: str, extension: str) -> str:
+    return str(Path(relative).with_suffix(extension).as_posix())
+
+
+def _process(relative: str) -> dict[str, str]:
+    """Detect, align and write one photo; returns its CSV row."""
+    from marginface.data.detect import select_face
+    from marginface.data.transforms import decode_image
+
+    options, aligner = _STATE["options"], _STATE["aligner"]
+    row = dict.fromkeys(CSV_FIELDS, "")
+    row["path"] = relative
+    try:
+        image = decode_image(Path(options["folder"]) / relative)
+    except (OSError, ValueError, SyntaxError, EOFError):
+        row["status"], row["faces"] = "unreadable", "0"
+        return row
+    faces = aligner.detector.detect_one(image)
+    row["faces"] = str(len(faces))
+    face = select_face(faces, (image.height, image.width), aligner.select)
+    if face is None:
+        row["status"] = "no_face"
+        return row
+    crop = aligner.align(image, face)
+    name = _output_name(relative, options["extension"])
+    target = Path(options["output"]) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.part")
+    save = {"quality": 95} if options["extension"] == ".jpg" else {}
+    crop.save(temporary, format="JPEG" if options["extension"] == ".jpg" else "PNG", **save)
+    os.replace(temporary, target)
+    row.update(status="ok", output=name, score=f"{face.score:.5f}")
+    row.update(zip(("x1", "y1", "x2", "y2"), (f"{v:.2f}" for v in face.box), strict=True))
+    for k, (x, y) in enumerate(np.asarray(face.landmarks), start=1):
+        row[f"lx{k}"], row[f"ly{k}"] = f"{x:.2f}", f"{y:.2f}"
+    return row
+
+
+def _results(todo: Sequence[str], options: dict[str, Any], workers: int) -> Iterator[dict]:
+    if workers <= 0:
+        _init_worker(options, None)
+        yield from map(_process, todo)
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(options, 1)) as pool:
+        yield from pool.imap(_process, todo, chunksize=4)
+
+
+def detect_align_folder(
+    folder: str | os.PathLike,
+    output: str | os.PathLike,
+    image_size: int = 112,
+    select: str = "largest",
+    min_face_size: float = 20.0,
+    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    device: str = "cpu",
+    workers: int = 0,
+    extension: str = ".png",
+    progress: bool = True,
+) -> DetectAlignResult:
+    """Detect and align every photo under ``folder`` into ``output`` (see the module docstring).
+
+    Args:
+        image_size: side of the aligned crops.
+        select: which face of several: ``largest``, ``central`` or ``score``.
+        min_face_size, thresholds, device: the detector's (:class:`FaceDetector`).
+        workers: processes, each with its own detector on one CPU thread (0: this process).
+        extension: ``.png`` (exact pixels) or ``.jpg`` (quality 95).
+    """
+    from marginface.data.detect import SELECTIONS, FaceDetector
+
+    folder, output = Path(folder), Path(output)
+    if extension not in (".png", ".jpg"):
+        raise ValueError(f"extension must be .png or .jpg, got {extension!r}")
+    if select not in SELECTIONS:
+        raise ValueError(f"face selection must be one of {', '.join(SELECTIONS)}, got {select!r}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    if output.resolve() == folder.resolve():
+        raise ValueError("the output folder must differ from the photo folder")
+    detector_options = {
+        "min_face_size": float(min_face_size),
+        "thresholds": tuple(float(t) for t in thresholds),
+        "device": device,
+    }
+    FaceDetector(**detector_options)  # check the options and the weights before any work
+    photos = list_photos(folder)
+    if output.resolve().is_relative_to(folder.resolve()):  # never read our own crops back
+        inner = output.resolve().relative_to(folder.resolve()).as_posix() + "/"
+        photos = [p for p in photos if not p.startswith(inner)]
+    output.mkdir(parents=True, exist_ok=True)
+    csv_path = output / CSV_NAME
+    done = read_done(csv_path)
+    todo = [p for p in photos if p not in done]
+    result = DetectAlignResult(csv_path, skipped=len(photos) - len(todo))
+    for row in done.values():
+        _count(result, row)
+    options = {
+        "detector": detector_options,
+        "image_size": image_size,
+        "select": select,
+        "folder": str(folder),
+        "output": str(output),
+        "extension": extension,
+    }
+    new_file = not csv_path.is_file()
+    with open(csv_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        if new_file:
+            writer.writeheader()
+        bar = tqdm(
+            total=len(photos),
+            initial=len(photos) - len(todo),
+            desc="detecting",
+            unit="img",
+            disable=not progress,
+        )
+        with bar:
+            for row in _results(todo, options, workers):
+                writer.writerow(row)
+                f.flush()
+                _count(result, row)
+                bar.update(1)
+    return result
+
+
+def _count(result: DetectAlignResult, row: dict[str, str]) -> None:
+    if row["status"] == "ok":
+        result.aligned += 1
+    elif row["status"] == "no_face":
+        result.no_face.append(row["path"])
+    else:
+        result.unreadable.append(row["path"])

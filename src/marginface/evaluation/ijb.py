@@ -1,0 +1,259 @@
+"""IJB-B / IJB-C 1:1 template verification, computed as InsightFace's ``eval_ijbc.py`` does.
+
+The benchmark's own files (InsightFace's IJB release layout), under ``ROOT``:
+
+- ``meta/ijbc_name_5pts_score.txt``: per face image, ``name x1 y1 ... x5 y5 score``: its file in
+  ``loose_crop/``, 5 landmarks, and the detector's faceness score;
+- ``meta/ijbc_face_tid_mid.txt``: per face image, in the same order, ``name template media``;
+- ``meta/ijbc_template_pair_label.txt``: ``template1 template2 label`` (1 = same person).
+
+(``ijbb_*`` for IJB-B.) The protocol, step by step:
+
+1. each loose crop is aligned by its 5 points to the ArcFace 112x112 template;
+2. image feature = embedding of the crop + embedding of its mirror (flip test), **not**
+   normalised (InsightFace's "norm score" mode keeps the norm as a quality signal), then
+   multiplied by the faceness score (its "detector score" mode);
+3. within a template, the features of one media (the frames of one video) are averaged; the
+   template feature is the sum over its media, then L2-normalised;
+4. a pair's score is the cosine of its two template features;
+5. ROC (scikit-learn's ``roc_curve`` with its default dropping of collinear points); TAR at each
+   FAR in 1e-6 .. 1e-1 is the TPR of the ROC point whose FPR is *nearest* that FAR (ties: the
+   larger TPR), which is how eval_ijbc.py reads its table.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from marginface.evaluation.metrics import FARS, far_key
+
+
+@dataclass
+class IJBMeta:
+    """One IJB benchmark's metadata: per face image ``names`` (N), ``landmarks`` (N, 5, 2),
+    ``faceness`` (N), ``templates`` (N), ``medias`` (N); per pair ``pairs`` (P, 2) of template ids
+    and ``labels`` (P,)."""
+
+    root: Path
+    target: str
+    names: list[str]
+    landmarks: np.ndarray
+    faceness: np.ndarray
+    templates: np.ndarray
+    medias: np.ndarray
+    pairs: np.ndarray
+    labels: np.ndarray
+
+
+def _rows(path: Path, fields: int | None = None) -> list[list[str]]:
+    if not path.is_file():
+        raise FileNotFoundError(f"IJB metadata file {path} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if fields is not None and len(parts) != fields:
+            raise ValueError(f"{path} line {number}: expected {fields} fields, got {len(parts)}")
+        rows.append(parts)
+    if not rows:
+        raise ValueError(f"IJB metadata file {path} is empty")
+    return rows
+
+
+def find_target(root: str | os.PathLike) -> str:
+    """``IJBC`` or ``IJBB``: whichever ``ROOT/meta/<target>_template_pair_label.txt`` exists."""
+    meta = Path(root) / "meta"
+    found = [
+        t for t in ("IJBC", "IJBB") if (meta / f"{t.lower()}_template_pair_label.txt").is_file()
+    ]
+    if len(found) != 1:
+        raise FileNotFoundError(
+            f"{root}/meta holds {'both' if found else 'neither'} ijbc_template_pair_label.txt "
+            "and ijbb_template_pair_label.txt: give the target (IJBB or IJBC)"
+        )
+    return found[0]
+
+
+def read_ijb_meta(root: str | os.PathLike, target: str | None = None) -> IJBMeta:
+    """Read the three metadata files of ``ROOT/meta`` (see the module docstring)."""
+    root = Path(root)
+    target = (target or find_target(root)).upper()
+    if target not in ("IJBB", "IJBC"):
+        raise ValueError(f"target must be IJBB or IJBC, got {target!r}")
+    meta = root / "meta"
+    prefix = target.lower()
+    faces = _rows(meta / f"{prefix}_name_5pts_score.txt", 12)
+    tid_mid = _rows(meta / f"{prefix}_face_tid_mid.txt", 3)
+    pairs = _rows(meta / f"{prefix}_template_pair_label.txt", 3)
+    if len(faces) != len(tid_mid):
+        raise ValueError(
+            f"{prefix}_name_5pts_score.txt lists {len(faces)} images but "
+            f"{prefix}_face_tid_mid.txt {len(tid_mid)}"
+        )
+    numbers = np.array([[float(v) for v in row[1:]] for row in faces])
+    ids = np.array([[int(v) for v in row[1:]] for row in tid_mid], dtype=np.int64)
+    pair_array = np.array([[int(v) for v in row] for row in pairs], dtype=np.int64)
+    known = set(ids[:, 0].tolist())
+    unknown = sorted(set(pair_array[:, :2].reshape(-1).tolist()) - known)
+    if unknown:
+        raise ValueError(f"template pairs name templates without images: {unknown[:5]}")
+    return IJBMeta(
+        root=root,
+        target=target,
+        names=[row[0] for row in faces],
+        landmarks=numbers[:, :10].reshape(-1, 5, 2),
+        faceness=numbers[:, 10],
+        templates=ids[:, 0],
+        medias=ids[:, 1],
+        pairs=pair_array[:, :2],
+        labels=pair_array[:, 2],
+    )
+
+
+class AlignedLooseCrops(Dataset):
+    """The benchmark's loose crops (``ROOT/loose_crop/<name>``) aligned by their 5 points to the
+    ArcFace template: items are (3, S, S) tensors in [-1, 1]."""
+
+    def __init__(self, meta: IJBMeta, image_size: int = 112) -> None:
+        self.meta = meta
+        self.image_size = image_size
+
+    def __len__(self) -> int:
+        return len(self.meta.names)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        from marginface.data.align import align_face
+        from marginface.data.transforms import decode_image, to_tensor
+
+        path = self.meta.root / "loose_crop" / self.meta.names[index]
+        image = decode_image(path)
+        return to_tensor(align_face(image, self.meta.landmarks[index], self.image_size))
+
+
+@torch.inference_mode()
+def image_features(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 64,
+    flip: bool = True,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> np.ndarray:
+    """Unnormalised features (N, D): model(image) + model(mirrored image) with ``flip``."""
+    from tqdm.auto import tqdm
+
+    device = torch.device(device)
+    was_training = model.training
+    model.eval().to(device)
+    chunks = []
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    try:
+        for images in tqdm(loader, desc="IJB images", unit="batch", disable=not progress):
+            images = images.to(device)
+            feats = model(images).float()
+            if flip:
+                feats = feats + model(torch.flip(images, dims=[3])).float()
+            chunks.append(feats.cpu().numpy().astype(np.float64))
+    finally:
+        model.train(was_training)
+    return np.concatenate(chunks)
+
+
+def template_features(
+    features: np.ndarray,
+    templates: np.ndarray,
+    medias: np.ndarray,
+    faceness: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Template features (T, D), L2-normalised, and the sorted template ids (T,).
+
+    ``features`` (N, D) are weighted by ``faceness`` (N,) when given; a template's media are
+    each averaged over their images, then summed.
+    """
+    features = np.asarray(features, dtype=np.float64)
+    if faceness is not None:
+        features = features * np.asarray(faceness, dtype=np.float64)[:, None]
+    unique = np.unique(templates)
+    out = np.zeros((len(unique), features.shape[1]))
+    for row, template in enumerate(unique):
+        mine = templates == template
+        feats, media = features[mine], medias[mine]
+        for m in np.unique(media):
+            out[row] += feats[media == m].mean(axis=0)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, np.finfo(np.float64).tiny), unique
+
+
+def template_pair_scores(
+    feats: np.ndarray, template_ids: np.ndarray, pairs: np.ndarray
+) -> np.ndarray:
+    """Cosine scores (P,) of template pairs (P, 2) of ids, from :func:`template_features`."""
+    position = {int(t): i for i, t in enumerate(template_ids)}
+    first = np.array([position[int(t)] for t in pairs[:, 0]])
+    second = np.array([position[int(t)] for t in pairs[:, 1]])
+    return np.sum(feats[first] * feats[second], axis=1)
+
+
+def nearest_far_tar(
+    scores: np.ndarray, labels: np.ndarray, fars: tuple[float, ...] = FARS
+) -> dict[float, float]:
+    """TAR at each FAR as eval_ijbc.py reads it: the ROC point (collinear points dropped) whose
+    FPR is nearest the FAR; among equally near points, the one with the larger TPR."""
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    fpr, tpr = fpr[::-1], tpr[::-1]
+    out = {}
+    for far in fars:
+        distance = np.abs(fpr - far)
+        out[far] = float(tpr[int(np.flatnonzero(distance == distance.min())[0])])
+    return out
+
+
+def evaluate_ijb(
+    model: nn.Module,
+    root: str | os.PathLike | IJBMeta,
+    target: str | None = None,
+    image_size: int = 112,
+    batch_size: int = 64,
+    flip: bool = True,
+    detector_score: bool = True,
+    device: str | torch.device = "cpu",
+    num_workers: int = 0,
+    progress: bool = True,
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """IJB-B/C 1:1 verification of ``model`` (see the module docstring).
+
+    Returns ``(metrics, scores, labels)``: metrics holds ``target``, ``num_pairs``,
+    ``num_templates``, ``num_images``, ``auc`` and ``tar_at_far`` ({"1e-04": tar, ...}).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    meta = root if isinstance(root, IJBMeta) else read_ijb_meta(root, target)
+    feats = image_features(
+        model, AlignedLooseCrops(meta, image_size), batch_size, flip, device, num_workers, progress
+    )
+    templates, ids = template_features(
+        feats, meta.templates, meta.medias, meta.faceness if detector_score else None
+    )
+    scores = template_pair_scores(templates, ids, meta.pairs)
+    labels = meta.labels.astype(bool)
+    metrics = {
+        "target": meta.target,
+        "num_pairs": int(len(scores)),
+        "num_templates": int(len(ids)),
+        "num_images": int(len(meta.names)),
+        "auc": float(roc_auc_score(labels, scores)),
+        "tar_at_far": {far_key(f): t for f, t in nearest_far_tar(scores, labels).items()},
+    }
+    return metrics, scores, labels
