@@ -120,6 +120,7 @@ def compare(dataset: str, runs: list[dict], issame: np.ndarray, groups: np.ndarr
                 mean[n], mean["softmax"], issame, groups, far, replicates=reps
             )
             for far in FARS
+            if far * int((~issame).sum()) >= 1  # resolvable by the impostor pairs
         }
     return rows, intervals
 

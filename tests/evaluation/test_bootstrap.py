@@ -105,3 +105,10 @@ def test_seed_rows_average_the_per_seed_tar():
     ]
     assert r["a"] == pytest.approx(np.mean([s["a"] for s in singles]))
     assert r["difference"] == pytest.approx(np.mean([s["difference"] for s in singles]))
+
+
+def test_a_far_the_impostors_cannot_resolve_is_refused():
+    rng, issame, groups = _pairs(n_ids=10, per=20)  # 100 impostor pairs
+    s = issame * 1.0 + rng.normal(0, 1.0, len(issame))
+    with pytest.raises(ValueError, match="not resolvable with 100 impostor pairs"):
+        paired_bootstrap(s, s, issame, groups, far=1e-3)

@@ -90,7 +90,7 @@ class DemoConfig:
     backbone: str = "small_cnn"
     embedding_size: int = 128
     image_size: int = 32
-    epochs: int = 8
+    epochs: int = 16
     batch_size: int = 64
     optimizer: str = "adamw"
     lr: float = 2e-3

@@ -109,6 +109,11 @@ def paired_bootstrap(
         )
     if y.all() or not y.any():
         raise ValueError("the pairs need both genuine and impostor pairs")
+    if far * int((~y).sum()) < 1:
+        raise ValueError(
+            f"FAR {far:g} is not resolvable with {int((~y).sum())} impostor pairs "
+            f"(it needs at least {int(np.ceil(1 / far))})"
+        )
 
     def mean_tar(scores: np.ndarray, w: np.ndarray) -> np.ndarray:
         return np.mean([weighted_tar_at_far(row, y, w, far) for row in scores], axis=0)
