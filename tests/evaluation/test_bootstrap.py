@@ -112,3 +112,12 @@ def test_a_far_the_impostors_cannot_resolve_is_refused():
     s = issame * 1.0 + rng.normal(0, 1.0, len(issame))
     with pytest.raises(ValueError, match="not resolvable with 100 impostor pairs"):
         paired_bootstrap(s, s, issame, groups, far=1e-3)
+
+
+def test_several_fars_in_one_pass_equal_one_at_a_time():
+    rng, issame, groups = _pairs(seed=6)
+    a = issame * 2.0 + rng.normal(0, 0.6, len(issame))
+    b = issame * 2.0 + rng.normal(0, 0.9, len(issame))
+    both = paired_bootstrap(a, b, issame, groups, far=(1e-2, 1e-1), replicates=60)
+    for far in (1e-2, 1e-1):
+        assert both[far] == paired_bootstrap(a, b, issame, groups, far=far, replicates=60)

@@ -123,10 +123,11 @@ def verdicts(
         mine = np.stack([r.scores for r in rs])
         n = min(len(mine), len(base))
         out[head] = {}
-        for far in FARS:
-            if far * int((~issame).sum()) < 1:
-                continue  # not resolvable with this many impostor pairs
-            b = paired_bootstrap(mine[:n], base[:n], issame, groups, far, replicates)
+        fars = [f for f in FARS if f * int((~issame).sum()) >= 1]  # resolvable ones
+        if not fars:
+            continue
+        by_far = paired_bootstrap(mine[:n], base[:n], issame, groups, fars, replicates)
+        for far, b in by_far.items():
             out[head][f"tar@{far_key(far)}"] = {
                 k: b[k] for k in ("difference", "ci_low", "ci_high", "verdict")
             } | {"tar": b["a"], "softmax_tar": b["b"]}

@@ -19,6 +19,7 @@ above 0 says "ahead", whose upper end is below 0 says "behind", otherwise "withi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,9 +27,10 @@ from numpy.typing import ArrayLike
 
 
 def weighted_tar_at_far(
-    scores: np.ndarray, issame: np.ndarray, weights: np.ndarray, far: float
+    scores: np.ndarray, issame: np.ndarray, weights: np.ndarray, far: float | Sequence[float]
 ) -> np.ndarray:
-    """TAR at FAR of one score vector under R weightings of the pairs, (R,).
+    """TAR at FAR of one score vector under R weightings of the pairs: (R,), or (F, R) for a
+    sequence of F FARs (the impostors' cumulative weights are computed once for all).
 
     ``weights`` (R, N): each pair's count in each replicate. As
     :func:`marginface.evaluation.metrics.tar_at_far` (the best TPR over thresholds whose FAR is
@@ -41,12 +43,16 @@ def weighted_tar_at_far(
     order = imp[np.argsort(-scores[imp], kind="stable")]
     w_imp = w[:, order]
     share = np.cumsum(w_imp, axis=1) / np.maximum(w_imp.sum(axis=1, keepdims=True), 1e-300)
-    over = share > far * (1.0 + 1e-9)
-    first = np.argmax(over, axis=1)
-    v = np.where(over.any(axis=1), scores[order][first], -np.inf)
     w_gen = w[:, gen]
-    accepted = (scores[gen][None, :] > v[:, None]) * w_gen
-    return accepted.sum(axis=1) / np.maximum(w_gen.sum(axis=1), 1e-300)
+    gen_total = np.maximum(w_gen.sum(axis=1), 1e-300)
+    out = []
+    for f in np.atleast_1d(np.asarray(far, np.float64)):
+        over = share > f * (1.0 + 1e-9)
+        first = np.argmax(over, axis=1)
+        v = np.where(over.any(axis=1), scores[order][first], -np.inf)
+        accepted = (scores[gen][None, :] > v[:, None]) * w_gen
+        out.append(accepted.sum(axis=1) / gen_total)
+    return out[0] if np.ndim(far) == 0 else np.stack(out)
 
 
 def identity_counts(
@@ -78,7 +84,7 @@ def paired_bootstrap(
     scores_b: ArrayLike,
     issame: ArrayLike,
     groups: ArrayLike,
-    far: float,
+    far: float | Sequence[float],
     replicates: int = 1000,
     seed: int = 0,
     level: float = 0.95,
@@ -91,11 +97,11 @@ def paired_bootstrap(
             the mean over the S seeds of each model's TAR.
         issame: (N,) True for genuine pairs.
         groups: (N,) the identity each pair belongs to (e.g. its first face's).
-        far: the false-accept rate.
+        far: the false-accept rate, or a sequence of them (one pass over the replicates).
         replicates, seed, level: bootstrap replicates, their seed, the interval's coverage.
 
     Returns ``difference`` (on all pairs), ``ci_low``, ``ci_high``, ``verdict``, ``a``, ``b``,
-    ``replicates``, ``level``.
+    ``replicates``, ``level``; for a sequence of FARs, a dict of those per FAR.
     """
     a = np.atleast_2d(np.asarray(scores_a, np.float64))
     b = np.atleast_2d(np.asarray(scores_b, np.float64))
@@ -109,33 +115,38 @@ def paired_bootstrap(
         )
     if y.all() or not y.any():
         raise ValueError("the pairs need both genuine and impostor pairs")
-    if far * int((~y).sum()) < 1:
-        raise ValueError(
-            f"FAR {far:g} is not resolvable with {int((~y).sum())} impostor pairs "
-            f"(it needs at least {int(np.ceil(1 / far))})"
-        )
+    fars = [float(f) for f in np.atleast_1d(np.asarray(far, np.float64))]
+    for f in fars:
+        if f * int((~y).sum()) < 1:
+            raise ValueError(
+                f"FAR {f:g} is not resolvable with {int((~y).sum())} impostor pairs "
+                f"(it needs at least {int(np.ceil(1 / f))})"
+            )
 
-    def mean_tar(scores: np.ndarray, w: np.ndarray) -> np.ndarray:
-        return np.mean([weighted_tar_at_far(row, y, w, far) for row in scores], axis=0)
+    def mean_tar(scores: np.ndarray, w: np.ndarray) -> np.ndarray:  # (F, R)
+        return np.mean([weighted_tar_at_far(row, y, w, fars) for row in scores], axis=0)
 
     ones = np.ones((1, n))
-    ta, tb = mean_tar(a, ones)[0], mean_tar(b, ones)[0]
+    ta, tb = mean_tar(a, ones)[:, 0], mean_tar(b, ones)[:, 0]
     counts, index = identity_counts(groups, replicates, seed)
     step = max(1, 4_000_000 // n)  # replicates per block: a few (block, N) temporaries
     diffs = []
     for i in range(0, replicates, step):
         w = counts[i : i + step][:, index]
         diffs.append(mean_tar(a, w) - mean_tar(b, w))
-    diffs = np.concatenate(diffs)
+    diffs = np.concatenate(diffs, axis=1)  # (F, R)
     tail = (1.0 - level) / 2.0
-    low, high = (float(q) for q in np.quantile(diffs, [tail, 1.0 - tail]))
-    return {
-        "difference": float(ta - tb),
-        "ci_low": low,
-        "ci_high": high,
-        "verdict": verdict_of(low, high),
-        "a": float(ta),
-        "b": float(tb),
-        "replicates": int(replicates),
-        "level": float(level),
-    }
+    out = {}
+    for k, f in enumerate(fars):
+        low, high = (float(q) for q in np.quantile(diffs[k], [tail, 1.0 - tail]))
+        out[f] = {
+            "difference": float(ta[k] - tb[k]),
+            "ci_low": low,
+            "ci_high": high,
+            "verdict": verdict_of(low, high),
+            "a": float(ta[k]),
+            "b": float(tb[k]),
+            "replicates": int(replicates),
+            "level": float(level),
+        }
+    return out[fars[0]] if np.ndim(far) == 0 else out
