@@ -57,17 +57,15 @@ def _render_all(cfg: DemoConfig) -> dict[str, CachedFaces]:
 def deviations_of(cfg: DemoConfig, num_classes: int | None = None) -> list[str]:
     """Human-readable list of the departures from the heads' usual defaults (with
     ``num_classes``, the scale s = auto of every cosine head that keeps it, and its value)."""
-    from marginface.heads import create_head, head_hparams
-    from marginface.heads.scale import auto_scale, uses_scale
+    from marginface.heads import head_hparams
+    from marginface.training.watch import resolve_scale
 
     lines = []
-    for head in cfg.heads:
-        kwargs = cfg.head_kwargs.get(head, {})
-        probe = create_head(head, 1, 3, **{k: v for k, v in kwargs.items() if k != "s"})
-        if num_classes and uses_scale(probe) and kwargs.get("s", "auto") == "auto":
-            value = auto_scale(probe, num_classes)
+    for head in cfg.heads if num_classes else []:
+        _, choice = resolve_scale(head, 1, num_classes, cfg.head_kwargs.get(head, {}))
+        if choice.rule is not None:  # s = auto was applied
             lines.append(
-                f"- comparison, {head}: s=auto = {value:.2f} for {num_classes} classes "
+                f"- comparison, {head}: s=auto = {choice.value:.2f} for {num_classes} classes "
                 f"(usual {head_hparams(head)['s']})"
             )
     for label, table in (("comparison", cfg.head_kwargs), ("2-D/3-D toy", cfg.toy_head_kwargs)):

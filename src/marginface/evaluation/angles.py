@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def class_centres(head: nn.Module) -> Tensor:
-    """The head's class centres (C, D); sub-centre heads give (C, K, D)."""
-    weight = head.weight.detach().float().cpu()
+def class_centres(head: nn.Module, weight: Tensor | None = None) -> Tensor:
+    """The head's class centres (C, D); sub-centre heads give (C, K, D). ``weight``: the rows
+    to use instead of ``head.weight`` (e.g. all ranks' rows of a sharded head)."""
+    weight = (head.weight if weight is None else weight).detach().float().cpu()
     k = int(getattr(head, "subcenters", 1))
     return weight.view(-1, k, weight.shape[1]) if k > 1 else weight
 

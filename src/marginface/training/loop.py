@@ -492,22 +492,28 @@ class Trainer:
         state = self.head_state()  # collective with PartialFC
         if not self.env.is_main or state is None:
             return None
-        from marginface.evaluation.angles import centre_angles, embed_raw, nearer_own_share
+        from marginface.evaluation.angles import (
+            centre_angles,
+            class_centres,
+            embed_raw,
+            nearer_own_share,
+        )
 
         rng = torch.Generator().manual_seed(self.cfg.seed + 1)
-        idx = torch.randperm(len(self.dataset), generator=rng)[:n].sort().values
+        idx = torch.randperm(len(self.dataset), generator=rng)[:n].sort().values.tolist()
+        features, labels = [], []
         devices_rng = ckpt.capture_rng()  # augmenting datasets draw from the global RNG
         try:
-            items = [self.dataset[int(i)] for i in idx]
+            for start in range(0, n, 256):  # a batch of images in memory at a time
+                items = [self.dataset[i] for i in idx[start : start + 256]]
+                images = torch.stack([torch.as_tensor(im) for im, _ in items])
+                features.append(embed_raw(self.model.backbone, images, self.env.device))
+                labels += [int(y) for _, y in items]
         finally:
             ckpt.restore_rng(devices_rng)
-        images = torch.stack([torch.as_tensor(im) for im, _ in items])
-        labels = torch.tensor([int(y) for _, y in items])
-        features = embed_raw(self.model.backbone, images, self.env.device)
-        k = self.margin_head.subcenters
-        weight = state["head.weight" if self.sharded else "weight"].detach().float().cpu()
-        centres = weight.view(-1, k, weight.shape[1]) if k > 1 else weight
-        share = nearer_own_share(*centre_angles(features, labels, centres))
+        weight = state["head.weight" if self.sharded else "weight"]
+        centres = class_centres(self.margin_head, weight)
+        share = nearer_own_share(*centre_angles(torch.cat(features), torch.tensor(labels), centres))
         summary = {"nearer_own_share": share, "images": n}
         self.logger.event("summary", self.history[-1]["step"] if self.history else 0, **summary)
         return summary
