@@ -26,6 +26,11 @@ def test_bad_kwarg_and_embedding_size():
         create_backbone("small_cnn", embedding_size=0)
 
 
+def test_options_are_checked_against_the_factory_signature():
+    with pytest.raises(ValueError, match="unknown option.*drop_out.*'iresnet18'.*dropout=0.0"):
+        create_backbone("iresnet18", drop_out=0.1)
+
+
 CASES = [("small_cnn", 16), ("small_cnn", 32), ("mobilefacenet", 32), ("mobilefacenet", 64)]
 
 

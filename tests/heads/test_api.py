@@ -96,3 +96,35 @@ def test_lightweight_import():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_an_unregistered_head_knows_its_own_hyperparameters():
+    """repr() and hparams() read the class's own constructor, not the registry's entry."""
+
+    class Plain(marginface.heads.MarginHead):
+        pass
+
+    assert repr(Plain(3, 4)) == "Plain(embedding_size=3, num_classes=4, s=64.0)"
+
+    class Wider(marginface.heads.ArcFace):  # a subclass with one more hyperparameter
+        def __init__(self, embedding_size, num_classes, s=8.0, m=0.2, t=0.5):
+            super().__init__(embedding_size, num_classes, s=s, m=m)
+            self.t = t
+
+    assert Wider.default_hparams() == {"s": 8.0, "m": 0.2, "t": 0.5}
+    assert Wider(3, 4, t=0.25).hparams() == {"s": 8.0, "m": 0.2, "t": 0.25}
+    assert "t=0.25" in repr(Wider(3, 4, t=0.25))
+
+
+def test_variants_are_registry_entries_with_their_own_defaults():
+    from marginface.heads import ElasticFaceCosPlus
+    from marginface.heads.elasticface import ElasticFace
+
+    assert head_hparams("elasticface_cos_plus") == {"s": 64.0, "m": 0.35, "std": 0.02, "seed": None}
+    head = marginface.create_head("elasticface_cos_plus", 4, 5, seed=1)
+    assert type(head) is ElasticFaceCosPlus and isinstance(head, ElasticFace)
+    assert (head.kind, head.plus, head.head_name) == ("cos", True, "elasticface_cos_plus")
+    with pytest.raises(ValueError, match="unknown hyperparameter.*plus"):
+        marginface.create_head("elasticface_cos_plus", 4, 5, plus=False)  # fixed by the entry
+    again = type(head)(4, 5, **head.hparams())
+    assert (again.kind, again.plus, again.std) == ("cos", True, 0.02)

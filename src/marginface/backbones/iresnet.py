@@ -15,6 +15,8 @@ sizes change only the input width of ``fc``: 512 * s * s with s = S halved (roun
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 
@@ -137,6 +139,10 @@ def _factory(depth: int):
         return IResNet(LAYERS[depth], embedding_size, name=f"iresnet{depth}", **kwargs)
 
     build.__doc__ = f"iResNet-{depth}, blocks {list(LAYERS[depth])} (InsightFace ``r{depth}``)."
+    sig = inspect.signature(IResNet)  # the options: IResNet's, less the two fixed here
+    build.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[p for k, p in sig.parameters.items() if k not in ("layers", "name")]
+    )
     return build
 
 

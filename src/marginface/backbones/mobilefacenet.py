@@ -129,7 +129,5 @@ class MobileFaceNet(nn.Module):
             return self.features(self.linear(x.float()))
 
 
-@register_backbone("mobilefacenet")
-def mobilefacenet(embedding_size: int = 512, **kwargs) -> MobileFaceNet:
-    """MobileFaceNet (Chen et al. 2018), ~1M parameters; inputs of any side divisible by 16."""
-    return MobileFaceNet(embedding_size, **kwargs)
+#: the factory of ``mobilefacenet``: the class itself (its signature names the options)
+mobilefacenet = register_backbone("mobilefacenet")(MobileFaceNet)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
@@ -12,7 +13,8 @@ _BACKBONES: dict[str, BackboneFactory] = {}
 
 
 def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Decorator: make a factory ``f(embedding_size=512, **kw) -> nn.Module`` available by name."""
+    """Decorator: make a factory ``f(embedding_size=512, **options) -> nn.Module`` (a function
+    or a module class) available by name; its signature names the options it takes."""
 
     def decorate(factory: BackboneFactory) -> BackboneFactory:
         if name in _BACKBONES and _BACKBONES[name] is not factory:
@@ -28,14 +30,27 @@ def list_backbones() -> list[str]:
     return sorted(_BACKBONES)
 
 
+def backbone_options(name: str) -> dict[str, object] | None:
+    """The options of backbone ``name`` beyond ``embedding_size``, with their defaults; None
+    when its factory takes any keyword (``**kwargs``: not checked before the call)."""
+    params = inspect.signature(_BACKBONES[name]).parameters
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return {
+        k: p.default
+        for k, p in params.items()
+        if k != "embedding_size" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
 def create_backbone(name: str, embedding_size: int = 512, **kwargs: object) -> nn.Module:
     """Build the backbone registered as ``name``: a module mapping (B, 3, H, W) -> (B, D).
 
     Args:
         name: one of :func:`list_backbones`, e.g. ``"iresnet50"`` or ``"small_cnn"``.
         embedding_size: width D of the embedding.
-        **kwargs: architecture options (``input_size``, ``dropout``, ...); unknown ones are a
-            TypeError from the factory, an unknown name a ValueError listing the valid ones.
+        **kwargs: architecture options (``input_size``, ``dropout``, ...); an unknown option
+            or an unknown name is a ValueError listing the valid ones.
     """
     if name not in _BACKBONES:
         valid = ", ".join(list_backbones())
@@ -43,6 +58,13 @@ def create_backbone(name: str, embedding_size: int = 512, **kwargs: object) -> n
     size = embedding_size
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
+    options = backbone_options(name)
+    unknown = sorted(set(kwargs) - set(options)) if options is not None else []
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for backbone {name!r}; "
+            f"valid: {', '.join(f'{k}={v!r}' for k, v in options.items()) or '(none)'}"
+        )
     try:
         return _BACKBONES[name](embedding_size=embedding_size, **kwargs)
     except TypeError as exc:

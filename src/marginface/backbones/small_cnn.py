@@ -68,7 +68,5 @@ class SmallCNN(nn.Module):
             return self.features(self.fc(x.float()))
 
 
-@register_backbone("small_cnn")
-def small_cnn(embedding_size: int = 512, **kwargs) -> SmallCNN:
-    """A small fast CNN (~1.2M parameters) for CPU training and tests; any input size >= 8."""
-    return SmallCNN(embedding_size, **kwargs)
+#: the factory of ``small_cnn``: the class itself (its signature names the options)
+small_cnn = register_backbone("small_cnn")(SmallCNN)

@@ -9,23 +9,6 @@ torch.Size([4, 5])
 True
 """
 
-from marginface.heads import (
-    adacos,
-    adaface,
-    arcface,
-    combined,
-    cosface,
-    curricularface,
-    elasticface,
-    magface,
-    normface,
-    softmax,
-    sphereface,
-    sphereface2,
-    sphereface_r,
-    subcenter,
-    uniface,
-)
 from marginface.heads.adacos import AdaCos, adacos_scale
 from marginface.heads.adaface import AdaFace
 from marginface.heads.arcface import ArcFace, arc_margin

@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from marginface.heads._math import EPS
 from marginface.heads.fused import auto_chunk_size
-
-_EPS = 1e-12  # as F.normalize and the base class
 
 #: Default bytes of a block's temporaries on CUDA devices (CPU: fused.DEFAULT_CHUNK_BYTES).
 GPU_CHUNK_BYTES = 64 * 2**20
@@ -30,7 +29,7 @@ BlockFn = Callable[[Tensor, int, int], Tensor]
 
 
 def _block(fn: BlockFn, xn: Tensor, weight: Tensor, c0: int, c1: int) -> Tensor:
-    w = F.normalize(weight[c0:c1], dim=1, eps=_EPS)
+    w = F.normalize(weight[c0:c1], dim=1, eps=EPS)
     return fn(xn @ w.t(), c0, c1)
 
 
@@ -90,5 +89,5 @@ def softplus(x: Tensor) -> Tensor:
 def target_cosine(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
     """cos(x_i, w_{y_i}), (B,), from the target rows only (one centre per class; dense
     gradient, as the per-block terms give)."""
-    w = F.normalize(weight[labels], dim=1, eps=_EPS)
-    return (F.normalize(x, dim=1, eps=_EPS) * w).sum(dim=1)
+    w = F.normalize(weight[labels], dim=1, eps=EPS)
+    return (F.normalize(x, dim=1, eps=EPS) * w).sum(dim=1)

@@ -7,6 +7,15 @@ import math
 import torch
 from torch import Tensor
 
+#: the norm floor of every normalisation of features and class centres (as ``F.normalize``)
+EPS = 1e-12
+
+
+def no_autocast(device_type: str) -> torch.autocast:
+    """A context in which autocast is off: the heads compute their logits and losses in
+    float32 (float64 for float64 inputs) whatever autocast the backbone ran under."""
+    return torch.autocast(device_type=device_type, enabled=False)
+
 
 def safe_sine(cos: Tensor) -> Tensor:
     """sin(theta) = sqrt(1 - cos^2) for cos in [-1, 1], with a finite (zero) gradient at |cos| = 1.

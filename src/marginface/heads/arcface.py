@@ -12,18 +12,23 @@ from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
 
 
-def arc_margin(cos_y: Tensor, m: float, easy_margin: bool = False) -> Tensor:
+def arc_margin(cos_y: Tensor, m: float | Tensor, easy_margin: bool = False) -> Tensor:
     """cos(theta + m) with ArcFace's rules, from cos(theta), shape kept.
 
     Where theta + m > pi (cos < cos(pi - m)) the target would stop falling with theta, so it is
     replaced by ``cos - m sin m`` (InsightFace's and the seed's fallback).  With
     ``easy_margin`` the margin applies only where cos > 0.  Finite gradients at cos = +-1.
+    ``m`` is one margin for all rows or a tensor of one per row (ElasticFace, MagFace).
     """
     c = cos_y.clamp(-1.0, 1.0)
-    phi = c * math.cos(m) - safe_sine(c) * math.sin(m)
+    if isinstance(m, Tensor):
+        cos_m, sin_m, threshold = torch.cos(m), torch.sin(m), torch.cos(math.pi - m)
+    else:
+        cos_m, sin_m, threshold = math.cos(m), math.sin(m), math.cos(math.pi - m)
+    phi = c * cos_m - safe_sine(c) * sin_m
     if easy_margin:
         return torch.where(c > 0, phi, c)
-    return torch.where(c > math.cos(math.pi - m), phi, c - math.sin(m) * m)
+    return torch.where(c > threshold, phi, c - sin_m * m)
 
 
 @register_head("arcface")

@@ -12,6 +12,7 @@ implements :meth:`MarginHead.update_scale`.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import ClassVar
 
@@ -19,13 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from marginface.heads._math import EPS, no_autocast
 from marginface.heads.fused import fused_margin_terms
-
-_EPS = 1e-12
-
-
-def _no_autocast(device_type: str):
-    return torch.autocast(device_type=device_type, enabled=False)
 
 
 class MarginHead(nn.Module):
@@ -112,11 +108,22 @@ class MarginHead(nn.Module):
         hp = ", ".join(f"{k}={v}" for k, v in self.hparams().items())
         return f"embedding_size={self.embedding_size}, num_classes={self.num_classes}, {hp}"
 
-    def hparams(self) -> dict[str, object]:
-        """The constructor hyperparameters of this head (to rebuild it with create_head)."""
-        from marginface.heads.registry import head_hparams
+    @classmethod
+    def default_hparams(cls) -> dict[str, object]:
+        """The hyperparameters of this class's constructor (beyond the two sizes), with their
+        defaults: what :func:`~marginface.heads.create_head` accepts for it."""
+        params = inspect.signature(cls.__init__).parameters
+        return {
+            k: p.default
+            for k, p in params.items()
+            if k not in ("self", "embedding_size", "num_classes")
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
 
-        return {k: getattr(self, k) for k in head_hparams(self.head_name) if hasattr(self, k)}
+    def hparams(self) -> dict[str, object]:
+        """The constructor hyperparameters of this head, as set (to rebuild it: the class, or
+        create_head with its name); those it stores under their own name."""
+        return {k: getattr(self, k) for k in self.default_hparams() if hasattr(self, k)}
 
     def check_inputs(self, embeddings: Tensor, labels: Tensor | None) -> None:
         """ValueError with the numbers for a wrong shape, dtype, width or label."""
@@ -168,7 +175,7 @@ class MarginHead(nn.Module):
         """(B, C) cosines (or raw scores for the plain softmax head), in ``x``'s dtype."""
         w = self._w(x.dtype)
         if self.normalize:
-            z = F.linear(F.normalize(x, dim=1, eps=_EPS), F.normalize(w, dim=1, eps=_EPS))
+            z = F.linear(F.normalize(x, dim=1, eps=EPS), F.normalize(w, dim=1, eps=EPS))
         else:
             bias = self._bias()
             z = F.linear(x, w, None if bias is None else bias.to(x.dtype))
@@ -184,7 +191,7 @@ class MarginHead(nn.Module):
         w = self._w(x.dtype)[rows].view(labels.shape[0], k, -1)
         if self.normalize:
             z = torch.einsum(
-                "bd,bkd->bk", F.normalize(x, dim=1, eps=_EPS), F.normalize(w, dim=2, eps=_EPS)
+                "bd,bkd->bk", F.normalize(x, dim=1, eps=EPS), F.normalize(w, dim=2, eps=EPS)
             )
         else:
             z = torch.einsum("bd,bkd->bk", x, w)
@@ -207,7 +214,7 @@ class MarginHead(nn.Module):
     def forward(self, embeddings: Tensor, labels: Tensor | None = None) -> Tensor:
         """Logits (B, C), float32: with the margin on each row's target when labels are given."""
         self.check_inputs(embeddings, labels)
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x, norms, scale = self._prepare(embeddings, labels)
             z = self.scores(x)
             if labels is None:
@@ -245,10 +252,10 @@ class MarginHead(nn.Module):
         if not fused:
             return F.cross_entropy(self(embeddings, labels), labels.long())
         labels = labels.long()
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x, norms, scale = self._prepare(embeddings, labels)
             cos_y = self._target_score(x, labels)  # detached: for state and thresholds
-            xn = F.normalize(x, dim=1, eps=_EPS) if self.normalize else x
+            xn = F.normalize(x, dim=1, eps=EPS) if self.normalize else x
             w, bias = self._w(x.dtype), self._bias()
             common = dict(
                 bias=None if bias is None else bias.to(x.dtype),

@@ -19,21 +19,12 @@ cosines, which is the paper's stated intent.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from marginface.heads._math import safe_sine
+from marginface.heads.arcface import arc_margin
 from marginface.heads.base import MarginHead
-from marginface.heads.registry import register_head
-
-
-def arc_margin_per_sample(cos_y: Tensor, m: Tensor) -> Tensor:
-    """cos(theta + m_i) with ArcFace's fallback ``cos - m_i sin m_i`` where theta + m_i > pi."""
-    c = cos_y.clamp(-1.0, 1.0)
-    phi = c * torch.cos(m) - safe_sine(c) * torch.sin(m)
-    return torch.where(c > torch.cos(math.pi - m), phi, c - torch.sin(m) * m)
+from marginface.heads.registry import register_variant
 
 
 def assign_sorted(margins: Tensor, cos_y: Tensor) -> Tensor:
@@ -48,8 +39,9 @@ def assign_sorted(margins: Tensor, cos_y: Tensor) -> Tensor:
     return out
 
 
-class _ElasticBase(MarginHead):
-    """Shared machinery: per-sample margins from a generator kept in the module state.
+class ElasticFace(MarginHead):
+    """ElasticFace: the margin of each sample drawn from N(m, std); registered as the four
+    variants below (``kind`` "arc" or "cos", ``plus`` for the sorted "+" assignment).
 
     In training mode each labelled call draws B margins from N(m, std) with a CPU
     ``torch.Generator`` whose full state is the buffer ``rng_state`` (saved in
@@ -59,22 +51,25 @@ class _ElasticBase(MarginHead):
     ``last_margins`` (not saved).
     """
 
-    plus: bool = False
-
     def __init__(
         self,
         embedding_size: int,
         num_classes: int,
-        s: float,
-        m: float,
-        std: float,
-        seed: int | None,
+        s: float = 64.0,
+        m: float = 0.5,
+        std: float = 0.05,
+        seed: int | None = None,
+        kind: str = "arc",
+        plus: bool = False,
     ) -> None:
         super().__init__(embedding_size, num_classes, s=s)
         if not std >= 0:
             raise ValueError(f"std must be >= 0, got {std}")
+        if kind not in ("arc", "cos"):
+            raise ValueError(f"kind must be 'arc' or 'cos', got {kind!r}")
         self.m, self.std = float(m), float(std)
         self.seed = None if seed is None else int(seed)
+        self.kind, self.plus = kind, bool(plus)
         g = torch.Generator()
         g.manual_seed(int(torch.randint(0, 2**62, ())) if seed is None else int(seed))
         self.register_buffer("rng_state", g.get_state())
@@ -103,89 +98,49 @@ class _ElasticBase(MarginHead):
             return pending.to(cos_y.dtype)
         return torch.full_like(cos_y, self.m)
 
-
-class _ElasticArc(_ElasticBase):
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        return arc_margin_per_sample(cos_y, self.sample_margins(cos_y))
+        m = self.sample_margins(cos_y)
+        return arc_margin(cos_y, m) if self.kind == "arc" else cos_y - m
 
 
-class _ElasticCos(_ElasticBase):
-    def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        return cos_y - self.sample_margins(cos_y)
-
-
-@register_head("elasticface_arc")
-class ElasticFaceArc(_ElasticArc):
-    """Target ``s * cos(theta_y + m_i)``, m_i ~ N(m, std) per sample; others ``s * cos``.
+ElasticFaceArc = register_variant(
+    "elasticface_arc",
+    ElasticFace,
+    "ElasticFaceArc",
+    fixed={"kind": "arc", "plus": False},
+    doc="""Target ``s * cos(theta_y + m_i)``, m_i ~ N(m, std) per sample; others ``s * cos``.
 
     Where theta_y + m_i > pi, ArcFace's fallback ``cos - m_i sin m_i`` keeps the target
     falling (the reference has no fallback).  Args: s (64), m (0.5), std (0.05), seed.
-    """
-
-    def __init__(
-        self,
-        embedding_size: int,
-        num_classes: int,
-        s: float = 64.0,
-        m: float = 0.5,
-        std: float = 0.05,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(embedding_size, num_classes, s, m, std, seed)
-
-
-@register_head("elasticface_arc_plus")
-class ElasticFaceArcPlus(_ElasticArc):
-    """ElasticFace-Arc+: as ``elasticface_arc``, the drawn margins sorted so that lower
+    """,
+)
+ElasticFaceArcPlus = register_variant(
+    "elasticface_arc_plus",
+    ElasticFace,
+    "ElasticFaceArcPlus",
+    fixed={"kind": "arc", "plus": True},
+    std=0.0175,
+    doc="""ElasticFace-Arc+: as ``elasticface_arc``, the drawn margins sorted so that lower
     target cosines get larger margins.  Args: s (64), m (0.5), std (0.0175, the reference
-    config for Arc+), seed."""
-
-    plus = True
-
-    def __init__(
-        self,
-        embedding_size: int,
-        num_classes: int,
-        s: float = 64.0,
-        m: float = 0.5,
-        std: float = 0.0175,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(embedding_size, num_classes, s, m, std, seed)
-
-
-@register_head("elasticface_cos")
-class ElasticFaceCos(_ElasticCos):
-    """Target ``s * (cos theta_y - m_i)``, m_i ~ N(m, std) per sample; others ``s * cos``.
-    Args: s (64), m (0.35), std (0.05), seed."""
-
-    def __init__(
-        self,
-        embedding_size: int,
-        num_classes: int,
-        s: float = 64.0,
-        m: float = 0.35,
-        std: float = 0.05,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(embedding_size, num_classes, s, m, std, seed)
-
-
-@register_head("elasticface_cos_plus")
-class ElasticFaceCosPlus(_ElasticCos):
-    """ElasticFace-Cos+: as ``elasticface_cos``, the drawn margins sorted so that lower
+    config for Arc+), seed.""",
+)
+ElasticFaceCos = register_variant(
+    "elasticface_cos",
+    ElasticFace,
+    "ElasticFaceCos",
+    fixed={"kind": "cos", "plus": False},
+    m=0.35,
+    doc="""Target ``s * (cos theta_y - m_i)``, m_i ~ N(m, std) per sample; others ``s * cos``.
+    Args: s (64), m (0.35), std (0.05), seed.""",
+)
+ElasticFaceCosPlus = register_variant(
+    "elasticface_cos_plus",
+    ElasticFace,
+    "ElasticFaceCosPlus",
+    fixed={"kind": "cos", "plus": True},
+    m=0.35,
+    std=0.02,
+    doc="""ElasticFace-Cos+: as ``elasticface_cos``, the drawn margins sorted so that lower
     target cosines get larger margins.  Args: s (64), m (0.35), std (0.02, the reference
-    config for Cos+), seed."""
-
-    plus = True
-
-    def __init__(
-        self,
-        embedding_size: int,
-        num_classes: int,
-        s: float = 64.0,
-        m: float = 0.35,
-        std: float = 0.02,
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(embedding_size, num_classes, s, m, std, seed)
+    config for Cos+), seed.""",
+)

@@ -28,7 +28,7 @@ import math
 import torch
 from torch import Tensor
 
-_EPS = 1e-12  # as F.normalize
+from marginface.heads._math import EPS
 
 #: Default size of the per-chunk working set in bytes, on CPU and on CUDA devices.  Measured
 #: at B = D = 512, C = 100,000, ArcFace forward + backward: on 2 CPU cores 24 MiB is as fast as
@@ -72,7 +72,7 @@ class _Block:
         self.weight, self.labels, self.bias, self.k = weight, labels, bias, k
         self.neg_threshold, self.neg_t = neg_threshold, neg_t
         if normalize and inv_norm is None:  # the backward pass reuses the forward's
-            inv_norm = 1.0 / weight.norm(dim=1).clamp_min(_EPS)
+            inv_norm = 1.0 / weight.norm(dim=1).clamp_min(EPS)
         self.inv_norm = inv_norm if normalize else None
         # fast path: the row scale is folded into the features, logits = (r x) . (W / |W|)
         self.fast = neg_threshold is None and k == 1

@@ -7,12 +7,10 @@ reference code github.com/IrvingMeng/MagFace (``models/magface.py``, ``run/train
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from marginface.heads._math import safe_sine
+from marginface.heads.arcface import arc_margin
 from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
 
@@ -95,12 +93,7 @@ class MagFace(MarginHead):
         return a / self.u_a**2 + 1.0 / a
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        m = self.adaptive_margin(norms)
-        c = cos_y.clamp(-1.0, 1.0)
-        phi = c * torch.cos(m) - safe_sine(c) * torch.sin(m)
-        if self.easy_margin:
-            return torch.where(c > 0, phi, c)
-        return torch.where(c > torch.cos(math.pi - m), phi, c - torch.sin(m) * m)
+        return arc_margin(cos_y, self.adaptive_margin(norms), self.easy_margin)
 
     def loss(self, embeddings: Tensor, labels: Tensor, **kwargs) -> Tensor:
         """``CE + lambda_g * mean(g(a))``; keyword arguments as :meth:`MarginHead.loss`."""

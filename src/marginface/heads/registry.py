@@ -1,10 +1,16 @@
-"""Name -> head class registry behind :func:`create_head` and :func:`list_heads`."""
+"""Name -> head class registry behind :func:`create_head` and :func:`list_heads`.
+
+A head class registers itself with the decorator :func:`register_head`; its hyperparameters
+and their defaults are those of its constructor (:meth:`MarginHead.default_hparams`).  A
+variant of a head, the same class with some constructor arguments fixed and other defaults
+(ElasticFace's four), is registered as data with :func:`register_variant`.
+"""
 
 from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +32,48 @@ def register_head(name: str) -> Callable[[type[MarginHead]], type[MarginHead]]:
     return decorate
 
 
+def register_variant(
+    name: str,
+    base: type[MarginHead],
+    class_name: str,
+    *,
+    fixed: Mapping[str, object],
+    doc: str,
+    **defaults: object,
+) -> type[MarginHead]:
+    """Register ``base`` under ``name`` with the constructor arguments ``fixed`` (which are then
+    not hyperparameters of ``name``) and ``defaults`` in place of the constructor's.
+
+    Returns the subclass of ``base`` that these data make (``class_name``, docstring ``doc``):
+    its constructor is ``base``'s with ``fixed`` applied and the new defaults, and its
+    :meth:`~MarginHead.default_hparams` say so, so that it is rebuilt like any other head.
+    """
+    params = inspect.signature(base.__init__).parameters
+    unknown = sorted((set(fixed) | set(defaults)) - set(params))
+    if unknown:
+        raise ValueError(f"{base.__name__} takes no argument(s) {', '.join(unknown)}")
+    signature = inspect.signature(base.__init__)
+    signature = signature.replace(
+        parameters=[
+            p.replace(default=defaults.get(k, p.default))
+            for k, p in params.items()
+            if k not in fixed
+        ]
+    )
+    own = {k: p.default for k, p in signature.parameters.items() if p.default is not p.empty}
+
+    def __init__(self, embedding_size: int, num_classes: int, **hparams: object) -> None:
+        extra = sorted(set(hparams) - set(own))
+        if extra:
+            raise TypeError(f"{class_name}() got unexpected keyword argument(s) {extra}")
+        base.__init__(self, embedding_size, num_classes, **{**own, **hparams, **fixed})
+
+    __init__.__signature__ = signature  # type: ignore[attr-defined]
+    namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__}
+    cls = type(class_name, (base,), namespace)
+    return register_head(name)(cls)
+
+
 def list_heads() -> list[str]:
     """Names accepted by :func:`create_head`, sorted."""
     return sorted(_HEADS)
@@ -39,13 +87,7 @@ def head_class(name: str) -> type[MarginHead]:
 
 def head_hparams(name: str) -> dict[str, object]:
     """The hyperparameters of head ``name`` with their defaults (beyond the two sizes)."""
-    params = inspect.signature(head_class(name).__init__).parameters
-    return {
-        k: p.default
-        for k, p in params.items()
-        if k not in ("self", "embedding_size", "num_classes")
-        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return head_class(name).default_hparams()
 
 
 def create_head(name: str, embedding_size: int, num_classes: int, **hparams: object) -> MarginHead:
@@ -59,7 +101,7 @@ def create_head(name: str, embedding_size: int, num_classes: int, **hparams: obj
             ValueError that lists the valid ones.
     """
     cls = head_class(name)
-    valid = head_hparams(name)
+    valid = cls.default_hparams()
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
         raise ValueError(

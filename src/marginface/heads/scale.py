@@ -51,11 +51,9 @@ def uses_scale(head: type[MarginHead] | MarginHead) -> bool:
     fixed default s: the heads :func:`auto_scale` applies to (not plain softmax, SphereFace's
     feature-norm scale, the per-class binary heads SphereFace2 and UniFace, nor AdaCos, whose
     default s = None means its own scale)."""
-    from marginface.heads.registry import head_hparams
-
     cls = head if isinstance(head, type) else type(head)
     softmax_logits = cls.forward is MarginHead.forward  # the binary heads override forward
-    default = head_hparams(cls.head_name).get("s")
+    default = cls.default_hparams().get("s")
     return cls.normalize and softmax_logits and default is not None
 
 
@@ -63,12 +61,10 @@ def _probe(head: MarginHead) -> MarginHead:
     """A small copy of ``head`` (same class, hyperparameters and state buffers such as
     SphereFace's iteration, with 3 classes of width 1), eval mode, float64; built without
     drawing from the global RNG."""
-    from marginface.heads.registry import create_head
-
     with torch.random.fork_rng(devices=[]):
         try:
-            probe = create_head(head.head_name, 1, 3, **head.hparams())
-        except ValueError:  # a head outside the registry: copy it whole
+            probe = type(head)(1, 3, **head.hparams())
+        except (TypeError, ValueError):  # hyperparameters it does not store: copy it whole
             probe = copy.deepcopy(head)
     mine = dict(probe.named_buffers())
     with torch.no_grad():

@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.heads._chunked import chunk_reduce, softplus, target_cosine
-from marginface.heads._math import safe_angle, safe_sine
-from marginface.heads.base import _EPS, MarginHead, _no_autocast
+from marginface.heads._math import EPS, no_autocast, safe_angle, safe_sine
+from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
 
 _DEFAULT_M = {"C": 0.4, "A": 0.5, "M": 1.7}
@@ -131,7 +131,7 @@ class SphereFace2(MarginHead):
     def forward(self, embeddings: Tensor, labels: Tensor | None = None) -> Tensor:
         """(B, C) binary logits, float32 (float64 for float64 inputs or weight)."""
         self.check_inputs(embeddings, labels)
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             c = self.scores(x)
             b = self.bias.to(x.dtype)
@@ -164,7 +164,7 @@ class SphereFace2(MarginHead):
         if not fused:
             return self.loss_from_logits(self(embeddings, labels), labels)
         labels = labels.long()
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             b = self.bias.to(x.dtype)
             c_y = target_cosine(x, self._w(x.dtype), labels)
@@ -174,7 +174,7 @@ class SphereFace2(MarginHead):
             def block(z: Tensor, c0: int, c1: int) -> Tensor:
                 return softplus(self.r * self.negative(z) + b).sum(dim=1)
 
-            xn = F.normalize(x, dim=1, eps=_EPS)
+            xn = F.normalize(x, dim=1, eps=EPS)
             total = chunk_reduce(
                 block, xn, self._w(x.dtype), chunk_size=chunk_size, memory_budget=memory_budget
             ).sum(dim=1)

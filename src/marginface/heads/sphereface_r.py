@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from marginface.heads._chunked import chunk_reduce, masked_fill_target, target_cosine
-from marginface.heads._math import monotone_cos
-from marginface.heads.base import _EPS, MarginHead, _no_autocast
+from marginface.heads._math import EPS, monotone_cos, no_autocast
+from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
 
 _VERSIONS = ("v0", "v1", "v2")
@@ -99,7 +99,7 @@ class SphereFaceR(MarginHead):
             return super().forward(embeddings, labels)
         self.check_inputs(embeddings, labels)
         labels = labels.long()
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             z = self.scores(x)
             target = self.s * self.target(z.gather(1, labels[:, None]).squeeze(1), x.norm(dim=1))
@@ -122,7 +122,7 @@ class SphereFaceR(MarginHead):
             )
         self.check_loss_inputs(embeddings, labels)
         labels = labels.long()
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             target = self.s * self.target(target_cosine(x, self._w(x.dtype), labels), x.norm(dim=1))
             lowest = torch.finfo(x.dtype).min
@@ -131,7 +131,7 @@ class SphereFaceR(MarginHead):
                 logits = masked_fill_target(self.s * self.nontarget(z), labels, c0, lowest)
                 return torch.logsumexp(logits, dim=1)
 
-            xn = F.normalize(x, dim=1, eps=_EPS)
+            xn = F.normalize(x, dim=1, eps=EPS)
             parts = chunk_reduce(
                 block, xn, self._w(x.dtype), chunk_size=chunk_size, memory_budget=memory_budget
             )

@@ -18,11 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from marginface.heads._math import EPS
 from marginface.heads.arcface import ArcFace, arc_margin
 from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
-
-_EPS = 1e-12
 
 
 @register_head("subcenter_arcface")
@@ -63,9 +62,9 @@ class SubCenterArcFace(MarginHead):
     def _class_cosines(self, x: Tensor, labels: Tensor) -> Tensor:
         """(N, K) cosines between each embedding and the K sub-centres of its own class."""
         k = self.subcenters
-        w = F.normalize(self.weight.detach().to(x.dtype), dim=1, eps=_EPS)
+        w = F.normalize(self.weight.detach().to(x.dtype), dim=1, eps=EPS)
         w = w.view(self.num_classes, k, -1)[labels]  # (N, K, D)
-        return torch.einsum("nd,nkd->nk", F.normalize(x, dim=1, eps=_EPS), w)
+        return torch.einsum("nd,nkd->nk", F.normalize(x, dim=1, eps=EPS), w)
 
     def _batches(self, embeddings: Tensor, labels: Tensor, batch_size: int):
         self.check_inputs(embeddings, labels)

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.heads._chunked import chunk_reduce, softplus, target_cosine
-from marginface.heads.base import _EPS, MarginHead, _no_autocast
+from marginface.heads._math import EPS, no_autocast
+from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
 
 
@@ -60,7 +61,7 @@ class UniFace(MarginHead):
     def forward(self, embeddings: Tensor, labels: Tensor | None = None) -> Tensor:
         """(B, C) binary logits, float32 (float64 for float64 inputs or weight)."""
         self.check_inputs(embeddings, labels)
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             logits = self.s * self.scores(x) - self.bias.to(x.dtype)
             if labels is None:
@@ -91,7 +92,7 @@ class UniFace(MarginHead):
         if not fused:
             return self.loss_from_logits(self(embeddings, labels), labels)
         labels = labels.long()
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x = embeddings.to(self._compute_dtype(embeddings))
             b = self.bias.to(x.dtype)
             c_y = target_cosine(x, self._w(x.dtype), labels)
@@ -101,7 +102,7 @@ class UniFace(MarginHead):
             def block(z: Tensor, c0: int, c1: int) -> Tensor:
                 return softplus(self._c(self.s * z - b)).sum(dim=1)
 
-            xn = F.normalize(x, dim=1, eps=_EPS)
+            xn = F.normalize(x, dim=1, eps=EPS)
             total = chunk_reduce(
                 block, xn, self._w(x.dtype), chunk_size=chunk_size, memory_budget=memory_budget
             ).sum(dim=1)

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads.base import MarginHead, _no_autocast
+from marginface.heads._math import EPS, no_autocast
+from marginface.heads.base import MarginHead
 from marginface.heads.fused import chunked_logsumexp, fused_margin_terms
 from marginface.heads.registry import create_head
 from marginface.parallel.comm import (
@@ -51,7 +52,6 @@ from marginface.parallel.support import (
     init_replicated,
 )
 
-_EPS = 1e-12
 #: format tag of the extra state (``_extra_state`` key of ``state_dict()``)
 STATE_FORMAT = "marginface.parallel.PartialFC/1"
 
@@ -104,7 +104,7 @@ def target_scores(
     rows = class_rows(labels, k)
     w = _GatherRows.apply(weight, rows).view(labels.shape[0], k, weight.shape[1])
     if normalize:
-        z = torch.einsum("bd,bkd->bk", xn, F.normalize(w, dim=2, eps=_EPS))
+        z = torch.einsum("bd,bkd->bk", xn, F.normalize(w, dim=2, eps=EPS))
     else:
         z = torch.einsum("bd,bkd->bk", xn, w)
         if bias is not None:
@@ -368,7 +368,7 @@ class PartialFC(nn.Module):
         """
         self._check_inputs(embeddings, labels)
         labels = labels.to(embeddings.device, torch.long)
-        with _no_autocast(embeddings.device.type):
+        with no_autocast(embeddings.device.type):
             x_all = all_gather_with_grad(embeddings, self._info, self.embedding_grad_scale)
             y_all = all_gather_plain(labels, self._info.group, self.world_size)
             return self.global_batch_loss(x_all, y_all)
@@ -383,7 +383,7 @@ class PartialFC(nn.Module):
         weight, bias = self._weights(local, x.dtype)
         if self._index is not None and self.training and self.sampling:
             local = torch.searchsorted(self._index, local)
-        xn = F.normalize(x, dim=1, eps=_EPS) if head.normalize else x
+        xn = F.normalize(x, dim=1, eps=EPS) if head.normalize else x
         z_own = target_scores(xn[rows], weight, bias, local, head.subcenters, head.normalize)
         # the target cosine of every row, known on every rank; gradient on the owner only
         cos_all = all_reduce_(
