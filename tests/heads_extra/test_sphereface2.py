@@ -73,15 +73,21 @@ def test_defaults():
     check_defaults_and_roundtrip(
         "sphereface2",
         {
-            "r": 40.0,
+            "s": 40.0,
             "m": None,
             "lamb": 0.7,
             "t": 3.0,
             "variant": "C",
             "loss_weight": 50.0,
             "gradient_detach": True,
+            "r": None,  # the scale's old name, an alias of s
         },
     )
+    assert "r" not in marginface.create_head("sphereface2", 8, 5).hparams()
+    old = marginface.create_head("sphereface2", 8, 5, r=30.0)  # the old keyword still works
+    assert old.s == 30.0 and old.hparams()["s"] == 30.0
+    with pytest.raises(ValueError, match="s or as its old name r"):
+        marginface.create_head("sphereface2", 8, 5, s=20.0, r=30.0)
     for variant, m in VARIANTS:
         head = marginface.create_head("sphereface2", 8, 5, variant=variant)
         assert head.m == m and head.hparams()["m"] == m

@@ -92,7 +92,7 @@ def test_loss_and_gradients_equal_single_process(ranks, i):
         else:
             rows_w, rows_b = torch.arange(s0 * k, s1 * k), torch.arange(s0, s1)
         torch.testing.assert_close(got["w_grad"], head.weight.grad[rows_w], **TOL64)
-        if head._bias() is not None:
+        if head.class_bias() is not None:
             torch.testing.assert_close(got["b_grad"], head.bias.grad[rows_b], **TOL64)
         for key, value in got["replicated_grads"].items():  # e.g. SphereFace2's shared bias
             torch.testing.assert_close(value, head.get_parameter(key).grad, **TOL64)

@@ -13,6 +13,7 @@ from marginface.heads.adacos import AdaCos, adacos_scale
 from marginface.heads.adaface import AdaFace
 from marginface.heads.arcface import ArcFace, arc_margin
 from marginface.heads.base import MarginHead
+from marginface.heads.binary import BinaryHead
 from marginface.heads.combined import Combined
 from marginface.heads.cosface import CosFace
 from marginface.heads.curricularface import CurricularFace
@@ -25,7 +26,14 @@ from marginface.heads.elasticface import (
 from marginface.heads.fused import auto_chunk_size, chunked_logsumexp, fused_margin_terms
 from marginface.heads.magface import MagFace, magface_lambda_bound
 from marginface.heads.normface import NormFace
-from marginface.heads.registry import create_head, head_hparams, list_heads, register_head
+from marginface.heads.registry import (
+    create_head,
+    head_hparams,
+    list_heads,
+    register_head,
+    register_variant,
+)
+from marginface.heads.shard import Shard
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace, sphere_psi
 from marginface.heads.sphereface2 import SphereFace2
@@ -35,6 +43,9 @@ from marginface.heads.uniface import UniFace
 
 __all__ = [
     "ArcFace",
+    "BinaryHead",
+    "Shard",
+    "register_variant",
     "Combined",
     "CosFace",
     "MarginHead",

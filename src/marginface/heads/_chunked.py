@@ -84,10 +84,3 @@ def softplus(x: Tensor) -> Tensor:
     """log(1 + exp(x)), exact at every x (``F.softplus`` returns x itself above 20, an error
     of up to 2e-9 in value and gradient), stable for large |x|; gradient sigmoid(x)."""
     return torch.logaddexp(x, x.new_zeros(()))
-
-
-def target_cosine(x: Tensor, weight: Tensor, labels: Tensor) -> Tensor:
-    """cos(x_i, w_{y_i}), (B,), from the target rows only (one centre per class; dense
-    gradient, as the per-block terms give)."""
-    w = F.normalize(weight[labels], dim=1, eps=EPS)
-    return (F.normalize(x, dim=1, eps=EPS) * w).sum(dim=1)

@@ -9,6 +9,7 @@ class ``AdaCos``).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor
@@ -76,6 +77,13 @@ class AdaCos(MarginHead):
         if s is None:
             self.s = adacos_scale(num_classes)
         self.dynamic = bool(dynamic)
+
+    @classmethod
+    def hparams_for(cls, num_classes: int, hparams: Mapping[str, object]) -> dict[str, object]:
+        """The default scale (``s`` None) fixed to :func:`adacos_scale` of ``num_classes``."""
+        if hparams.get("s") is None:
+            return {**hparams, "s": adacos_scale(num_classes)}
+        return dict(hparams)
 
     @property
     def s(self) -> float:

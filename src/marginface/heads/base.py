@@ -1,19 +1,28 @@
-"""The base class of every margin head.
+"""The base class of every margin head, and the protocol of its loss.
 
 A head owns the class centres ``weight`` of shape (num_classes, embedding_size) and maps
 embeddings (B, D) to logits (B, C).  Subclasses change the target logit only, through
 :meth:`MarginHead.margin` (the modified target cosine), and optionally the row scale
 (:meth:`MarginHead.row_scale`), the hard negatives (:meth:`MarginHead.negative_modulation`)
 and the training state (:meth:`MarginHead.update_state`).  The base class turns these hooks
-into both the dense logits of :meth:`forward` and the chunked, fused :meth:`loss`.  A head
-whose scale is re-estimated from each batch (AdaCos) sets :attr:`MarginHead.batch_scaled` and
-implements :meth:`MarginHead.update_scale`.
+into the dense logits of :meth:`forward`, the chunked, fused :meth:`loss` and the loss over a
+shard of the classes that :class:`marginface.parallel.PartialFC` computes on each process
+(:meth:`MarginHead.loss_over`).  A head whose scale is re-estimated from each batch (AdaCos)
+sets :attr:`MarginHead.batch_scaled` and implements :meth:`MarginHead.update_scale`.
+
+A head with a loss of its own (not the margin softmax of these hooks) overrides
+:meth:`MarginHead.loss_over`, which computes it from a :class:`~marginface.heads.shard.Shard`,
+and :meth:`MarginHead.loss_from_logits`; :meth:`loss` then uses it on one process holding all
+classes, Partial FC on each shard.  The per-class binary heads share
+:class:`marginface.heads.binary.BinaryHead`.  :meth:`loss` itself is a template that no head
+overrides: a term of the embeddings alone goes in :meth:`MarginHead.extra_loss` (MagFace).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
@@ -22,6 +31,7 @@ from torch import Tensor, nn
 
 from marginface.heads._math import EPS, no_autocast
 from marginface.heads.fused import fused_margin_terms
+from marginface.heads.shard import Shard, target_scores
 
 
 class MarginHead(nn.Module):
@@ -100,9 +110,60 @@ class MarginHead(nn.Module):
         current row scale; ``cos_y`` (B,): the target scores; both detached.  Costs one
         more no-grad pass over the classes in the fused loss."""
 
-    # ------------------------------------------------------------------------- plumbing
-    def _bias(self) -> Tensor | None:
+    # ------------------------------------------------------- the loss: hooks and templates
+    def class_bias(self) -> Tensor | None:
+        """(C,) the bias added to each class's score (the plain softmax head), or None."""
         return None
+
+    def extra_loss(self, x: Tensor) -> Tensor | None:
+        """A term of the embeddings alone added to the loss (MagFace's regulariser), from
+        ``x`` (B, D) in the compute dtype; None (the default) for none."""
+        return None
+
+    def loss_from_logits(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The loss from the (B, C) logits of ``forward(x, y)`` (without :meth:`extra_loss`):
+        the mean cross-entropy here."""
+        return F.cross_entropy(logits, labels.long())
+
+    @property
+    def own_loss(self) -> bool:
+        """True when the loss is this head's :meth:`loss_over` rather than the margin softmax
+        of its hooks: :meth:`loss` then computes it over one shard of all classes, instead of
+        with the chunked margin-softmax kernel."""
+        return type(self).loss_over is not MarginHead.loss_over
+
+    def loss_over(self, shard: Shard) -> Tensor:
+        """The mean loss of the batch over the classes of ``shard`` (this process's part of
+        it; its reductions combine the parts), without :meth:`extra_loss`: here the margin
+        softmax of the hooks."""
+        norms, cos_y = shard.norms, shard.cos_y
+        scale = self.row_scale(norms)
+        if self.training and self.batch_scaled:  # AdaCos: the scale from the whole batch
+            with torch.no_grad():
+                lse_old = shard.softmax_logsumexp(scale)
+            self.update_scale(lse_old, cos_y.detach())
+            scale = self.row_scale(norms)
+        target, neg = self._margin_parts(cos_y, norms, scale)
+        target = shard.own(target)
+        return (shard.softmax_logsumexp(scale, target, neg) - target).mean()
+
+    def sharded_loss(self, shard: Shard) -> Tensor:
+        """Template (Partial FC): :meth:`loss_over` plus :meth:`extra_loss`, counted once."""
+        loss = self.loss_over(shard)
+        extra = self.extra_loss(shard.x)
+        return loss if extra is None else loss + shard.replicated(extra)
+
+    @classmethod
+    def hparams_for(cls, num_classes: int, hparams: Mapping[str, object]) -> dict[str, object]:
+        """``hparams`` with the hyperparameters whose default depends on the number of classes
+        set to their value for ``num_classes`` (a head of one shard of the classes is built
+        for fewer; AdaCos's scale).  Unchanged here."""
+        return dict(hparams)
+
+    def init_shared(self, num_classes: int) -> None:
+        """Set the tensors shared by all classes (not per class) to their initial value for
+        ``num_classes`` classes in all (a head of one shard is built for its shard's count;
+        the binary heads' bias).  Nothing here."""
 
     def extra_repr(self) -> str:
         hp = ", ".join(f"{k}={v}" for k, v in self.hparams().items())
@@ -154,7 +215,7 @@ class MarginHead(nn.Module):
                     f"labels must lie in [0, {self.num_classes}), got values in [{lo}, {hi}]"
                 )
 
-    def _compute_dtype(self, x: Tensor) -> torch.dtype:
+    def compute_dtype(self, x: Tensor) -> torch.dtype:
         """float32, or float64 when the embeddings or the weight are float64."""
         if torch.float64 in (x.dtype, self.weight.dtype):
             return torch.float64
@@ -177,33 +238,11 @@ class MarginHead(nn.Module):
         if self.normalize:
             z = F.linear(F.normalize(x, dim=1, eps=EPS), F.normalize(w, dim=1, eps=EPS))
         else:
-            bias = self._bias()
+            bias = self.class_bias()
             z = F.linear(x, w, None if bias is None else bias.to(x.dtype))
         if self.subcenters > 1:
             z = z.view(z.shape[0], self.num_classes, self.subcenters).amax(dim=2)
         return z
-
-    @torch.no_grad()
-    def _target_score(self, x: Tensor, labels: Tensor) -> Tensor:
-        """z_{i, y_i}, (B,), detached, from the target rows of the weight only."""
-        k = self.subcenters
-        rows = (labels[:, None] * k + torch.arange(k, device=labels.device)).reshape(-1)
-        w = self._w(x.dtype)[rows].view(labels.shape[0], k, -1)
-        if self.normalize:
-            z = torch.einsum(
-                "bd,bkd->bk", F.normalize(x, dim=1, eps=EPS), F.normalize(w, dim=2, eps=EPS)
-            )
-        else:
-            z = torch.einsum("bd,bkd->bk", x, w)
-            bias = self._bias()
-            if bias is not None:
-                z = z + bias.to(x.dtype)[rows].view(labels.shape[0], k)
-        return z.amax(dim=1)
-
-    def _prepare(self, x: Tensor, labels: Tensor | None):
-        x = x.to(self._compute_dtype(x))
-        norms = x.norm(dim=1)
-        return x, norms, self.row_scale(norms)
 
     def _margin_parts(self, cos_y: Tensor, norms: Tensor, scale: Tensor):
         if self.training:
@@ -215,7 +254,9 @@ class MarginHead(nn.Module):
         """Logits (B, C), float32: with the margin on each row's target when labels are given."""
         self.check_inputs(embeddings, labels)
         with no_autocast(embeddings.device.type):
-            x, norms, scale = self._prepare(embeddings, labels)
+            x = embeddings.to(self.compute_dtype(embeddings))
+            norms = x.norm(dim=1)
+            scale = self.row_scale(norms)
             z = self.scores(x)
             if labels is None:
                 return z * scale[:, None]
@@ -242,44 +283,95 @@ class MarginHead(nn.Module):
         chunk_size: int | None = None,
         memory_budget: int | None = None,
     ) -> Tensor:
-        """Mean cross-entropy of the margin logits, equal to ``F.cross_entropy(self(x, y), y)``.
+        """The mean loss, for the margin heads the cross-entropy ``F.cross_entropy(self(x, y),
+        y)``, plus :meth:`extra_loss`.
 
-        With ``fused`` (the default) it never holds the (B, C) logits: see
-        :mod:`marginface.heads.fused`.  ``chunk_size`` (classes per chunk) or
-        ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
+        With ``fused`` (the default) it never holds the (B, C) logits (:meth:`fused_loss`);
+        else it is :meth:`loss_from_logits` of the dense logits.  ``chunk_size`` (classes per
+        chunk) or ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
         """
         self.check_loss_inputs(embeddings, labels)
-        if not fused:
-            return F.cross_entropy(self(embeddings, labels), labels.long())
         labels = labels.long()
         with no_autocast(embeddings.device.type):
-            x, norms, scale = self._prepare(embeddings, labels)
-            cos_y = self._target_score(x, labels)  # detached: for state and thresholds
-            xn = F.normalize(x, dim=1, eps=EPS) if self.normalize else x
-            w, bias = self._w(x.dtype), self._bias()
-            common = dict(
-                bias=None if bias is None else bias.to(x.dtype),
-                normalize=self.normalize,
-                subcenters=self.subcenters,
-                chunk_size=chunk_size,
-                memory_budget=memory_budget,
-            )
-            if self.training and self.batch_scaled:
-                with torch.no_grad():  # the non-target log-sum-exp at the current scale
-                    lse_old, _ = fused_margin_terms(xn, w, scale, labels, **common)
-                self.update_scale(lse_old, cos_y)
-                scale = self.row_scale(norms)
-            if self.training:
-                self.update_state(cos_y, norms.detach())
-            neg = self.negative_modulation(cos_y, norms.detach())
-            lse_neg, z_y = fused_margin_terms(
-                xn,
-                w,
-                scale,
-                labels,
-                neg_threshold=None if neg is None else neg[0].detach(),
-                neg_t=0.0 if neg is None else float(neg[1]),
-                **common,
-            )
-            target = scale * self.target(z_y, norms)
-            return (torch.logaddexp(target, lse_neg) - target).mean()
+            x = embeddings.to(self.compute_dtype(embeddings))
+            if fused:
+                loss = self.fused_loss(
+                    x, labels, chunk_size=chunk_size, memory_budget=memory_budget
+                )
+            else:
+                loss = self.loss_from_logits(self(embeddings, labels), labels)
+            extra = self.extra_loss(x)
+            return loss if extra is None else loss + extra
+
+    def local_shard(
+        self,
+        x: Tensor,
+        labels: Tensor,
+        *,
+        chunk_size: int | None = None,
+        memory_budget: int | None = None,
+    ) -> Shard:
+        """The :class:`Shard` of all classes on one process, for the batch ``x`` (B, D) in the
+        compute dtype and ``labels`` (B,) int64."""
+        norms = x.norm(dim=1)
+        xn = F.normalize(x, dim=1, eps=EPS) if self.normalize else x
+        w, bias = self._w(x.dtype), self.class_bias()
+        bias = None if bias is None else bias.to(x.dtype)
+        return Shard(
+            x=x,
+            norms=norms,
+            xn=xn,
+            weight=w,
+            bias=bias,
+            labels=labels,
+            cos_y=target_scores(xn, w, bias, labels, self.subcenters, self.normalize),
+            num_classes=self.num_classes,
+            subcenters=self.subcenters,
+            normalize=self.normalize,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+        )
+
+    def fused_loss(
+        self,
+        x: Tensor,
+        labels: Tensor,
+        *,
+        chunk_size: int | None = None,
+        memory_budget: int | None = None,
+    ) -> Tensor:
+        """The loss of ``x`` (B, D) in the compute dtype without the (B, C) logits: the head's
+        :meth:`loss_over` of :meth:`local_shard` when it has its :attr:`own_loss`, else the
+        margin softmax with the fused kernel of :mod:`marginface.heads.fused`."""
+        shard = self.local_shard(x, labels, chunk_size=chunk_size, memory_budget=memory_budget)
+        if self.own_loss:
+            return self.loss_over(shard)
+        norms, xn, w = shard.norms, shard.xn, shard.weight
+        scale = self.row_scale(norms)
+        cos_y = shard.cos_y.detach()  # for the state and the thresholds
+        common = dict(
+            bias=shard.bias,
+            normalize=self.normalize,
+            subcenters=self.subcenters,
+            chunk_size=chunk_size,
+            memory_budget=memory_budget,
+        )
+        if self.training and self.batch_scaled:
+            with torch.no_grad():  # the non-target log-sum-exp at the current scale
+                lse_old, _ = fused_margin_terms(xn, w, scale, labels, **common)
+            self.update_scale(lse_old, cos_y)
+            scale = self.row_scale(norms)
+        if self.training:
+            self.update_state(cos_y, norms.detach())
+        neg = self.negative_modulation(cos_y, norms.detach())
+        lse_neg, z_y = fused_margin_terms(
+            xn,
+            w,
+            scale,
+            labels,
+            neg_threshold=None if neg is None else neg[0].detach(),
+            neg_t=0.0 if neg is None else float(neg[1]),
+            **common,
+        )
+        target = scale * self.target(z_y, norms)
+        return (torch.logaddexp(target, lse_neg) - target).mean()

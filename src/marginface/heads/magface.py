@@ -7,7 +7,6 @@ reference code github.com/IrvingMeng/MagFace (``models/magface.py``, ``run/train
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from marginface.heads.arcface import arc_margin
@@ -95,10 +94,6 @@ class MagFace(MarginHead):
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
         return arc_margin(cos_y, self.adaptive_margin(norms), self.easy_margin)
 
-    def loss(self, embeddings: Tensor, labels: Tensor, **kwargs) -> Tensor:
-        """``CE + lambda_g * mean(g(a))``; keyword arguments as :meth:`MarginHead.loss`."""
-        ce = super().loss(embeddings, labels, **kwargs)
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x = embeddings.to(self._compute_dtype(embeddings))
-            reg = self.regularizer(x.norm(dim=1)).mean()
-        return ce + self.lambda_g * reg
+    def extra_loss(self, x: Tensor) -> Tensor:
+        """``lambda_g * mean(g(a))``, added to the cross-entropy by :meth:`loss`."""
+        return self.lambda_g * self.regularizer(x.norm(dim=1)).mean()

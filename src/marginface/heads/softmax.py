@@ -27,7 +27,7 @@ class Softmax(MarginHead):
     def hparams(self) -> dict[str, object]:
         return {"bias": self.bias is not None}
 
-    def _bias(self) -> Tensor | None:
+    def class_bias(self) -> Tensor | None:
         return self.bias
 
     def row_scale(self, norms: Tensor) -> Tensor:

@@ -29,13 +29,13 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from marginface.heads._chunked import chunk_reduce, masked_fill_target, target_cosine
-from marginface.heads._math import EPS, monotone_cos, no_autocast
+from marginface.heads._chunked import masked_fill_target
+from marginface.heads._math import monotone_cos, no_autocast
 from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
+from marginface.heads.shard import Shard
 
 _VERSIONS = ("v0", "v1", "v2")
 
@@ -100,40 +100,29 @@ class SphereFaceR(MarginHead):
         self.check_inputs(embeddings, labels)
         labels = labels.long()
         with no_autocast(embeddings.device.type):
-            x = embeddings.to(self._compute_dtype(embeddings))
+            x = embeddings.to(self.compute_dtype(embeddings))
             z = self.scores(x)
             target = self.s * self.target(z.gather(1, labels[:, None]).squeeze(1), x.norm(dim=1))
             logits = self.s * self.nontarget(z)
             return logits.scatter(1, labels[:, None], target[:, None])
 
-    def loss(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        *,
-        fused: bool = True,
-        chunk_size: int | None = None,
-        memory_budget: int | None = None,
-    ) -> Tensor:
-        """Mean cross-entropy of the logits; chunked (never B x C) when ``fused``."""
-        if self.version != "v2" or not fused:
-            return super().loss(
-                embeddings, labels, fused=fused, chunk_size=chunk_size, memory_budget=memory_budget
-            )
-        self.check_loss_inputs(embeddings, labels)
-        labels = labels.long()
-        with no_autocast(embeddings.device.type):
-            x = embeddings.to(self._compute_dtype(embeddings))
-            target = self.s * self.target(target_cosine(x, self._w(x.dtype), labels), x.norm(dim=1))
-            lowest = torch.finfo(x.dtype).min
+    @property
+    def own_loss(self) -> bool:
+        """v2 changes the other classes' logits: its loss is :meth:`loss_over`'s (v0 and v1
+        are the margin softmax of the hooks)."""
+        return self.version == "v2"
 
-            def block(z: Tensor, c0: int, c1: int) -> Tensor:
-                logits = masked_fill_target(self.s * self.nontarget(z), labels, c0, lowest)
-                return torch.logsumexp(logits, dim=1)
+    def loss_over(self, shard: Shard) -> Tensor:
+        """The cross-entropy of the logits over the classes of ``shard`` (v2: the other
+        classes' logits through :meth:`nontarget`)."""
+        if self.version != "v2":
+            return super().loss_over(shard)
+        target = shard.own(self.s * self.target(shard.cos_y, shard.norms))
+        lowest = torch.finfo(shard.xn.dtype).min
 
-            xn = F.normalize(x, dim=1, eps=EPS)
-            parts = chunk_reduce(
-                block, xn, self._w(x.dtype), chunk_size=chunk_size, memory_budget=memory_budget
-            )
-            lse = torch.logsumexp(torch.cat([parts, target[:, None]], dim=1), dim=1)
-            return (lse - target).mean()
+        def others(z: Tensor, c0: int, c1: int) -> Tensor:
+            logits = masked_fill_target(self.s * self.nontarget(z), shard.labels, c0, lowest)
+            return torch.logsumexp(logits, dim=1)
+
+        lse = torch.logaddexp(shard.logsumexp_over_classes(others), target)
+        return (lse - target).mean()

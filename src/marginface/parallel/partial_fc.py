@@ -1,12 +1,12 @@
 """PartialFC: a margin head whose class centres are sharded over the ranks of a process group.
 
 Every rank holds the centres of a contiguous range of classes (its shard, in ``self.head``,
-a head of ``marginface.heads`` built for that many classes) and computes, for the global
-batch (all ranks' embeddings, all-gathered), the log-sum-exp over its own classes with the
-fused, chunked loss; an all-reduce of the row max and of the row sum-exp gives the global
-log-sum-exp.  The target logit of each row is computed by the rank owning its class with
-the head's hooks (row_scale, margin, negative_modulation, update_state), and its cosine is
-shared by an all-reduce, so that batch-dependent heads see the global batch.
+a head of ``marginface.heads`` built for that many classes).  For the global batch (all
+ranks' embeddings, all-gathered) it finds the target score of every row (on the rank that
+owns the row's class, shared by an all-reduce) and hands the head a
+:class:`marginface.heads.shard.Shard`: the batch, its own centres, and the reductions over the
+ranks (all-reduced sums and log-sum-exps).  The head computes its loss from that
+(:meth:`marginface.heads.MarginHead.sharded_loss`): PartialFC knows no head.
 
 Gradients: the backward of the all-gather sums each rank's contribution to each rank's own
 embeddings; each rank's centres get the exact gradient of the global mean loss.
@@ -15,6 +15,7 @@ embeddings; each rank's centres get the exact gradient of the global mean loss.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,14 +24,15 @@ from torch import Tensor, nn
 
 from marginface.heads._math import EPS, no_autocast
 from marginface.heads.base import MarginHead
-from marginface.heads.fused import chunked_logsumexp, fused_margin_terms
-from marginface.heads.registry import create_head
+from marginface.heads.registry import create_head, head_class
+from marginface.heads.shard import Shard, target_scores
 from marginface.parallel.comm import (
     LOCAL,
     GroupInfo,
     all_gather_plain,
     all_gather_with_grad,
     all_reduce_,
+    all_reduce_sum_partial,
     global_logsumexp,
     resolve_group,
 )
@@ -43,14 +45,6 @@ from marginface.parallel.sampling import (
     scatter_row_state,
 )
 from marginface.parallel.sharding import seeded_xavier_rows, shard_range
-from marginface.parallel.support import (
-    check_supported,
-    custom_kind,
-    custom_loss,
-    extra_loss,
-    global_hparams,
-    init_replicated,
-)
 
 #: format tag of the extra state (``_extra_state`` key of ``state_dict()``)
 STATE_FORMAT = "marginface.parallel.PartialFC/1"
@@ -61,9 +55,10 @@ def per_class_keys(
 ) -> dict[str, int]:
     """State-dict keys of a head that hold rows per class, with their rows per class.
 
-    Found by building the head for 3 and 4 classes (AdaCos's default scale needs C >= 3):
-    the tensors whose first dimension changes are per class (``weight``: K rows per class,
-    ``bias``: 1); the others are replicated on every rank (e.g. SphereFace's ``iteration``).
+    Found by building the head for 3 and 4 classes (a default may need a few classes): the
+    tensors whose first dimension changes are per class (``weight``: K rows per class, a
+    per-class ``bias``: 1); the others (state such as a step counter, a bias shared by all
+    classes) are replicated on every rank.
     """
     one = head_cls(embedding_size, 3, **hparams).state_dict()
     two = head_cls(embedding_size, 4, **hparams).state_dict()
@@ -96,20 +91,40 @@ class _GatherRows(torch.autograd.Function):
         return sparse, None
 
 
-def target_scores(
-    xn: Tensor, weight: Tensor, bias: Tensor | None, labels: Tensor, k: int, normalize: bool
-) -> Tensor:
-    """z_{i, y_i} of rows ``xn`` (n, D) for local ``labels`` (n,): (n,), as a head computes it
-    (max over the K sub-centres; ``xn`` already normalised for cosine heads)."""
-    rows = class_rows(labels, k)
-    w = _GatherRows.apply(weight, rows).view(labels.shape[0], k, weight.shape[1])
-    if normalize:
-        z = torch.einsum("bd,bkd->bk", xn, F.normalize(w, dim=2, eps=EPS))
-    else:
-        z = torch.einsum("bd,bkd->bk", xn, w)
-        if bias is not None:
-            z = z + bias[rows].view(labels.shape[0], k)
-    return z.amax(dim=1)
+@dataclass(eq=False)
+class _RankShard(Shard):
+    """This rank's shard: the reductions of :class:`Shard` over the ranks of ``info``."""
+
+    info: GroupInfo = GroupInfo(None, 0, 1)
+
+    def own(self, t: Tensor) -> Tensor:
+        return torch.where(self.owned, t, t.detach())
+
+    def sum(self, local: Tensor) -> Tensor:
+        return all_reduce_sum_partial(local, self.info)
+
+    def logsumexp(self, local: Tensor) -> Tensor:
+        return global_logsumexp(local, self.info)
+
+    def replicated(self, t: Tensor) -> Tensor:
+        return t if self.info.rank == 0 else t.detach()  # its gradient counted on rank 0
+
+
+def _check_supported(head: MarginHead, sample_rate: float) -> None:
+    """ValueError when PartialFC cannot compute ``head``'s loss over shards."""
+    name = type(head).__name__
+    if type(head).loss is not MarginHead.loss:
+        raise ValueError(
+            f"PartialFC cannot shard head {name}: it overrides loss(), which PartialFC does "
+            "not call; a head with a loss of its own defines loss_over(shard) instead "
+            "(docs/CONTRACTS.md, 'Add a head')"
+        )
+    if head.batch_scaled and sample_rate < 1.0:
+        raise ValueError(
+            f"PartialFC cannot sample classes (sample_rate={sample_rate}) for head {name} "
+            "with a dynamic scale: the scale's sum over the non-target classes would cover "
+            "only the sampled ones; use sample_rate=1 or the fixed scale (dynamic=False)"
+        )
 
 
 class PartialFC(nn.Module):
@@ -187,7 +202,8 @@ class PartialFC(nn.Module):
         elif isinstance(head, str):
             if embedding_size is None or num_classes is None:
                 raise ValueError("embedding_size and num_classes are needed with a head name")
-            head_hparams = global_hparams(head, head_hparams, num_classes)
+            # the defaults that depend on the class count: those of all classes
+            head_hparams = head_class(head).hparams_for(num_classes, head_hparams)
             probe = create_head(head, embedding_size, 1, **head_hparams)
             head_cls, hparams = type(probe), dict(head_hparams)
         else:
@@ -202,10 +218,10 @@ class PartialFC(nn.Module):
         n_local = self.class_end - self.class_start
         self.class_keys = per_class_keys(head_cls, embedding_size, hparams)
         self.head = head_cls(embedding_size, max(1, n_local), **hparams)
-        check_supported(self.head, self.sample_rate)
+        _check_supported(self.head, self.sample_rate)
         self._fill_shard(full, head_cls)
         if full is None:
-            init_replicated(self.head, num_classes)
+            self.head.init_shared(num_classes)
         self.head.num_classes = n_local
         self.sampling = self.sample_rate < 1.0
         self.num_sample = num_samples(self.sample_rate, n_local)
@@ -375,8 +391,8 @@ class PartialFC(nn.Module):
 
     def global_batch_loss(self, x_all: Tensor, y_all: Tensor) -> Tensor:
         """The loss of the already gathered global batch, (N, D) and (N,): this rank's part."""
-        head, info = self.head, self._info
-        x, norms, scale = head._prepare(x_all, y_all)
+        head = self.head
+        x = x_all.to(head.compute_dtype(x_all))
         owned = (y_all >= self.class_start) & (y_all < self.class_end)
         rows = owned.nonzero().squeeze(1)
         local = y_all[rows] - self.class_start
@@ -384,77 +400,33 @@ class PartialFC(nn.Module):
         if self._index is not None and self.training and self.sampling:
             local = torch.searchsorted(self._index, local)
         xn = F.normalize(x, dim=1, eps=EPS) if head.normalize else x
-        z_own = target_scores(xn[rows], weight, bias, local, head.subcenters, head.normalize)
-        # the target cosine of every row, known on every rank; gradient on the owner only
-        cos_all = all_reduce_(
-            x.new_zeros(x.shape[0]).index_put((rows,), z_own.detach()), info.group
+        k = head.subcenters
+        z_own = target_scores(xn[rows], weight, bias, local, k, head.normalize, _GatherRows.apply)
+        # the target score of every row, known on every rank; gradient on the owner only
+        zeros = x.new_zeros(x.shape[0])
+        cos_all = all_reduce_(zeros.index_put((rows,), z_own.detach()), self._info.group)
+        shard = _RankShard(
+            x=x,
+            norms=x.norm(dim=1),
+            xn=xn,
+            weight=weight,
+            bias=bias,
+            labels=torch.full_like(y_all, -1).index_put((rows,), local),
+            cos_y=cos_all.index_put((rows,), z_own),
+            num_classes=self.num_classes,
+            subcenters=k,
+            normalize=head.normalize,
+            chunk_size=self.chunk_size,
+            memory_budget=self.memory_budget,
+            info=self._info,
         )
-        cos_y = cos_all.index_put((rows,), z_own)
-        block_labels = torch.full_like(y_all, -1).index_put((rows,), local)
-        if head.training and head.batch_scaled:  # AdaCos: the scale from the global batch
-            with torch.no_grad():
-                lse_old = x.new_full((x.shape[0],), float("-inf"))
-                if weight.shape[0]:
-                    lse_old, _ = fused_margin_terms(
-                        xn,
-                        weight,
-                        scale,
-                        block_labels,
-                        bias=bias,
-                        normalize=head.normalize,
-                        subcenters=head.subcenters,
-                        chunk_size=self.chunk_size,
-                        memory_budget=self.memory_budget,
-                    )
-                lse_old = global_logsumexp(lse_old, info)
-            head.update_scale(lse_old, cos_all)
-            scale = head.row_scale(norms)
-        kind = custom_kind(head)
-        if kind is not None:  # SphereFace-R v2, SphereFace2, UniFace
-            return custom_loss(
-                kind,
-                head,
-                xn,
-                weight,
-                cos_y,
-                norms,
-                owned,
-                block_labels,
-                info,
-                self.chunk_size,
-                self.memory_budget,
-            )
-        target, neg = head._margin_parts(cos_y, norms, scale)
-        target = torch.where(owned, target, target.detach())
-        if weight.shape[0]:
-            lse_local = chunked_logsumexp(
-                xn,
-                weight,
-                scale,
-                target,
-                block_labels,
-                bias=bias,
-                normalize=head.normalize,
-                neg_threshold=None if neg is None else neg[0].detach(),
-                neg_t=0.0 if neg is None else float(neg[1]),
-                subcenters=head.subcenters,
-                chunk_size=self.chunk_size,
-                memory_budget=self.memory_budget,
-            )
-        else:  # an empty shard (fewer classes than ranks)
-            lse_local = x.new_full((x.shape[0],), float("-inf"))
-        lse = global_logsumexp(lse_local, info)
-        loss = (lse - target).mean()
-        extra = extra_loss(head, norms)
-        if extra is not None:  # replicated on every rank: its gradient is counted on rank 0
-            loss = loss + (extra if info.rank == 0 else extra.detach())
-        return loss
+        return head.sharded_loss(shard)
 
     def _weights(self, local_pos: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
         """The centres (and bias) this step uses: the whole shard, or the sampled rows."""
         head = self.head
         if not (self.sampling and self.training):
-            bias = head._bias()
+            bias = head.class_bias()
             return head.weight.to(dtype), None if bias is None else bias.to(dtype)
         self._release_previous()
         positive = torch.unique(local_pos, sorted=True)
