@@ -61,3 +61,10 @@ def test_bad_yaml_and_missing_file(tmp_path):
 def test_parse_value():
     assert parse_value("64") == 64 and parse_value("0.5") == 0.5 and parse_value("1e-4") == 1e-4
     assert parse_value("true") is True and parse_value("arcface") == "arcface"
+
+
+def test_a_sample_rate_below_one_means_partial_fc():
+    cfg = TrainConfig(sample_rate=0.5)
+    assert cfg.partial_fc is True and "partial_fc: true" in config_to_yaml(cfg)
+    assert TrainConfig(sample_rate=0.5, partial_fc=False).partial_fc is True  # implied
+    assert TrainConfig().partial_fc is False and TrainConfig(partial_fc=True).partial_fc is True

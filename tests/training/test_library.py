@@ -50,3 +50,24 @@ def test_train_on_a_dataset_object_with_on_step(tmp_path):
     images = torch.stack([Blobs()[i][0] for i in range(8)])
     logits = result.head.eval()(model(images))
     assert (logits.argmax(1) == torch.arange(8) % 4).float().mean() >= 0.75  # it learned
+
+
+def test_both_classifiers_keep_one_interface():
+    """The loop calls the plain head and PartialFC alike (marginface.training.classifier)."""
+    from marginface.heads import create_head
+    from marginface.parallel import PartialFC
+    from marginface.training.classifier import ReplicatedHead
+
+    head = create_head("arcface", 8, 5)
+    x, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 4])
+    for classifier in (ReplicatedHead(head), PartialFC(head, process_group="local")):
+        torch.testing.assert_close(classifier(x, y), head.loss(x, y))
+        assert classifier.head.weight.shape == (5, 8) and not classifier.collective_state
+        torch.testing.assert_close(classifier.full_weight(), head.weight.detach())
+        state = classifier.full_state_dict()
+        classifier.load_full_state_dict(state)
+        classifier.attach_optimizer(torch.optim.SGD(classifier.parameters(), lr=0.1))
+    assert (
+        ReplicatedHead(head).state_module is head
+        and ReplicatedHead(head).synchronised_names() == []
+    )

@@ -303,6 +303,22 @@ class PartialFC(nn.Module):
         return self._info.group
 
     @property
+    def state_module(self) -> PartialFC:
+        """The module whose state is this classifier's (its shard, sampling generator and row
+        optimizer state): itself (a replicated head's is the head)."""
+        return self
+
+    @property
+    def collective_state(self) -> bool:
+        """True when :meth:`full_state_dict` needs every rank (a process group of several)."""
+        return self._info.group is not None
+
+    def synchronised_names(self) -> list[str]:
+        """Every parameter and buffer: PartialFC keeps them in step over the ranks itself, so
+        a DistributedDataParallel around it must neither broadcast nor all-reduce them."""
+        return [n for n, _ in self.named_parameters()] + [n for n, _ in self.named_buffers()]
+
+    @property
     def sampled_classes(self) -> Tensor | None:
         """Global ids (sorted) of this rank's classes used in the last sampled step."""
         return None if self._index is None else self._index + self.class_start
@@ -588,6 +604,12 @@ class PartialFC(nn.Module):
             group=self._info.group,
         )
         return gather_full_state(parts) if self.rank == dst else None
+
+    def full_weight(self, dst: int = 0) -> Tensor | None:
+        """The centres of all classes, (C * K, D), on rank ``dst`` (None elsewhere);
+        collective, as :meth:`full_state_dict`."""
+        full = self.full_state_dict(dst)
+        return None if full is None else full["head.weight"]
 
     def load_full_state_dict(self, full: dict[str, Any]) -> None:
         """Load this rank's part of a full state (any world size saved it)."""

@@ -70,7 +70,7 @@ class TrainConfig:
 
     Classifier: ``partial_fc`` shards the class centres over the processes
     (:class:`marginface.parallel.PartialFC`) instead of replicating the head; ``sample_rate``
-    (0 < r <= 1) below 1 samples the centres each step (Partial FC; implies ``partial_fc``).
+    (0 < r <= 1) below 1 samples the centres each step (Partial FC; sets ``partial_fc``).
 
     Running: ``output`` folder, ``resume``, ``max_steps`` (stop after this many optimizer steps
     in all, saving a resumable checkpoint; None = run all epochs), ``checkpoint_every`` (extra
@@ -130,6 +130,13 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self._coerce_numbers()
         self.validate()
+        self._resolve()
+
+    def _resolve(self) -> None:
+        """Settings that others imply: a ``sample_rate`` below 1 samples the centres of
+        Partial FC, so it sets ``partial_fc`` (the saved config.yaml says so)."""
+        if self.sample_rate < 1:
+            self.partial_fc = True
 
     def _coerce_numbers(self) -> None:
         """Numbers written as strings (YAML reads ``1e-4`` as a string) become numbers."""

@@ -28,8 +28,9 @@ from torch.utils.data import DataLoader, Dataset
 from marginface.backbones import create_backbone
 from marginface.backbones.checkpoint import save_model
 from marginface.files import FolderLock, atomic_write_text, clean_stale_temporaries
-from marginface.heads import MarginHead, create_head
+from marginface.heads import MarginHead
 from marginface.training import checkpoint as ckpt
+from marginface.training.classifier import build_classifier
 from marginface.training.config import RESUME_FREE_KEYS, TrainConfig, config_to_yaml
 from marginface.training.distributed import (
     DistEnv,
@@ -72,7 +73,8 @@ def _all_finite(tensors: list[Tensor]) -> bool:
 class TrainResult:
     """What :func:`train` returns.
 
-    ``history``: one dict per optimizer step (step, epoch, loss, lr, images_per_s, ...), of the
+    ``head``: the trained margin head, or with Partial FC the PartialFC module (this process's
+    shard and its state). ``history``: one dict per optimizer step (step, epoch, loss, lr, images_per_s, ...), of the
     whole run (a resumed run includes the steps logged before the interruption).
     ``stopped``: ``finished``, ``max_steps`` or ``interrupted``. ``best``: the best validation
     (step, score, threshold) or None. ``validation``: the last validation metrics per set.
@@ -97,10 +99,12 @@ class TrainResult:
 
 
 class TrainModule(nn.Module):
-    """Backbone + head: ``forward(images (B, 3, S, S), labels (B,)) -> loss ()``.
+    """Backbone + classifier: ``forward(images (B, 3, S, S), labels (B,)) -> loss ()``.
 
     One module so that DistributedDataParallel sees every parameter used in a step. The
-    backbone runs under autocast (``amp_dtype``); the head computes its loss in float32.
+    backbone runs under autocast (``amp_dtype``); the classifier (``head``:
+    :mod:`marginface.training.classifier`, its forward gives the loss) computes its loss in
+    float32.
     """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, amp_dtype: torch.dtype | None):
@@ -112,9 +116,7 @@ class TrainModule(nn.Module):
             images.device.type, dtype=self.amp_dtype or torch.float32, enabled=bool(self.amp_dtype)
         ):
             embeddings = self.backbone(images)
-        if isinstance(self.head, MarginHead):
-            return self.head.loss(embeddings.float(), labels)
-        return self.head(embeddings.float(), labels)  # PartialFC: the loss is its forward
+        return self.head(embeddings.float(), labels)
 
 
 class _StopFlag:
@@ -153,9 +155,9 @@ def _ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _merge_resume_config(new: TrainConfig, saved: dict[str, Any], source: Path) -> TrainConfig:
-    """The config of a resumed run: ``new``, which must agree with the checkpoint's config on
-    every key that changes the result (all but :data:`RESUME_FREE_KEYS`)."""
+def _check_resume_config(new: TrainConfig, saved: dict[str, Any], source: Path) -> None:
+    """ValueError unless ``new`` agrees with the checkpoint's config on every key that changes
+    the result (all but :data:`RESUME_FREE_KEYS`)."""
     old = TrainConfig.from_dict(saved, f"{source} (config)")
     clashes = [
         f"{key}: checkpoint {getattr(old, key)!r}, now {getattr(new, key)!r}"
@@ -167,11 +169,14 @@ def _merge_resume_config(new: TrainConfig, saved: dict[str, Any], source: Path) 
             f"--resume from {source}: the configuration differs from the checkpoint's in keys "
             f"that would change the run: {'; '.join(clashes)}"
         )
-    return new
 
 
 class Trainer:
-    """One training run; :func:`train` is the way to use it."""
+    """One training run; :func:`train` is the way to use it.
+
+    :meth:`_setup` builds the whole state of the run, in one place; :meth:`_loop` runs the
+    epochs (:meth:`_epoch`), each optimizer step (:meth:`_step`) followed by
+    :meth:`_after_step`."""
 
     def __init__(
         self,
@@ -184,6 +189,7 @@ class Trainer:
         self.output = Path(config.output)
         self.dataset = dataset
         self.on_step = on_step
+        # what the run learns as it goes (a resumed run starts from the checkpoint's)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.last_validation: dict[str, dict[str, Any]] = {}
@@ -206,37 +212,78 @@ class Trainer:
             raise error
         return value
 
-    def _open_data(self) -> None:
+    def _setup(self) -> tuple[dict[str, int], dict[str, Any] | None]:
+        """Build the state of the run: data, model, classifier, optimizer, the checkpoint's
+        state when resuming, loss watch, validator and logger. Returns the start position and
+        the RNG state to restore before the first step (None for a fresh run)."""
+        cfg, env = self.cfg, self.env
+        self.dataset = self._open_data()
+        self.num_classes = int(self.dataset.num_classes)
+        names = getattr(self.dataset, "identity_names", None)
+        self.identity_names = [str(n) for n in names] if names is not None else None
+        self.micro_per_epoch, self.steps_per_epoch, self.total_steps = self._schedule()
+        self._build()
+        position, rng = {"epoch": 0, "batch": 0, "step": 0}, None
+        if cfg.resume:
+            position, rng = self._resume()
+        needed = estimate_output_bytes(self.model.backbone, self.model.head, cfg.optimizer)
+        self._fail_together(lambda: check_output_dir(self.output, needed + cfg.min_free_bytes))
+        if env.is_main:
+            scale_note = f"# {self.scale_choice.describe()}\n"
+            atomic_write_text(self.output / "config.yaml", config_to_yaml(cfg) + scale_note)
+        self.watch = LossWatch(self.margin_head, self.num_classes, self.total_steps, cfg.loss_watch)
+        for record in self.history:  # a resumed run: the steps before the interruption
+            self.watch.update(record["step"], record["loss"])
+        self.validator = self._fail_together(
+            lambda: Validator(
+                cfg.val,
+                cfg.image_size,
+                cfg.val_max_pairs,
+                cfg.val_batch_size,
+                env.device,
+                max_bad=cfg.max_bad_images,
+            ).decode_all()
+        )
+        self.logger = RunLogger(
+            self.output, env.is_main, cfg.tensorboard, purge_step=position["step"] or None
+        )
+        return position, rng
+
+    def _open_data(self) -> Dataset:
         cfg = self.cfg
-        if self.dataset is None:
+        dataset = self.dataset
+        if dataset is None:
             if not cfg.data:
                 raise ValueError("config data: a dataset spec is needed (--data SPEC)")
             from marginface.data import open_dataset
 
-            self.dataset = open_dataset(cfg.data, image_size=cfg.image_size, augment=True)
-        if hasattr(self.dataset, "max_bad"):
-            self.dataset.max_bad = cfg.max_bad_images
-        self.num_classes = int(self.dataset.num_classes)
-        if self.num_classes < 2:
+            dataset = open_dataset(cfg.data, image_size=cfg.image_size, augment=True)
+        if hasattr(dataset, "max_bad"):
+            dataset.max_bad = cfg.max_bad_images
+        if int(dataset.num_classes) < 2:
             raise ValueError(
-                f"dataset {cfg.data!r} has {self.num_classes} identity: a classifier needs at "
-                "least 2 (with one, every loss is 0 and nothing is learnt)"
+                f"dataset {cfg.data!r} has {dataset.num_classes} identity: a classifier needs "
+                "at least 2 (with one, every loss is 0 and nothing is learnt)"
             )
-        names = getattr(self.dataset, "identity_names", None)
-        self.identity_names = [str(n) for n in names] if names is not None else None
-        n = len(self.dataset)
+        return dataset
+
+    def _schedule(self) -> tuple[int, int, int]:
+        """Micro-batches per epoch (a multiple of ``accumulate``), optimizer steps per epoch
+        and in all (per process)."""
+        cfg, n = self.cfg, len(self.dataset)
         per_step = cfg.batch_size * self.env.world_size
         batches = EpochBatchSampler.batches_per_epoch(n, cfg.batch_size, self.env.world_size)
-        self.micro_per_epoch = batches - batches % cfg.accumulate
-        if self.micro_per_epoch == 0:
+        micro = batches - batches % cfg.accumulate
+        if micro == 0:
             raise ValueError(
                 f"dataset {cfg.data!r} has {n} images: too few for one optimizer step of "
                 f"{cfg.accumulate} x {per_step} images (accumulate x batch_size x processes)"
             )
-        self.steps_per_epoch = self.micro_per_epoch // cfg.accumulate
-        self.total_steps = self.steps_per_epoch * cfg.epochs
+        steps = micro // cfg.accumulate
+        return micro, steps, steps * cfg.epochs
 
     def _build(self) -> None:
+        """The model (backbone + classifier), optimizer, schedule and grad scaler."""
         cfg, env = self.cfg, self.env
         if cfg.amp == "fp16" and env.device.type != "cuda":
             raise ValueError("amp fp16 needs a CUDA device; use --amp bf16 on CPU")
@@ -253,30 +300,13 @@ class Trainer:
         head_kwargs, self.scale_choice = resolve_scale(
             cfg.head, cfg.embedding_size, self.num_classes, cfg.head_kwargs
         )
-        if self.sharded:
-            from marginface.parallel import PartialFC
-
-            # rank r holds only its shard; DDP averages the backbone's gradients over the W
-            # ranks, so the local embeddings' gradient is scaled by W (see docs/parallel.md)
-            head: nn.Module = PartialFC(
-                cfg.head,
-                cfg.embedding_size,
-                self.num_classes,
-                sample_rate=cfg.sample_rate,
-                process_group=None if env.distributed else "local",
-                seed=cfg.seed,
-                embedding_grad_scale=float(env.world_size),
-                **head_kwargs,
-            )
-        else:
-            head = create_head(cfg.head, cfg.embedding_size, self.num_classes, **head_kwargs)
+        classifier = build_classifier(cfg, self.num_classes, env, head_kwargs)
         amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
-        self.model = TrainModule(backbone, head, amp_dtype).to(env.device).train()
+        self.model = TrainModule(backbone, classifier, amp_dtype).to(env.device).train()
         self.optimizer = build_optimizer(
             self.model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay
         )
-        if self.sharded:
-            self.model.head.attach_optimizer(self.optimizer)
+        classifier.attach_optimizer(self.optimizer)
         self.scheduler = WarmupDecay(
             self.optimizer,
             total_steps=self.total_steps,
@@ -300,22 +330,9 @@ class Trainer:
         }
 
     @property
-    def sharded(self) -> bool:
-        """The class centres are sharded (PartialFC) rather than a replicated head."""
-        return self.cfg.partial_fc or self.cfg.sample_rate < 1
-
-    @property
     def margin_head(self) -> MarginHead:
-        """The margin head (for PartialFC: this rank's shard of it)."""
-        head = self.model.head
-        return head if isinstance(head, MarginHead) else head.head
-
-    def head_state(self) -> dict[str, Any] | None:
-        """The head's state to save; with PartialFC the full (all ranks') state on rank 0.
-        Collective when sharded: every rank calls it."""
-        if self.sharded:
-            return self.model.head.full_state_dict()
-        return self.model.head.state_dict()
+        """The margin head (with Partial FC: this rank's shard of it)."""
+        return self.model.head.head
 
     # --------------------------------------------------------------------- checkpoints
     def _payload(
@@ -324,7 +341,7 @@ class Trainer:
         return {
             "backbone": self.model.backbone.state_dict(),
             "head": head_state,
-            "sharded_head": self.sharded,
+            "sharded_head": self.cfg.partial_fc,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -340,7 +357,7 @@ class Trainer:
         """checkpoint.pt + model.pt/model.json (main process only; write, then rename).
 
         Weights that are not finite are never written: TrainingDiverged instead."""
-        head_state = self.head_state()  # collective with PartialFC
+        head_state = self.model.head.full_state_dict()  # collective with Partial FC
         if not self.env.is_main:
             return
         tensors = [*self.model.backbone.state_dict().values()]
@@ -352,37 +369,29 @@ class Trainer:
         save_model(self.output, self.model.backbone, self.model_info())
         self.logger.event("checkpoint", position["step"], reason=reason, epoch=position["epoch"])
 
-    def _resume(self) -> dict[str, int]:
+    def _resume(self) -> tuple[dict[str, int], dict[str, Any]]:
+        """Load the checkpoint into the state just built; the position and RNG state to
+        continue from."""
         path = self.output / "checkpoint.pt"
         blob = ckpt.load_checkpoint(path, map_location="cpu")  # RNG states must stay on CPU
-        self.cfg = _merge_resume_config(self.cfg, blob["config"], path)
+        _check_resume_config(self.cfg, blob["config"], path)
         if blob.get("world_size", 1) != self.env.world_size:
             raise ValueError(
                 f"--resume from {path}: saved with {blob.get('world_size')} processes, now "
                 f"{self.env.world_size}; the data order would differ"
             )
         self.model.backbone.load_state_dict(blob["backbone"])
-        if bool(blob.get("sharded_head", False)) != self.sharded:
-            raise ValueError(
-                f"--resume from {path}: saved {'with' if blob.get('sharded_head') else 'without'}"
-                f" the sharded classifier (partial_fc / sample_rate); the run must keep it"
-            )
-        if self.sharded:
-            self.model.head.load_full_state_dict(blob["head"])
-        else:
-            self.model.head.load_state_dict(blob["head"])
+        self.model.head.load_full_state_dict(blob["head"])
         self.optimizer.load_state_dict(blob["optimizer"])
         self.scheduler.load_state_dict(blob["scheduler"])
         self.scaler.load_state_dict(blob["scaler"])
         self.best = blob.get("best")
-        info = blob.get("model_info") or {}
-        self.threshold = info.get("threshold")
-        self._resume_rng = blob["rng"]
+        self.threshold = (blob.get("model_info") or {}).get("threshold")
         position = {k: int(blob["position"][k]) for k in ("epoch", "batch", "step")}
         if self.env.is_main:
             kept = truncate_log(self.output / "log.jsonl", position["step"])
             self.history = [r for r in kept if r.get("type") == "train"]
-        return position
+        return position, blob["rng"]
 
     # ------------------------------------------------------------------------ validation
     def validate(self, step: int, epoch: int) -> None:
@@ -485,12 +494,12 @@ class Trainer:
 
     def _summary(self) -> dict[str, Any] | None:
         """Share of up to ``summary_images`` training images nearer their own class centre
-        (main process; the centres of every rank when sharded: collective)."""
+        (main process; the centres of every rank with Partial FC: collective)."""
         n = min(self.cfg.summary_images, len(self.dataset))
         if n == 0:
             return None
-        state = self.head_state()  # collective with PartialFC
-        if not self.env.is_main or state is None:
+        weight = self.model.head.full_weight()  # collective with Partial FC
+        if not self.env.is_main or weight is None:
             return None
         from marginface.evaluation.angles import (
             centre_angles,
@@ -511,7 +520,6 @@ class Trainer:
                 labels += [int(y) for _, y in items]
         finally:
             ckpt.restore_rng(devices_rng)
-        weight = state["head.weight" if self.sharded else "weight"]
         centres = class_centres(self.margin_head, weight)
         share = nearer_own_share(*centre_angles(torch.cat(features), torch.tensor(labels), centres))
         summary = {"nearer_own_share": share, "images": n}
@@ -521,10 +529,10 @@ class Trainer:
     def _save_after_error(self, exc: Exception) -> None:
         """Save the last completed step before ``exc`` is reported, so no work is lost.
 
-        Not with the sharded classifier over several processes: saving it is collective, and
+        Not when saving the classifier is collective (Partial FC over several processes):
         the other processes may be stuck elsewhere."""
         position = self.boundary["position"]
-        if (self.sharded and self.env.distributed) or position["step"] == 0:
+        if self.model.head.collective_state or position["step"] == 0:
             return
         self._restore_boundary()
         try:
@@ -600,33 +608,8 @@ class Trainer:
             set_aside_old_log(self.output)
 
     def _run(self) -> TrainResult:
-        cfg, env = self.cfg, self.env
         self._fail_together(self._fresh_output)
-        self._open_data()
-        self._build()
-        position = {"epoch": 0, "batch": 0, "step": 0}
-        self._resume_rng = None
-        if cfg.resume:
-            position = self._resume()
-            cfg = self.cfg
-        needed = estimate_output_bytes(self.model.backbone, self.model.head, cfg.optimizer)
-        self._fail_together(lambda: check_output_dir(self.output, needed + cfg.min_free_bytes))
-        if env.is_main:
-            scale_note = f"# {self.scale_choice.describe()}\n"
-            atomic_write_text(self.output / "config.yaml", config_to_yaml(cfg) + scale_note)
-        self.validator = self._fail_together(
-            lambda: Validator(
-                cfg.val,
-                cfg.image_size,
-                cfg.val_max_pairs,
-                cfg.val_batch_size,
-                env.device,
-                max_bad=cfg.max_bad_images,
-            ).decode_all()
-        )
-        self.logger = RunLogger(
-            self.output, env.is_main, cfg.tensorboard, purge_step=position["step"] or None
-        )
+        position, self._resume_rng = self._setup()
         try:
             return self._loop(position)
         finally:
@@ -634,15 +617,14 @@ class Trainer:
                 self.bar.close()
             self.logger.close()
 
-    def _loop(self, position: dict[str, int]) -> TrainResult:
+    def _start(self, position: dict[str, int]) -> nn.Module:
+        """Log the start, restore a resumed run's RNG, open the progress bar; the model to
+        call (DDP around it when distributed)."""
         from tqdm import tqdm
 
         cfg, env = self.cfg, self.env
-        # PartialFC synchronises itself: DDP must neither broadcast nor all-reduce its tensors
-        ignore = [f"head.{n}" for n, _ in self.model.head.named_parameters()] + [
-            f"head.{n}" for n, _ in self.model.head.named_buffers()
-        ]
-        ddp = wrap_data_parallel(self.model, env, ignore if self.sharded else ())
+        names = [f"head.{n}" for n in self.model.head.synchronised_names()]
+        ddp = wrap_data_parallel(self.model, env, names)
         self.logger.event(
             "resume" if cfg.resume else "start",
             position["step"],
@@ -656,9 +638,6 @@ class Trainer:
             "scale", position["step"], head=cfg.head, s=choice.value, rule=choice.rule
         )
         self._say(choice.describe())
-        self.watch = LossWatch(self.margin_head, self.num_classes, self.total_steps, cfg.loss_watch)
-        for record in self.history:  # a resumed run: the steps before the interruption
-            self.watch.update(record["step"], record["loss"])
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng)
         self.bar = tqdm(
@@ -669,60 +648,18 @@ class Trainer:
             disable=not (cfg.progress and env.is_main),
             desc="train",
         )
-        images_per_step = cfg.batch_size * cfg.accumulate * env.world_size
+        return ddp
+
+    def _loop(self, position: dict[str, int]) -> TrainResult:
+        """The epochs from ``position`` until the end, ``max_steps`` or a stop request."""
+        ddp = self._start(position)
         stopped = "finished"
         t_start = time.perf_counter()
         self._snapshot(position)
         with _StopFlag() as self.stop:
             try:
-                while position["epoch"] < cfg.epochs and stopped == "finished":
-                    epoch = position["epoch"]
-                    batches = iter(self._loader(epoch, position["batch"]))
-                    while position["batch"] < self.micro_per_epoch:
-                        if cfg.max_steps is not None and position["step"] >= cfg.max_steps:
-                            stopped = "max_steps"
-                            break
-                        t0 = time.perf_counter()
-                        record = self._step(batches, ddp, position)
-                        position["batch"] += cfg.accumulate
-                        position["step"] += 1
-                        step = position["step"]
-                        speed = images_per_step / max(time.perf_counter() - t0, 1e-9)
-                        record = {
-                            "type": "train",
-                            "step": step,
-                            "epoch": epoch,
-                            **record,
-                            "images_per_s": speed,
-                        }
-                        self.history.append(record)
-                        self._watch(record)
-                        self._snapshot(position)  # the state of this completed step
-                        if step % cfg.log_every == 0 or step == self.total_steps:
-                            self.logger.log(record, prefix="train")
-                        if self.on_step is not None and env.is_main:
-                            self.on_step(record)
-                        self.bar.update(1)
-                        self.bar.set_postfix(
-                            loss=f"{record['loss']:.4f}",
-                            lr=f"{record['lr']:.3g}",
-                            img_s=f"{speed:.0f}",
-                            epoch=epoch,
-                        )
-                        if cfg.val_every and step % cfg.val_every == 0:
-                            self.validate(step, epoch)
-                        if self.stop.requested:
-                            stopped = "interrupted"
-                            break
-                        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                            self.save(position, self.boundary["rng"], "every")
-                    if stopped != "finished":
-                        break
-                    position = {"epoch": epoch + 1, "batch": 0, "step": position["step"]}
-                    if cfg.val and (not cfg.val_every or position["epoch"] == cfg.epochs):
-                        self.validate(position["step"], epoch)
-                    self._snapshot(position)
-                    self.save(position, self.boundary["rng"], "epoch")
+                while position["epoch"] < self.cfg.epochs and stopped == "finished":
+                    position, stopped = self._epoch(position, ddp)
             except KeyboardInterrupt:
                 if self.stop.hard:
                     raise
@@ -737,23 +674,71 @@ class Trainer:
             if stopped != "finished":
                 position = self.boundary["position"]
                 self.save(position, self.boundary["rng"], stopped)
-        barrier(env)
+        barrier(self.env)
         elapsed = time.perf_counter() - t_start
         self.logger.event("stop", position["step"], reason=stopped, train_time_s=elapsed)
-        summary = self._summary() if stopped != "interrupted" else None
         return TrainResult(
             output_dir=self.output,
             history=self.history,
             train_time_s=elapsed,
             backbone=self.model.backbone,
-            head=self.model.head,
+            head=self.model.head.state_module,
             stopped=stopped,
             steps=position["step"],
             best=self.best,
             validation=self.last_validation,
             scale=self.scale_choice,
             warnings=list(self.warnings),
-            summary=summary,
+            summary=self._summary() if stopped != "interrupted" else None,
+        )
+
+    def _epoch(self, position: dict[str, int], ddp: nn.Module) -> tuple[dict[str, int], str]:
+        """The rest of the epoch of ``position``: its steps, then validation and a checkpoint
+        at its end. Returns the new position and ``finished``, ``max_steps`` or
+        ``interrupted`` (the step boundary to save is then ``self.boundary``)."""
+        cfg, epoch = self.cfg, position["epoch"]
+        batches = iter(self._loader(epoch, position["batch"]))
+        while position["batch"] < self.micro_per_epoch:
+            if cfg.max_steps is not None and position["step"] >= cfg.max_steps:
+                return position, "max_steps"
+            t0 = time.perf_counter()
+            record = self._step(batches, ddp, position)
+            position["batch"] += cfg.accumulate
+            position["step"] += 1
+            self._after_step(position, record, time.perf_counter() - t0)
+            step = position["step"]
+            if cfg.val_every and step % cfg.val_every == 0:
+                self.validate(step, epoch)
+            if self.stop.requested:
+                return position, "interrupted"
+            if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                self.save(position, self.boundary["rng"], "every")
+        position = {"epoch": epoch + 1, "batch": 0, "step": position["step"]}
+        if cfg.val and (not cfg.val_every or position["epoch"] == cfg.epochs):
+            self.validate(position["step"], epoch)
+        self._snapshot(position)
+        self.save(position, self.boundary["rng"], "epoch")
+        return position, "finished"
+
+    def _after_step(self, position: dict[str, int], record: dict[str, Any], seconds: float):
+        """Record the completed step: history, loss watch, step boundary, log, progress."""
+        cfg, step = self.cfg, position["step"]
+        speed = cfg.batch_size * cfg.accumulate * self.env.world_size / max(seconds, 1e-9)
+        epoch = position["epoch"]
+        record = {"type": "train", "step": step, "epoch": epoch, **record, "images_per_s": speed}
+        self.history.append(record)
+        self._watch(record)
+        self._snapshot(position)  # the state of this completed step
+        if step % cfg.log_every == 0 or step == self.total_steps:
+            self.logger.log(record, prefix="train")
+        if self.on_step is not None and self.env.is_main:
+            self.on_step(record)
+        self.bar.update(1)
+        self.bar.set_postfix(
+            loss=f"{record['loss']:.4f}",
+            lr=f"{record['lr']:.3g}",
+            img_s=f"{speed:.0f}",
+            epoch=epoch,
         )
 
 
