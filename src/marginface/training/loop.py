@@ -74,8 +74,9 @@ class TrainResult:
     """What :func:`train` returns.
 
     ``head``: the trained margin head, or with Partial FC the PartialFC module (this process's
-    shard and its state). ``history``: one dict per optimizer step (step, epoch, loss, lr, images_per_s, ...), of the
-    whole run (a resumed run includes the steps logged before the interruption).
+    shard and its state). ``history``: one dict per optimizer step (step, epoch, loss, lr,
+    images_per_s, ...), of the whole run (a resumed run includes the steps logged before the
+    interruption).
     ``stopped``: ``finished``, ``max_steps`` or ``interrupted``. ``best``: the best validation
     (step, score, threshold) or None. ``validation``: the last validation metrics per set.
     ``scale``: how the head's scale was set (:class:`marginface.training.watch.ScaleChoice`).
