@@ -74,8 +74,9 @@ class _Block:
         if normalize and inv_norm is None:  # the backward pass reuses the forward's
             inv_norm = 1.0 / weight.norm(dim=1).clamp_min(_EPS)
         self.inv_norm = inv_norm if normalize else None
-        # fast path: the row scale is folded into the features, logits = (r x) . (W / |W|)
-        self.fast = neg_threshold is None and k == 1
+        # fast path: the row scale is folded into the features, logits = (r x) . (W / |W|);
+        # with a bias the logits are r (x.w + b), as the head's forward has them
+        self.fast = neg_threshold is None and k == 1 and bias is None
         self.scale = scale
         self.a = xn * scale[:, None] if self.fast else xn
 
