@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads.fused import fused_margin_terms
+from marginface.heads.fused import fused_margin_terms, margin_softmax_loss
 
 _EPS = 1e-12
 
@@ -280,4 +280,4 @@ class MarginHead(nn.Module):
                 **common,
             )
             target = scale * self.target(z_y, norms)
-            return (torch.logaddexp(target, lse_neg) - target).mean()
+            return margin_softmax_loss(target, lse_neg)

@@ -406,6 +406,12 @@ def fused_margin_terms(
     )
 
 
+def margin_softmax_loss(target: Tensor, lse_neg: Tensor) -> Tensor:
+    """The mean cross-entropy from the target logits T (B,) and the non-target log-sum-exp
+    N (B,) of :func:`fused_margin_terms`: mean_i(logaddexp(T_i, N_i) - T_i)."""
+    return (torch.logaddexp(target, lse_neg) - target).mean()
+
+
 def chunked_logsumexp(
     xn: Tensor,
     weight: Tensor,
