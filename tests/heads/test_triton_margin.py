@@ -329,7 +329,11 @@ def test_choose_path_is_the_one_rule():
     assert choose_path(cuda, F64) == "torch"
     assert choose_path(cuda, torch.float32, subcenters=3) == "torch"
     assert choose_path(cuda, path="torch") == "torch"
-    assert choose_path(cpu, path="triton") == "triton"  # under the interpreter (or on CUDA)
+    if triton_margin.INTERPRETED:
+        assert choose_path(cpu, path="triton") == "triton"
+    else:  # compiled kernels take CUDA tensors only
+        with pytest.raises(ValueError, match="path='triton' runs on CUDA tensors"):
+            choose_path(cpu, path="triton")
     with pytest.raises(ValueError, match="path must be one of auto, torch, triton; got 'cuda'"):
         choose_path(cpu, path="cuda")
     with pytest.raises(ValueError, match="subcenters=3"):

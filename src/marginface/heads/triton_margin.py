@@ -313,14 +313,15 @@ def _precision(dtype: torch.dtype) -> str:
     return "ieee"
 
 
-def default_blocks(dtype: torch.dtype) -> tuple[int, int, int]:
-    """(BLOCK_B, BLOCK_C, BLOCK_D): 16s under the interpreter (small numpy tiles); on a GPU
-    64 x 128 x 64 (32 x 64 x 32 for float64).  Not tuned on a GPU yet."""
+def default_blocks(dtype: torch.dtype) -> tuple[int, int, int, int]:
+    """(BLOCK_B, BLOCK_C, BLOCK_D, num_warps): 16s under the interpreter (small numpy tiles);
+    on a GPU 64 x 128 x 64 with 8 warps (32 x 64 x 32 with 4 for float64).  Guesses, not yet
+    tuned on a GPU."""
     if INTERPRETED:
-        return 16, 16, 16
+        return 16, 16, 16, 4
     if dtype == torch.float64:
-        return 32, 64, 32
-    return 64, 128, 64
+        return 32, 64, 32, 4
+    return 64, 128, 64, 8
 
 
 def _splits(row_blocks: int, class_tiles: int, device: torch.device) -> int:
@@ -364,8 +365,9 @@ class _Inputs:
         )
 
     def constexprs(self) -> dict:
-        bb, bc, bd = self.blocks
+        bb, bc, bd, warps = self.blocks
         return dict(
+            num_warps=warps,
             HAS_NORM=self.inv_norm is not None,
             HAS_BIAS=self.bias is not None,
             HAS_NEG=self.thr is not None,
@@ -390,7 +392,7 @@ def _forward_lse(inp: _Inputs) -> Tensor:
     """N (B,), in the accumulation dtype."""
     b, d = inp.x.shape
     c = inp.w.shape[0]
-    bb, bc, _ = inp.blocks
+    bb, bc = inp.blocks[:2]
     row_blocks, class_tiles = -(-b // bb), -(-c // bc)
     if b == 0 or c == 0:
         return inp.x.new_full((b,), float("-inf"), dtype=inp.acc)
@@ -453,7 +455,7 @@ class _TritonMarginTerms(torch.autograd.Function):
         gr = torch.zeros(b, **new) if need_r else None
         gb = torch.zeros(c, **new) if need_b else None
         coef = torch.zeros(c, **new) if (need_w and normalize) else None
-        bb, bc, _ = inp.blocks
+        bb, bc = inp.blocks[:2]
         row_blocks, class_tiles = -(-b // bb), -(-c // bc)
         if b and c and (need_x or need_w or need_r or need_b):
             dummy = lse_safe
