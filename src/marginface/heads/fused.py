@@ -105,8 +105,9 @@ def choose_path(
     chunked PyTorch path otherwise (CPU, float64, sub-centres, no triton), or everywhere when
     the environment variable ``MARGINFACE_FUSED_PATH`` is ``torch``.  ``path="torch"`` always
     takes the PyTorch path; ``path="triton"`` takes the kernel or raises a ValueError saying
-    why it can't (sub-centres, a dtype it lacks, no triton, a CPU tensor without Triton's
-    interpreter, ``TRITON_INTERPRET=1``).
+    why it can't (sub-centres, a dtype it lacks, no triton, or a CPU tensor while the kernels
+    are compiled: they run on CPU tensors only under Triton's interpreter, with
+    ``TRITON_INTERPRET=1`` set before :mod:`marginface.heads.triton_margin` is imported).
     """
     if path not in PATHS:
         raise ValueError(f"path must be one of {', '.join(PATHS)}; got {path!r}")
@@ -354,7 +355,8 @@ def fused_margin_terms(
     memory_budget: int | None = None,
     path: str = "auto",
 ) -> tuple[Tensor, Tensor]:
-    """The two pieces of a margin head's loss, computed in chunks of classes.
+    """The two pieces of a margin head's loss, computed in chunks of classes (PyTorch) or
+    in on-chip tiles (the Triton kernel; see :func:`choose_path`).
 
     Args:
         xn: (B, D) embeddings, already normalised for cosine heads.
@@ -362,7 +364,7 @@ def fused_margin_terms(
             per row inside when ``normalize``.
         scale: (B,) row scale r_i of the non-target logits.
         labels: (B,) int64 target class in [0, C), or -1 where this block has no target.
-        bias: optional (C,) bias added to the scores (plain softmax, with scale 1).
+        bias: optional (C,) bias added to the scores, before the row scale (plain softmax).
         neg_threshold, neg_t: CurricularFace modulation of hard negatives.
         chunk_size / memory_budget: classes per chunk, or the bytes its temporaries may use
             (the PyTorch path; the Triton kernel works in tiles of its own).
