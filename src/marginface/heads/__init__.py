@@ -39,7 +39,12 @@ from marginface.heads.elasticface import (
     ElasticFaceCos,
     ElasticFaceCosPlus,
 )
-from marginface.heads.fused import auto_chunk_size, chunked_logsumexp, fused_margin_terms
+from marginface.heads.fused import (
+    auto_chunk_size,
+    choose_path,
+    chunked_logsumexp,
+    fused_margin_terms,
+)
 from marginface.heads.magface import MagFace, magface_lambda_bound
 from marginface.heads.normface import NormFace
 from marginface.heads.registry import create_head, head_hparams, list_heads, register_head
@@ -60,6 +65,7 @@ __all__ = [
     "SphereFace",
     "arc_margin",
     "auto_chunk_size",
+    "choose_path",
     "chunked_logsumexp",
     "fused_margin_terms",
     "create_head",

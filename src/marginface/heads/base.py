@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads.fused import fused_margin_terms
+from marginface.heads.fused import fused_margin_terms, margin_softmax_loss
 
 _EPS = 1e-12
 
@@ -234,12 +234,16 @@ class MarginHead(nn.Module):
         fused: bool = True,
         chunk_size: int | None = None,
         memory_budget: int | None = None,
+        path: str = "auto",
     ) -> Tensor:
         """Mean cross-entropy of the margin logits, equal to ``F.cross_entropy(self(x, y), y)``.
 
         With ``fused`` (the default) it never holds the (B, C) logits: see
         :mod:`marginface.heads.fused`.  ``chunk_size`` (classes per chunk) or
-        ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
+        ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.  ``path``:
+        ``"auto"`` (the Triton kernel on CUDA when triton is installed, else the chunked
+        PyTorch code), ``"torch"`` or ``"triton"``; see
+        :func:`marginface.heads.fused.choose_path`.
         """
         self.check_loss_inputs(embeddings, labels)
         if not fused:
@@ -256,6 +260,7 @@ class MarginHead(nn.Module):
                 subcenters=self.subcenters,
                 chunk_size=chunk_size,
                 memory_budget=memory_budget,
+                path=path,
             )
             if self.training and self.batch_scaled:
                 with torch.no_grad():  # the non-target log-sum-exp at the current scale
@@ -275,4 +280,4 @@ class MarginHead(nn.Module):
                 **common,
             )
             target = scale * self.target(z_y, norms)
-            return (torch.logaddexp(target, lse_neg) - target).mean()
+            return margin_softmax_loss(target, lse_neg)

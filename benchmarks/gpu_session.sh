@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 15, prepared to run as they are on a CUDA machine, one stage per call
+# (each well under 10 minutes; none has run yet):
+#   bash benchmarks/gpu_session.sh tests    # the kernel's tests natively + the CUDA head tests
+#   bash benchmarks/gpu_session.sh heads    # benchmarks/heads_gpu.py -> results/heads_gpu.json
+#   INSIGHTFACE=/path/to/insightface/recognition/arcface_torch \
+#     bash benchmarks/gpu_session.sh train  # train_throughput.py against InsightFace's step
+# PYTHON picks the interpreter (default: python). The InsightFace copy stays outside the project.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python}"
+case "${1:-}" in
+    tests)
+        "$PY" -m pytest -q -p no:cacheprovider tests/heads/test_triton_margin.py \
+            tests/heads/test_cuda.py tests/heads/test_fused.py
+        ;;
+    heads)
+        "$PY" benchmarks/heads_gpu.py --json benchmarks/results/heads_gpu.json
+        ;;
+    train)
+        : "${INSIGHTFACE:?set INSIGHTFACE to the arcface_torch folder of an InsightFace copy}"
+        "$PY" benchmarks/train_throughput.py --device cuda --backbones iresnet50 --amp bf16 \
+            --batch-size 128 512 --classes 93431 --setups plain pfc insightface \
+            --sample-rates 1.0 0.2 --insightface "$INSIGHTFACE" --steps 20 --warmup 5 \
+            --json benchmarks/results/train_throughput_gpu.json
+        ;;
+    *)
+        echo "usage: bash benchmarks/gpu_session.sh tests|heads|train" >&2
+        exit 2
+        ;;
+esac
