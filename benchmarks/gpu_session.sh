@@ -6,6 +6,8 @@
 #   INSIGHTFACE=/path/to/insightface/recognition/arcface_torch \
 #     bash benchmarks/gpu_session.sh train  # train_throughput.py against InsightFace's step
 # PYTHON picks the interpreter (default: python). The InsightFace copy stays outside the project.
+# The train stage runs marginface's step on the kernel (MARGINFACE_FUSED_PATH=triton, opt-in
+# until measured) and again on the chunked PyTorch path, so the default can be chosen from it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python}"
@@ -19,10 +21,13 @@ case "${1:-}" in
         ;;
     train)
         : "${INSIGHTFACE:?set INSIGHTFACE to the arcface_torch folder of an InsightFace copy}"
-        "$PY" benchmarks/train_throughput.py --device cuda --backbones iresnet50 --amp bf16 \
-            --batch-size 128 512 --classes 93431 --setups plain pfc insightface \
-            --sample-rates 1.0 0.2 --insightface "$INSIGHTFACE" --steps 20 --warmup 5 \
-            --json benchmarks/results/train_throughput_gpu.json
+        for path in triton torch; do
+            MARGINFACE_FUSED_PATH=$path "$PY" benchmarks/train_throughput.py --device cuda \
+                --backbones iresnet50 --amp bf16 --batch-size 128 512 --classes 93431 \
+                --setups plain pfc insightface --sample-rates 1.0 0.2 \
+                --insightface "$INSIGHTFACE" --steps 20 --warmup 5 \
+                --json "benchmarks/results/train_throughput_gpu_$path.json"
+        done
         ;;
     *)
         echo "usage: bash benchmarks/gpu_session.sh tests|heads|train" >&2

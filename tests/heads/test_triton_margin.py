@@ -324,6 +324,13 @@ def test_head_loss_through_the_kernel(name):
 def test_choose_path_is_the_one_rule():
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
     assert choose_path(cpu) == "torch"  # the CPU default stays the chunked PyTorch path
+    assert choose_path(cuda, torch.float32) == "torch"  # the kernel is opt-in (environment)
+
+
+def test_auto_takes_the_kernel_where_it_can_when_opted_in(monkeypatch):
+    monkeypatch.setenv(PATH_ENV, "triton")
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert choose_path(cpu) == "torch"
     assert choose_path(cuda, torch.float32) == "triton"
     assert choose_path(cuda, torch.bfloat16) == "triton"
     assert choose_path(cuda, F64) == "torch"
@@ -346,7 +353,7 @@ def test_environment_switch(monkeypatch):
     monkeypatch.setenv(PATH_ENV, "torch")
     assert choose_path("cuda", torch.float32) == "torch"
     monkeypatch.setenv(PATH_ENV, "fast")
-    with pytest.raises(ValueError, match=f"{PATH_ENV} must be 'auto' or 'torch', got 'fast'"):
+    with pytest.raises(ValueError, match=f"{PATH_ENV} must be 'auto', 'torch' or 'triton', got 'fast'"):
         choose_path("cuda", torch.float32)
 
 

@@ -72,8 +72,8 @@ def auto_chunk_size(
 
 #: Values of ``path`` (:func:`fused_margin_terms`, ``MarginHead.loss``).
 PATHS = ("auto", "torch", "triton")
-#: Environment variable read by ``path="auto"``: ``torch`` keeps the PyTorch path everywhere
-#: (a switch for a GPU where the kernel misbehaves), ``auto`` (or unset) is the rule below.
+#: Environment variable read by ``path="auto"``: ``triton`` lets it take the kernel where the
+#: kernel can run; ``auto`` (or unset) and ``torch`` keep the PyTorch path everywhere.
 PATH_ENV = "MARGINFACE_FUSED_PATH"
 #: The dtypes the Triton kernel takes (float32 accumulation; float64 computes in float64).
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -100,10 +100,12 @@ def choose_path(
 ) -> str:
     """Which implementation of :func:`fused_margin_terms` runs: ``"torch"`` or ``"triton"``.
 
-    ``path="auto"`` (the default): the Triton kernel for float32, bfloat16 and float16 inputs
-    on a CUDA device when ``triton`` imports and the head has one centre per class; the
-    chunked PyTorch path otherwise (CPU, float64, sub-centres, no triton), or everywhere when
-    the environment variable ``MARGINFACE_FUSED_PATH`` is ``torch``.  ``path="torch"`` always
+    ``path="auto"`` (the default): the chunked PyTorch path, unless the environment variable
+    ``MARGINFACE_FUSED_PATH`` is ``triton``: then the Triton kernel for float32, bfloat16 and
+    float16 inputs on a CUDA device when ``triton`` imports and the head has one centre per
+    class, and the PyTorch path otherwise (CPU, float64, sub-centres, no triton).  The kernel is
+    opt-in until it has been compiled and timed on a GPU (``benchmarks/heads_gpu.py``).
+    ``path="torch"`` always
     takes the PyTorch path; ``path="triton"`` takes the kernel or raises a ValueError saying
     why it can't (sub-centres, a dtype it lacks, no triton, or a CPU tensor while the kernels
     are compiled: they run on CPU tensors only under Triton's interpreter, with
@@ -114,10 +116,10 @@ def choose_path(
     device = torch.device(device)
     if path == "auto":
         env = os.environ.get(PATH_ENV, "auto") or "auto"
-        if env not in ("auto", "torch"):
-            raise ValueError(f"{PATH_ENV} must be 'auto' or 'torch', got {env!r}")
+        if env not in PATHS:
+            raise ValueError(f"{PATH_ENV} must be 'auto', 'torch' or 'triton', got {env!r}")
         use = (
-            env == "auto"
+            env == "triton"
             and device.type == "cuda"
             and subcenters == 1
             and dtype in _AUTO_TRITON_DTYPES
