@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from marginface.evaluation.bootstrap import (
+    grouped_tar_at_far,
     identity_counts,
     paired_bootstrap,
     verdict_of,
@@ -121,3 +122,25 @@ def test_several_fars_in_one_pass_equal_one_at_a_time():
     both = paired_bootstrap(a, b, issame, groups, far=(1e-2, 1e-1), replicates=60)
     for far in (1e-2, 1e-1):
         assert both[far] == paired_bootstrap(a, b, issame, groups, far=far, replicates=60)
+
+
+def test_grouped_tar_reads_further_when_a_replicate_needs_it():
+    """The identity-count form equals the explicit per-pair weights, also when a replicate's
+    weight sits on the lowest impostors (the top slice read first holds none of it)."""
+    rng = np.random.default_rng(3)
+    n_imp, n_gen = 20_000, 500
+    scores = np.r_[rng.normal(1.0, 0.5, n_gen), -np.arange(n_imp) / n_imp]
+    issame = np.r_[np.ones(n_gen, bool), np.zeros(n_imp, bool)]
+    index = np.r_[rng.integers(0, 20, n_gen), np.arange(n_imp) // 1000]  # by impostor rank
+    counts = rng.integers(0, 3, size=(4, 20)).astype(float)
+    counts[0, :18] = 0.0  # replicate 0: only the 2,000 lowest impostors count
+    counts[0, 18:] = 1.0
+    for far in (0.2, 1e-3):
+        got = grouped_tar_at_far(scores, issame, counts, index, far)
+        want = weighted_tar_at_far(scores, issame, counts[:, index], far)
+        np.testing.assert_array_equal(got, want)
+    # replicate 0 by hand: threshold at the 400th-highest of its 2,000 counted impostors
+    v = np.sort(scores[n_gen:][index[n_gen:] >= 18])[::-1][400]
+    gen_w = counts[0, index[:n_gen]]
+    expected = (gen_w * (scores[:n_gen] > v)).sum() / gen_w.sum()
+    assert grouped_tar_at_far(scores, issame, counts, index, 0.2)[0] == pytest.approx(expected)

@@ -37,17 +37,43 @@ def weighted_tar_at_far(
     at most ``far``): with unit weights the two agree. The threshold lies just above the
     highest impostor score v whose (weighted) share of impostors scoring >= v exceeds ``far``.
     """
-    scores, issame = np.asarray(scores, np.float64), np.asarray(issame, bool)
     w = np.atleast_2d(np.asarray(weights, np.float64))
+    return grouped_tar_at_far(scores, issame, w, np.arange(w.shape[1]), far)
+
+
+def grouped_tar_at_far(
+    scores: np.ndarray,
+    issame: np.ndarray,
+    counts: np.ndarray,
+    index: np.ndarray,
+    far: float | Sequence[float],
+) -> np.ndarray:
+    """:func:`weighted_tar_at_far` with the weights of pair n in replicate r given as
+    ``counts[r, index[n]]`` (the identity bootstrap's form: ``counts`` (R, G) per group).
+
+    Exact and cheap for many pairs: a threshold at FAR f lies among the top impostors, so only
+    the highest ~f share of them is read per replicate (more if a replicate needs it), and the
+    impostors' total weight comes from the per-group counts.
+    """
+    scores, issame = np.asarray(scores, np.float64), np.asarray(issame, bool)
+    counts, index = np.atleast_2d(np.asarray(counts, np.float64)), np.asarray(index)
+    fars = np.atleast_1d(np.asarray(far, np.float64))
     imp, gen = np.flatnonzero(~issame), np.flatnonzero(issame)
     order = imp[np.argsort(-scores[imp], kind="stable")]
-    w_imp = w[:, order]
-    share = np.cumsum(w_imp, axis=1) / np.maximum(w_imp.sum(axis=1, keepdims=True), 1e-300)
-    w_gen = w[:, gen]
+    groups = counts.shape[1]
+    imp_total = counts @ np.bincount(index[imp], minlength=groups).astype(np.float64)
+    imp_total = np.maximum(imp_total, 1e-300)[:, None]
+    w_gen = counts[:, index[gen]]
     gen_total = np.maximum(w_gen.sum(axis=1), 1e-300)
+    top = min(len(order), max(1024, int(4 * fars.max() * len(order)) + 1))
+    while True:  # integer-valued weights: the prefix sums equal those over all impostors
+        share = np.cumsum(counts[:, index[order[:top]]], axis=1) / imp_total
+        overs = [share > f * (1.0 + 1e-9) for f in fars]
+        if top == len(order) or all(o.any(axis=1).all() for o in overs):
+            break
+        top = min(len(order), 2 * top)
     out = []
-    for f in np.atleast_1d(np.asarray(far, np.float64)):
-        over = share > f * (1.0 + 1e-9)
+    for over in overs:
         first = np.argmax(over, axis=1)
         v = np.where(over.any(axis=1), scores[order][first], -np.inf)
         accepted = (scores[gen][None, :] > v[:, None]) * w_gen
@@ -123,17 +149,19 @@ def paired_bootstrap(
                 f"(it needs at least {int(np.ceil(1 / f))})"
             )
 
-    def mean_tar(scores: np.ndarray, w: np.ndarray) -> np.ndarray:  # (F, R)
-        return np.mean([weighted_tar_at_far(row, y, w, fars) for row in scores], axis=0)
-
-    ones = np.ones((1, n))
-    ta, tb = mean_tar(a, ones)[:, 0], mean_tar(b, ones)[:, 0]
     counts, index = identity_counts(groups, replicates, seed)
-    step = max(1, 4_000_000 // n)  # replicates per block: a few (block, N) temporaries
+
+    def mean_tar(scores: np.ndarray, c: np.ndarray) -> np.ndarray:  # (F, R)
+        return np.mean([grouped_tar_at_far(row, y, c, index, fars) for row in scores], axis=0)
+
+    ones = np.ones((1, counts.shape[1]))
+    ta, tb = mean_tar(a, ones)[:, 0], mean_tar(b, ones)[:, 0]
+    # replicates per block: a few (block, genuine pairs + top impostors) temporaries
+    step = max(1, 4_000_000 // max(1, int(y.sum()) + int(4 * max(fars) * (~y).sum()) + 1024))
     diffs = []
     for i in range(0, replicates, step):
-        w = counts[i : i + step][:, index]
-        diffs.append(mean_tar(a, w) - mean_tar(b, w))
+        c = counts[i : i + step]
+        diffs.append(mean_tar(a, c) - mean_tar(b, c))
     diffs = np.concatenate(diffs, axis=1)  # (F, R)
     tail = (1.0 - level) / 2.0
     out = {}

@@ -23,7 +23,12 @@ from marginface.heads.elasticface import (
     ElasticFaceCos,
     ElasticFaceCosPlus,
 )
-from marginface.heads.fused import auto_chunk_size, chunked_logsumexp, fused_margin_terms
+from marginface.heads.fused import (
+    auto_chunk_size,
+    choose_path,
+    chunked_logsumexp,
+    fused_margin_terms,
+)
 from marginface.heads.magface import MagFace, magface_lambda_bound
 from marginface.heads.normface import NormFace
 from marginface.heads.registry import (
@@ -54,6 +59,7 @@ __all__ = [
     "SphereFace",
     "arc_margin",
     "auto_chunk_size",
+    "choose_path",
     "chunked_logsumexp",
     "fused_margin_terms",
     "create_head",

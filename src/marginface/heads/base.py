@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.heads._math import EPS, no_autocast
-from marginface.heads.fused import fused_margin_terms
+from marginface.heads.fused import fused_margin_terms, margin_softmax_loss
 from marginface.heads.shard import Shard, target_scores
 
 
@@ -282,6 +282,7 @@ class MarginHead(nn.Module):
         fused: bool = True,
         chunk_size: int | None = None,
         memory_budget: int | None = None,
+        path: str = "auto",
     ) -> Tensor:
         """The mean loss, for the margin heads the cross-entropy ``F.cross_entropy(self(x, y),
         y)``, plus :meth:`extra_loss`.
@@ -289,15 +290,17 @@ class MarginHead(nn.Module):
         With ``fused`` (the default) it never holds the (B, C) logits (:meth:`fused_loss`);
         else it is :meth:`loss_from_logits` of the dense logits.  ``chunk_size`` (classes per
         chunk) or ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
+        ``path``: ``"auto"`` (the Triton kernel on CUDA when triton is installed, else the
+        chunked PyTorch code), ``"torch"`` or ``"triton"``; see
+        :func:`marginface.heads.fused.choose_path`.
         """
         self.check_loss_inputs(embeddings, labels)
         labels = labels.long()
         with no_autocast(embeddings.device.type):
             x = embeddings.to(self.compute_dtype(embeddings))
             if fused:
-                loss = self.fused_loss(
-                    x, labels, chunk_size=chunk_size, memory_budget=memory_budget
-                )
+                chunking = dict(chunk_size=chunk_size, memory_budget=memory_budget)
+                loss = self.fused_loss(x, labels, path=path, **chunking)
             else:
                 loss = self.loss_from_logits(self(embeddings, labels), labels)
             extra = self.extra_loss(x)
@@ -310,6 +313,7 @@ class MarginHead(nn.Module):
         *,
         chunk_size: int | None = None,
         memory_budget: int | None = None,
+        path: str = "auto",
     ) -> Shard:
         """The :class:`Shard` of all classes on one process, for the batch ``x`` (B, D) in the
         compute dtype and ``labels`` (B,) int64."""
@@ -330,6 +334,7 @@ class MarginHead(nn.Module):
             normalize=self.normalize,
             chunk_size=chunk_size,
             memory_budget=memory_budget,
+            path=path,
         )
 
     def fused_loss(
@@ -339,22 +344,20 @@ class MarginHead(nn.Module):
         *,
         chunk_size: int | None = None,
         memory_budget: int | None = None,
+        path: str = "auto",
     ) -> Tensor:
         """The loss of ``x`` (B, D) in the compute dtype without the (B, C) logits: the head's
         :meth:`loss_over` of :meth:`local_shard` when it has its :attr:`own_loss`, else the
         margin softmax with the fused kernel of :mod:`marginface.heads.fused`."""
-        shard = self.local_shard(x, labels, chunk_size=chunk_size, memory_budget=memory_budget)
+        chunking = dict(chunk_size=chunk_size, memory_budget=memory_budget, path=path)
+        shard = self.local_shard(x, labels, **chunking)
         if self.own_loss:
             return self.loss_over(shard)
         norms, xn, w = shard.norms, shard.xn, shard.weight
         scale = self.row_scale(norms)
         cos_y = shard.cos_y.detach()  # for the state and the thresholds
         common = dict(
-            bias=shard.bias,
-            normalize=self.normalize,
-            subcenters=self.subcenters,
-            chunk_size=chunk_size,
-            memory_budget=memory_budget,
+            bias=shard.bias, normalize=self.normalize, subcenters=self.subcenters, **chunking
         )
         if self.training and self.batch_scaled:
             with torch.no_grad():  # the non-target log-sum-exp at the current scale
@@ -374,4 +377,4 @@ class MarginHead(nn.Module):
             **common,
         )
         target = scale * self.target(z_y, norms)
-        return (torch.logaddexp(target, lse_neg) - target).mean()
+        return margin_softmax_loss(target, lse_neg)

@@ -19,11 +19,18 @@ B x C.  The head then applies its margin to z_y with ordinary autograd.
 
 Rows whose label is -1 have no target column in this block of classes (used by the sharded
 classifier of :mod:`marginface.parallel`): N is then over all the block's classes.
+
+Two implementations compute the same (N, z_y): the chunked PyTorch code of this module, and
+the Triton kernels of :mod:`marginface.heads.triton_margin` (tiles of rows x classes in
+on-chip memory, never a (B, chunk) block in GPU memory).  :func:`choose_path` is the one place
+that decides which runs.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 
 import torch
 from torch import Tensor
@@ -63,6 +70,84 @@ def auto_chunk_size(
     return int(min(num_classes, chunk)) if num_classes > 0 else 1
 
 
+#: Values of ``path`` (:func:`fused_margin_terms`, ``MarginHead.loss``).
+PATHS = ("auto", "torch", "triton")
+#: Environment variable read by ``path="auto"``: ``triton`` lets it take the kernel where the
+#: kernel can run; ``auto`` (or unset) and ``torch`` keep the PyTorch path everywhere.
+PATH_ENV = "MARGINFACE_FUSED_PATH"
+#: The dtypes the Triton kernel takes (float32 accumulation; float64 computes in float64).
+TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+#: ... and those ``path="auto"`` sends to it on CUDA (float64 stays on the PyTorch path).
+_AUTO_TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+@functools.cache
+def triton_available() -> bool:
+    """True when the optional ``triton`` package imports (imported once, on first call)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose_path(
+    device: torch.device | str,
+    dtype: torch.dtype = torch.float32,
+    *,
+    subcenters: int = 1,
+    path: str = "auto",
+) -> str:
+    """Which implementation of :func:`fused_margin_terms` runs: ``"torch"`` or ``"triton"``.
+
+    ``path="auto"`` (the default): the chunked PyTorch path, unless the environment variable
+    ``MARGINFACE_FUSED_PATH`` is ``triton``: then the Triton kernel for float32, bfloat16 and
+    float16 inputs on a CUDA device when ``triton`` imports and the head has one centre per
+    class, and the PyTorch path otherwise (CPU, float64, sub-centres, no triton).  The kernel is
+    opt-in until it has been compiled and timed on a GPU (``benchmarks/heads_gpu.py``).
+    ``path="torch"`` always
+    takes the PyTorch path; ``path="triton"`` takes the kernel or raises a ValueError saying
+    why it can't (sub-centres, a dtype it lacks, no triton, or a CPU tensor while the kernels
+    are compiled: they run on CPU tensors only under Triton's interpreter, with
+    ``TRITON_INTERPRET=1`` set before :mod:`marginface.heads.triton_margin` is imported).
+    """
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {', '.join(PATHS)}; got {path!r}")
+    device = torch.device(device)
+    if path == "auto":
+        env = os.environ.get(PATH_ENV, "auto") or "auto"
+        if env not in PATHS:
+            raise ValueError(f"{PATH_ENV} must be 'auto', 'torch' or 'triton', got {env!r}")
+        use = (
+            env == "triton"
+            and device.type == "cuda"
+            and subcenters == 1
+            and dtype in _AUTO_TRITON_DTYPES
+            and triton_available()
+        )
+        return "triton" if use else "torch"
+    if path == "torch":
+        return "torch"
+    if subcenters != 1:
+        raise ValueError(
+            f"path='triton' has no sub-centres (subcenters={subcenters}); use path='torch' or "
+            "'auto' (which takes the PyTorch path for them)"
+        )
+    if dtype not in TRITON_DTYPES:
+        raise ValueError(f"path='triton' takes float16/bfloat16/float32/float64, got {dtype}")
+    if not triton_available():
+        raise ValueError("path='triton' needs the triton package (pip install triton)")
+    from marginface.heads.triton_margin import INTERPRETED
+
+    if device.type != "cuda" and not INTERPRETED:
+        raise ValueError(
+            f"path='triton' runs on CUDA tensors (or on CPU tensors under Triton's interpreter, "
+            f"TRITON_INTERPRET=1 set before marginface.heads.triton_margin is imported); got "
+            f"device {device.type!r}"
+        )
+    return "triton"
+
+
 class _Block:
     """What forward and backward share: the inputs, prepared once per call."""
 
@@ -72,10 +157,11 @@ class _Block:
         self.weight, self.labels, self.bias, self.k = weight, labels, bias, k
         self.neg_threshold, self.neg_t = neg_threshold, neg_t
         if normalize and inv_norm is None:  # the backward pass reuses the forward's
-            inv_norm = 1.0 / weight.norm(dim=1).clamp_min(EPS)
+            inv_norm = inverse_norms(weight)
         self.inv_norm = inv_norm if normalize else None
-        # fast path: the row scale is folded into the features, logits = (r x) . (W / |W|)
-        self.fast = neg_threshold is None and k == 1
+        # fast path: the row scale is folded into the features, logits = (r x) . (W / |W|);
+        # with a bias the logits are r (x.w + b), as the head's forward has them
+        self.fast = neg_threshold is None and k == 1 and bias is None
         self.scale = scale
         self.a = xn * scale[:, None] if self.fast else xn
 
@@ -109,7 +195,7 @@ class _Block:
     def target_scores(self, xn: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """z_y (B,), the winning target row (B,) and its centre as used, normalised (B, D)."""
         rows = self.target_rows()
-        w = self.weight[rows]  # (B, K, D)
+        w = self.weight[rows].to(xn.dtype)  # (B, K, D)
         if self.inv_norm is not None:
             w = w * self.inv_norm[rows][..., None]
         z = torch.einsum("bd,bkd->bk", xn, w)
@@ -117,6 +203,43 @@ class _Block:
             z = z + self.bias[rows]
         z, arg = z.max(dim=1)
         return z, rows.gather(1, arg[:, None]).squeeze(1), w[torch.arange(len(arg)), arg]
+
+
+def inverse_norms(weight: Tensor, dtype: torch.dtype | None = None) -> Tensor:
+    """1 / max(|w_j|, eps) of each row of ``weight``, (rows,), as ``F.normalize`` divides;
+    ``dtype``: compute (and return) in this dtype (float32 for half-precision centres)."""
+    return 1.0 / torch.linalg.vector_norm(weight, dim=1, dtype=dtype).clamp_min(EPS)
+
+
+def _target_grads(
+    block: _Block,
+    xn: Tensor,
+    grad_zy: Tensor,
+    grad_x: Tensor | None,
+    grad_w: Tensor | None,
+    grad_b: Tensor | None,
+    need_x: bool,
+    need_w: bool,
+) -> Tensor | None:
+    """Adds the gradients of the target scores z_y = x.w_y / |w_y| (+ b_y) (gradient
+    ``grad_zy``; none from label -1 rows) into ``grad_w`` and ``grad_b`` in place and into
+    ``grad_x``, which it returns (a new tensor if ``grad_x`` is None and ``need_x``)."""
+    labels, inv_norm = block.labels, block.inv_norm
+    g_zy = torch.where(labels >= 0, grad_zy, torch.zeros_like(grad_zy)).to(xn.dtype)
+    if need_x or need_w or grad_b is not None:
+        z_y, row, w_used = block.target_scores(xn)
+        if need_x:
+            grad_x = grad_x if grad_x is not None else torch.zeros_like(xn)
+            grad_x.addcmul_(w_used, g_zy[:, None])
+        if need_w:
+            if inv_norm is not None:
+                gw_rows = (xn - z_y[:, None] * w_used) * (g_zy * inv_norm[row])[:, None]
+            else:
+                gw_rows = xn * g_zy[:, None]
+            grad_w.index_add_(0, row, gw_rows.to(grad_w.dtype))
+        if grad_b is not None:
+            grad_b.index_add_(0, row, g_zy.to(grad_b.dtype))
+    return grad_x
 
 
 def _target_cells(labels: Tensor, c0: int, c1: int) -> tuple[Tensor, Tensor]:
@@ -215,21 +338,7 @@ class _FusedMarginTerms(torch.autograd.Function):
                 grad_x = grad_a.mul_(scale[:, None]) if need_x else None
             else:
                 grad_x = grad_a if need_x else None
-        # the target scores z_y = x.w_y / |w_y| (+ b_y)
-        g_zy = torch.where(labels >= 0, grad_zy, torch.zeros_like(grad_zy))
-        if need_x or need_w or grad_b is not None:
-            z_y, row, w_used = block.target_scores(xn)
-            if need_x:
-                grad_x = grad_x if grad_x is not None else torch.zeros_like(xn)
-                grad_x.addcmul_(w_used, g_zy[:, None])
-            if need_w:
-                if normalize:
-                    gw_rows = (xn - z_y[:, None] * w_used) * (g_zy * inv_norm[row])[:, None]
-                else:
-                    gw_rows = xn * g_zy[:, None]
-                grad_w.index_add_(0, row, gw_rows)
-            if grad_b is not None:
-                grad_b.index_add_(0, row, g_zy)
+        grad_x = _target_grads(block, xn, grad_zy, grad_x, grad_w, grad_b, need_x, need_w)
         return grad_x, grad_w, grad_r, None, grad_b, None, None, None, None, None
 
 
@@ -246,8 +355,10 @@ def fused_margin_terms(
     subcenters: int = 1,
     chunk_size: int | None = None,
     memory_budget: int | None = None,
+    path: str = "auto",
 ) -> tuple[Tensor, Tensor]:
-    """The two pieces of a margin head's loss, computed in chunks of classes.
+    """The two pieces of a margin head's loss, computed in chunks of classes (PyTorch) or
+    in on-chip tiles (the Triton kernel; see :func:`choose_path`).
 
     Args:
         xn: (B, D) embeddings, already normalised for cosine heads.
@@ -255,14 +366,30 @@ def fused_margin_terms(
             per row inside when ``normalize``.
         scale: (B,) row scale r_i of the non-target logits.
         labels: (B,) int64 target class in [0, C), or -1 where this block has no target.
-        bias: optional (C,) bias added to the scores (plain softmax, with scale 1).
+        bias: optional (C,) bias added to the scores, before the row scale (plain softmax).
         neg_threshold, neg_t: CurricularFace modulation of hard negatives.
-        chunk_size / memory_budget: classes per chunk, or the bytes its temporaries may use.
+        chunk_size / memory_budget: classes per chunk, or the bytes its temporaries may use
+            (the PyTorch path; the Triton kernel works in tiles of its own).
+        path: ``"auto"``, ``"torch"`` or ``"triton"``: see :func:`choose_path`.
 
     Returns:
         (N, z_y): N (B,) the log-sum-exp over the non-target logits (-inf if none), z_y (B,)
-        the target score (cosine, max over sub-centres; 0 where the label is -1).
+        the target score (cosine, max over sub-centres; 0 where the label is -1); in the
+        inputs' dtype (float32 for half-precision inputs on the Triton path).
     """
+    if choose_path(xn.device, xn.dtype, subcenters=subcenters, path=path) == "triton":
+        from marginface.heads.triton_margin import triton_margin_terms
+
+        return triton_margin_terms(
+            xn,
+            weight,
+            scale,
+            labels,
+            bias=bias,
+            normalize=normalize,
+            neg_threshold=neg_threshold,
+            neg_t=neg_t,
+        )
     num_classes = weight.shape[0] // subcenters
     chunk = chunk_size or auto_chunk_size(
         xn.shape[0], num_classes, memory_budget, subcenters, xn.device.type
@@ -281,6 +408,12 @@ def fused_margin_terms(
         int(subcenters),
         int(chunk),
     )
+
+
+def margin_softmax_loss(target: Tensor, lse_neg: Tensor) -> Tensor:
+    """The mean cross-entropy from the target logits T (B,) and the non-target log-sum-exp
+    N (B,) of :func:`fused_margin_terms`: mean_i(logaddexp(T_i, N_i) - T_i)."""
+    return (torch.logaddexp(target, lse_neg) - target).mean()
 
 
 def chunked_logsumexp(

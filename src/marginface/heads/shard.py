@@ -77,6 +77,8 @@ class Shard:
         num_classes: C, the classes of all shards.
         subcenters: K; normalize: as the head's.
         chunk_size, memory_budget: the chunking of the per-block reductions.
+        path: the implementation of the margin-softmax terms
+            (:func:`marginface.heads.fused.choose_path`).
     """
 
     x: Tensor
@@ -91,6 +93,7 @@ class Shard:
     normalize: bool = True
     chunk_size: int | None = None
     memory_budget: int | None = None
+    path: str = "auto"
 
     @property
     def owned(self) -> Tensor:
@@ -153,6 +156,7 @@ class Shard:
             subcenters=self.subcenters,
             chunk_size=self.chunk_size,
             memory_budget=self.memory_budget,
+            path=self.path,
         )
         if not self.weight.shape[0]:  # an empty shard (fewer classes than processes)
             local = self.xn.new_full((self.xn.shape[0],), -math.inf)
