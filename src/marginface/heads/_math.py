@@ -28,6 +28,14 @@ def safe_sine(cos: Tensor) -> Tensor:
     return torch.where(positive, torch.sqrt(torch.where(positive, u, torch.ones_like(u))), 0.0)
 
 
+def cos_plus(cos: Tensor, m: float | Tensor) -> Tensor:
+    """cos(theta + m) = cos(theta) cos(m) - sin(theta) sin(m), from ``cos`` in [-1, 1], for one
+    angle m or a tensor of them; no fallback where theta + m > pi (see ``arc_margin``)."""
+    if isinstance(m, Tensor):
+        return cos * torch.cos(m) - safe_sine(cos) * torch.sin(m)
+    return cos * math.cos(m) - safe_sine(cos) * math.sin(m)
+
+
 def safe_angle(cos: Tensor) -> Tensor:
     """theta = acos(cos) in [0, pi] with finite gradients at cos = +-1 (atan2 of safe_sine)."""
     return torch.atan2(safe_sine(cos), cos)

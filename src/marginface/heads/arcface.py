@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from marginface.heads._math import safe_sine
+from marginface.heads._math import cos_plus
 from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
 
@@ -21,14 +21,12 @@ def arc_margin(cos_y: Tensor, m: float | Tensor, easy_margin: bool = False) -> T
     ``m`` is one margin for all rows or a tensor of one per row (ElasticFace, MagFace).
     """
     c = cos_y.clamp(-1.0, 1.0)
-    if isinstance(m, Tensor):
-        cos_m, sin_m, threshold = torch.cos(m), torch.sin(m), torch.cos(math.pi - m)
-    else:
-        cos_m, sin_m, threshold = math.cos(m), math.sin(m), math.cos(math.pi - m)
-    phi = c * cos_m - safe_sine(c) * sin_m
+    phi = cos_plus(c, m)
     if easy_margin:
         return torch.where(c > 0, phi, c)
-    return torch.where(c > threshold, phi, c - sin_m * m)
+    if isinstance(m, Tensor):
+        return torch.where(c > torch.cos(math.pi - m), phi, c - torch.sin(m) * m)
+    return torch.where(c > math.cos(math.pi - m), phi, c - math.sin(m) * m)
 
 
 @register_head("arcface")

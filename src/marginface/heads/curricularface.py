@@ -6,12 +6,10 @@ reference code github.com/HuangYG123/CurricularFace (``head/metrics.py``).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
-from marginface.heads._math import safe_sine
+from marginface.heads._math import cos_plus
 from marginface.heads.arcface import arc_margin
 from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
@@ -60,5 +58,5 @@ class CurricularFace(MarginHead):
 
     def negative_modulation(self, cos_y: Tensor, norms: Tensor) -> tuple[Tensor, float]:
         c = cos_y.detach().clamp(-1.0, 1.0)
-        threshold = c * math.cos(self.m) - safe_sine(c) * math.sin(self.m)
+        threshold = cos_plus(c, self.m)
         return threshold, float(self.t)

@@ -37,7 +37,7 @@ import math
 import torch
 from torch import Tensor
 
-from marginface.heads._math import safe_angle, safe_sine
+from marginface.heads._math import cos_plus, safe_angle
 from marginface.heads.binary import BinaryHead
 from marginface.heads.registry import register_head
 
@@ -126,8 +126,8 @@ class SphereFace2(BinaryHead):
             v = self.adjust(c) - self.m
         elif self.variant == "A":
             cc = c.clamp(-1.0, 1.0)
-            phi = cc * math.cos(self.m) - safe_sine(cc) * math.sin(self.m)
-            v = self.adjust(torch.where(safe_angle(cc) + self.m < math.pi, phi, -1.0))
+            theta_m = torch.where(safe_angle(cc) + self.m < math.pi, cos_plus(cc, self.m), -1.0)
+            v = self.adjust(theta_m)
         else:
             v = self.adjust(torch.cos((self.m * safe_angle(c.clamp(-1.0, 1.0))).clamp(max=math.pi)))
         return self._st(c, v)
