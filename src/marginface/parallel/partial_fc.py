@@ -127,6 +127,34 @@ def _check_supported(head: MarginHead, sample_rate: float) -> None:
         )
 
 
+def _head_kind(
+    head: str | MarginHead, embedding_size: int | None, num_classes: int | None, head_hparams: dict
+) -> tuple[MarginHead | None, type[MarginHead], dict, int, int]:
+    """What PartialFC builds its shard from: (the full head or None, its class, its
+    hyperparameters, D, C), from a head instance or from a head name with its sizes."""
+    if isinstance(head, MarginHead):
+        if head_hparams:
+            raise ValueError(
+                f"head hyperparameters {sorted(head_hparams)} given with a "
+                "head instance; set them on the instance"
+            )
+        for name, given, actual in (
+            ("embedding_size", embedding_size, head.embedding_size),
+            ("num_classes", num_classes, head.num_classes),
+        ):
+            if given is not None and given != actual:
+                raise ValueError(f"{name}={given} differs from the head's {actual}")
+        return head, type(head), head.hparams(), head.embedding_size, head.num_classes
+    if not isinstance(head, str):
+        raise ValueError(f"head must be a head name or a MarginHead, got {type(head)!r}")
+    if embedding_size is None or num_classes is None:
+        raise ValueError("embedding_size and num_classes are needed with a head name")
+    # the defaults that depend on the class count: those of all classes
+    hparams = head_class(head).hparams_for(num_classes, head_hparams)
+    probe = create_head(head, embedding_size, 1, **hparams)
+    return None, type(probe), hparams, embedding_size, num_classes
+
+
 class PartialFC(nn.Module):
     """Model-parallel (and optionally sampled) margin classifier: ``loss = pfc(x, y)``.
 
@@ -184,30 +212,9 @@ class PartialFC(nn.Module):
         else:
             self._simulated = False
         self._info = info
-        full = None
-        if isinstance(head, MarginHead):
-            if head_hparams:
-                raise ValueError(
-                    f"head hyperparameters {sorted(head_hparams)} given with a "
-                    "head instance; set them on the instance"
-                )
-            for name, given, actual in (
-                ("embedding_size", embedding_size, head.embedding_size),
-                ("num_classes", num_classes, head.num_classes),
-            ):
-                if given is not None and given != actual:
-                    raise ValueError(f"{name}={given} differs from the head's {actual}")
-            full, head_cls, hparams = head, type(head), head.hparams()
-            embedding_size, num_classes = head.embedding_size, head.num_classes
-        elif isinstance(head, str):
-            if embedding_size is None or num_classes is None:
-                raise ValueError("embedding_size and num_classes are needed with a head name")
-            # the defaults that depend on the class count: those of all classes
-            head_hparams = head_class(head).hparams_for(num_classes, head_hparams)
-            probe = create_head(head, embedding_size, 1, **head_hparams)
-            head_cls, hparams = type(probe), dict(head_hparams)
-        else:
-            raise ValueError(f"head must be a head name or a MarginHead, got {type(head)!r}")
+        full, head_cls, hparams, embedding_size, num_classes = _head_kind(
+            head, embedding_size, num_classes, head_hparams
+        )
         if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
             raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
         self.num_classes, self.embedding_size = num_classes, embedding_size
