@@ -61,8 +61,9 @@ def create_backbone(name: str, embedding_size: int = 512, **kwargs: object) -> n
     options = backbone_options(name)
     unknown = sorted(set(kwargs) - set(options)) if options is not None else []
     if unknown:
+        words = "argument" if len(unknown) == 1 else "arguments"
         raise ValueError(
-            f"unknown option(s) {', '.join(unknown)} for backbone {name!r}; "
+            f"backbone {name!r}: unexpected keyword {words} {', '.join(map(repr, unknown))}; "
             f"valid: {', '.join(f'{k}={v!r}' for k, v in options.items()) or '(none)'}"
         )
     try:
