@@ -33,7 +33,8 @@ def ran(tmp_path_factory) -> dict:
     """Every doc's blocks, run in one separate process (docs_code.main)."""
     out = tmp_path_factory.mktemp("docs") / "results.json"
     tests = str(ROOT / "tests")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+    path = os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, docs_code.__file__, str(out), *WITH_CODE],
         env=env,

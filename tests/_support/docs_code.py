@@ -147,8 +147,10 @@ def run_doc(path: Path, folder: Path) -> dict:
 def main(argv: list[str]) -> int:
     out, names = Path(argv[0]), argv[1:]
     import matplotlib
+    import torch
 
     matplotlib.use("Agg")
+    torch.set_num_threads(1)  # as the suite (tests/conftest.py): tiny models, shared cores
     results = {}
     for name in names:
         with tempfile.TemporaryDirectory(prefix="docs-code-") as folder:
