@@ -35,7 +35,7 @@ from marginface.data.verification import generate_pairs
 from marginface.demo.cache import render_dataset
 from marginface.demo.parallel import run_jobs
 from marginface.demo.progress import DemoProgress
-from marginface.evaluation import embed_dataset, verification_metrics
+from marginface.evaluation import EmbedOptions, embed_dataset, verification_metrics
 from marginface.evaluation.bootstrap import paired_bootstrap
 from marginface.training import TrainConfig, train
 
@@ -44,7 +44,7 @@ FARS = (1e-3, 1e-4)
 
 def held_out_scores(backbone, test_set, pairs: np.ndarray) -> np.ndarray:
     """Cosine scores of the held-out pairs (flip-test embeddings, each image embedded once)."""
-    emb = embed_dataset(backbone, test_set, batch_size=256, device="cpu", progress=False)
+    emb = embed_dataset(backbone, test_set, EmbedOptions(batch_size=256, progress=False))
     emb = emb.astype(np.float64)
     return np.sum(emb[pairs[:, 0]] * emb[pairs[:, 1]], axis=1)
 

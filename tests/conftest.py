@@ -1,14 +1,25 @@
-"""Suite-wide settings and shared fixtures. The tests use tiny tensors, for which one intra-op
-thread is fastest (and several threads contend badly when the machine is busy). The real photo
-(``astronaut``) and the MTCNN ``detector`` serve the data and evaluation tests."""
+"""Suite-wide settings and the fixtures several test folders share. The tests use tiny tensors,
+for which one intra-op thread is fastest (and several threads contend badly when the machine is
+busy). Models: ``saved_model`` (untrained), ``trained_run`` (trained a few steps); data:
+``face_folder``, ``make_folder``; the real photo (``astronaut``) and the MTCNN ``detector``;
+``cli`` runs ``marginface train``. Plain helpers are in ``tests/_support`` (``from _support.X
+import Y``)."""
 
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from _support.threads import one_thread
+
 torch.set_num_threads(1)
+
+#: scripts that tests start as processes or that run by hand, not modules to import (pytest's
+#: --doctest-modules would import them: one starts an NCCL process group at import)
+collect_ignore = ["parallel/gpu_smoke.py", "fuzz/run.py"]
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +71,102 @@ def detector():
     except FileNotFoundError as exc:
         pytest.skip(f"MTCNN weights absent: {exc}")
     return FaceDetector()
+
+
+@pytest.fixture
+def cli():
+    """``cli(*args)`` -> exit code of ``marginface train ARGS``."""
+    from marginface.cli import main
+
+    def run(*args: str) -> int:
+        return main(["train", *map(str, args)])
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A small_cnn (16-d, 16x16 input) trained 15 steps with ArcFace on synthetic:8x4, saved
+    with save_model; returns the run folder."""
+    import marginface
+    from marginface.backbones.checkpoint import save_model
+    from marginface.data import open_dataset
+
+    torch.manual_seed(0)
+    data = open_dataset("synthetic:8x4", image_size=16)
+    images = torch.stack([data[i][0] for i in range(len(data))])
+    labels = torch.as_tensor(data.labels)
+    net = marginface.create_backbone("small_cnn", embedding_size=16)
+    head = marginface.create_head("arcface", embedding_size=16, num_classes=8, s=16.0, m=0.2)
+    opt = torch.optim.Adam([*net.parameters(), *head.parameters()], lr=3e-3)
+    net.train()
+    with one_thread():  # whatever an earlier test left set
+        for _ in range(15):
+            flip = torch.rand(len(images)) < 0.5
+            batch = torch.where(flip[:, None, None, None], images.flip(3), images)
+            loss = head.loss(net(batch), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    run = tmp_path_factory.mktemp("run") / "tiny"
+    info = {
+        "backbone": "small_cnn",
+        "backbone_kwargs": {"embedding_size": 16},
+        "image_size": 16,
+        "identity_names": list(data.identity_names),
+        "threshold": None,
+        "head": "arcface",
+        "head_kwargs": head.hparams(),
+    }
+    save_model(run, net.eval(), info)
+    return run
+
+
+@pytest.fixture(scope="session")
+def face_folder(tmp_path_factory):
+    """ROOT/<name>/<name>_000k.png (LFW naming, k = 1..3): 6 synthetic identities x 3 images
+    of 16x16."""
+    from PIL import Image
+
+    from marginface.data import open_dataset
+    from marginface.data.transforms import to_pixels
+
+    root = tmp_path_factory.mktemp("faces") / "faces"
+    data = open_dataset("synthetic:6x3,first=500", image_size=16)
+    for i in range(len(data)):
+        image, label = data[i]
+        name = f"person{label:02d}"  # our own names: independent of the data's naming
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(to_pixels(image)).save(folder / f"{name}_{i % 3 + 1:04d}.png")
+    return root
+
+
+def random_pixels(seed: int, size: tuple[int, int] = (20, 24)) -> np.ndarray:
+    """A deterministic random RGB image (H, W, 3) uint8."""
+    return np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def make_folder(tmp_path: Path) -> Callable[..., tuple[Path, dict[str, list[np.ndarray]]]]:
+    """``make_folder(counts, size=(20, 24), name="faces")`` writes PNG identity folders.
+
+    ``counts`` maps identity name -> number of images. Returns the folder and the pixels written
+    (per identity, in file order).
+    """
+
+    def make(
+        counts: dict[str, int], size: tuple[int, int] = (20, 24), name: str = "faces"
+    ) -> tuple[Path, dict[str, list[np.ndarray]]]:
+        root = tmp_path / name
+        written: dict[str, list[np.ndarray]] = {}
+        for n, (identity, count) in enumerate(counts.items()):
+            (root / identity).mkdir(parents=True)
+            written[identity] = []
+            for i in range(count):
+                pixels = random_pixels(1000 * n + i, size)
+                Image.fromarray(pixels).save(root / identity / f"{identity}_{i + 1:04d}.png")
+                written[identity].append(pixels)
+        return root, written
+
+    return make

@@ -72,3 +72,25 @@ def test_read_text_names_the_bad_byte(tmp_path):
         files.read_text(tmp_path / "a.txt", "list")
     with pytest.raises(FileNotFoundError, match="list .*none.txt does not exist"):
         files.read_text(tmp_path / "none.txt", "list")
+
+
+def test_files_is_the_only_module_that_renames_into_place():
+    """One atomic-write module: every other module writes through marginface.files (no
+    temporaries of its own, no rename into place), so every output gets the same rules (fsync,
+    folders created, usual permissions, stale temporaries cleaned)."""
+    import re
+    from pathlib import Path
+
+    src = Path(files.__file__).parent
+    pattern = re.compile(r"os\.replace\(|os\.rename\(|\.rename\(|mkstemp\(|NamedTemporaryFile\(")
+    #: not writes: moving an earlier run's log aside (training/preflight.py)
+    allowed = {"training/preflight.py"}
+    found = []
+    for path in sorted(src.rglob("*.py")):
+        name = path.relative_to(src).as_posix()
+        if name == "files.py" or name in allowed:
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if pattern.search(line):
+                found.append(f"{name}:{number}: {line.strip()}")
+    assert not found, "write through marginface.files instead:\n" + "\n".join(found)

@@ -6,20 +6,41 @@ Library use needs only the heads::
     head = marginface.create_head("arcface", embedding_size=512, num_classes=10_000)
     loss = head.loss(embeddings, labels)
 
-Backbones (``create_backbone``) are imported lazily so that ``import marginface`` stays light.
+The names below are imported on first use, so that ``import marginface`` (which every
+``marginface`` command does first) does not import torch; ``marginface --help`` stays fast.
 """
 
-from marginface.heads import create_head, list_heads
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "create_head": "marginface.heads",
+    "list_heads": "marginface.heads",
+    "create_backbone": "marginface.backbones",
+    "list_backbones": "marginface.backbones",
+}
+
+if TYPE_CHECKING:
+    from marginface.backbones import create_backbone, list_backbones
+    from marginface.heads import create_head, list_heads
+
 
 def __getattr__(name: str):
-    if name in ("create_backbone", "list_backbones"):
-        from marginface import backbones
+    if name in _LAZY:
+        import importlib
 
-        return getattr(backbones, name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'marginface' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = ["__version__", "create_backbone", "create_head", "list_backbones", "list_heads"]

@@ -56,8 +56,8 @@ def blocker(tmp_path):
     "command, flag",
     [
         ("eval", "--output"),
-        ("export", "--onnx"),
-        ("embed", "--out"),
+        ("export", "--output"),
+        ("embed", "--output"),
         ("synth", "--output"),
         ("synth", "--preview"),
         ("pack", "pack output"),
@@ -78,8 +78,8 @@ def test_blocked_outputs_are_refused_before_the_work(
     target = blocker / "sub"
     argv = {
         "eval": ["--checkpoint", saved_model, "--pairs", "synthetic:4x2", "--output", target],
-        "export": ["--checkpoint", saved_model, "--onnx", target / "m.onnx"],
-        "embed": [tmp_path / "faces", "--checkpoint", saved_model, "--out", target / "e.npz"],
+        "export": ["--checkpoint", saved_model, "--output", target / "m.onnx"],
+        "embed": [tmp_path / "faces", "--checkpoint", saved_model, "--output", target / "e.npz"],
         "synth": ["--output", target] if flag == "--output" else ["--preview", target / "p.png"],
         "pack": [tmp_path / "faces", target / "p.rec"],
         "align": [tmp_path / "faces", "--landmarks", tmp_path / "marks.txt", "--output", target],
@@ -90,7 +90,7 @@ def test_blocked_outputs_are_refused_before_the_work(
 
 
 def test_export_opset_out_of_range(capsys, saved_model, tmp_path):
-    line = one_line(capsys, "export", "--checkpoint", saved_model, "--onnx", tmp_path / "m.onnx",
+    line = one_line(capsys, "export", "--checkpoint", saved_model, "--output", tmp_path / "m.onnx",
                     "--opset", "3")  # fmt: skip
     assert "--opset must be in 9.." in line and not (tmp_path / "m.onnx").exists()
 
@@ -125,7 +125,7 @@ def test_missing_device_is_named(capsys, saved_model, tmp_path, command):
         pytest.skip("needs a machine without cuda:99")
     argv = {
         "eval": ["--pairs", "synthetic:4x2", "--output", tmp_path / "o"],
-        "embed": ["synthetic:2x2", "--out", tmp_path / "e.npz"],
+        "embed": ["synthetic:2x2", "--output", tmp_path / "e.npz"],
         "verify": ["a.png", "b.png"],
         "search": ["a.png", "--gallery", tmp_path / "g.npz"],
     }[command]
@@ -163,7 +163,7 @@ def test_eval_with_bad_bins_and_pairs(capsys, saved_model, tmp_path):
 
 
 def test_huge_synthetic_spec_is_refused(capsys, tmp_path):
-    line = one_line(capsys, "synth", "--spec", "synthetic:1000000000x20", "--output", tmp_path)
+    line = one_line(capsys, "synth", "--data", "synthetic:1000000000x20", "--output", tmp_path)
     assert "synthetic:1000000000x20 is too large" in line
 
 

@@ -110,6 +110,31 @@ def test_config_checks_and_quick_preset():
     assert DemoConfig(threads=3).torch_threads() == 3 and DemoConfig().torch_threads() >= 1
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"optimizer": "adam"}, "demo: config optimizer: must be one of sgd, adamw"),
+        ({"lr": 0.0}, "demo: config lr: must be > 0"),
+        ({"epochs": 0}, "demo: config epochs: must be an int >= 1"),
+        ({"warmup_epochs": 20.0}, "demo: config warmup_epochs: must not exceed epochs 16"),
+        ({"scheduler": "step"}, "demo: config scheduler"),
+    ],
+)
+def test_training_settings_are_checked_by_train_config(changes, message):
+    """The demo's training settings are TrainConfig's fields, checked by TrainConfig itself."""
+    with pytest.raises(ValueError, match=message):
+        DemoConfig(**changes)
+
+
+def test_train_config_of_a_run_carries_the_shared_settings():
+    from marginface.demo.config import TRAIN_FIELDS
+
+    cfg = make_config(quick=True)
+    run = cfg.train_config(head="cosface", seed=3, output="somewhere")
+    assert all(getattr(run, k) == getattr(cfg, k) for k in TRAIN_FIELDS)
+    assert (run.head, run.seed, run.data, run.device) == ("cosface", 3, cfg.train_spec, "cpu")
+
+
 def test_progress_counts_images_and_estimates():
     progress = DemoProgress(total_images=40, enabled=False)
     assert progress.eta() is None
@@ -125,7 +150,7 @@ def test_a_folder_dataset_is_cached_like_the_synthetic_one(tmp_path):
     """--data FOLDER: the cache reads any open_dataset spec (here PNGs written by synth)."""
     from marginface.cli import main
 
-    assert main(["synth", "--spec", "synthetic:3x2", "--image-size", "16", "--output",
+    assert main(["synth", "--data", "synthetic:3x2", "--image-size", "16", "--output",
                  str(tmp_path / "faces"), "--quiet"]) == 0  # fmt: skip
     folder = render_dataset(str(tmp_path / "faces"), image_size=16, workers=1)
     synthetic = render_dataset("synthetic:3x2", image_size=16, workers=1)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from ijb_reference import FIXTURE, generate, run_insightface
 from PIL import Image
 
+from _support.ijb_reference import FIXTURE, generate, run_insightface
 from marginface.evaluation.ijb import (
     nearest_far_tar,
     read_ijb_meta,

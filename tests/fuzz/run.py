@@ -1,11 +1,11 @@
-"""Fuzz one target of ``targets.py`` with atheris (libFuzzer's engine, guided by the Python
-coverage of marginface and of Pillow's Python image plugins). Not part of the test suite;
-``scripts/fuzz.sh`` runs every target.
+"""Fuzz one target of ``tests/_support/fuzz_targets.py`` with atheris (libFuzzer's engine,
+guided by the Python coverage of marginface and of Pillow's Python image plugins). Not part of
+the test suite; ``scripts/fuzz.sh`` runs every target.
 
     python tests/fuzz/run.py TARGET [libFuzzer options] [CORPUS_DIR SEED_DIR ...]
 
 e.g. ``python tests/fuzz/run.py image -runs=100000 /tmp/corpus tests/fuzz/seeds/image``. An
-input that raises anything but ``targets.ALLOWED`` stops the run and is written where
+input that raises anything but ``fuzz_targets.ALLOWED`` stops the run and is written where
 ``-artifact_prefix`` says; keep it under ``tests/fuzz/crashers/TARGET/`` so that the suite
 replays it.
 """
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import atheris
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: the _support helpers
 
 with atheris.instrument_imports(include=["marginface", "PIL"]):
-    import targets
+    from _support import fuzz_targets as targets
 
 
 def main() -> None:

@@ -4,8 +4,9 @@ only their documented errors (ValueError, OSError, EOFError) and run nothing."""
 from pathlib import Path
 
 import pytest
-from seeds import all_seeds
-from targets import TARGETS, run_one
+
+from _support.fuzz_seeds import all_seeds
+from _support.fuzz_targets import TARGETS, run_one
 
 HERE = Path(__file__).parent
 KEPT = sorted(
@@ -23,8 +24,8 @@ def test_kept_input_replays_cleanly(target, path):
 
 
 def test_seeds_on_disk_are_current():
-    """tests/fuzz/seeds/ is what seeds.py writes (regenerate with python tests/fuzz/seeds.py),
-    and every target has seeds."""
+    """tests/fuzz/seeds/ is what _support/fuzz_seeds.py writes (regenerate with
+    python tests/_support/fuzz_seeds.py), and every target has seeds."""
     for target, seeds in all_seeds().items():
         assert target in TARGETS
         on_disk = {p.name for p in (HERE / "seeds" / target).iterdir()}

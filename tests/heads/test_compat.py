@@ -1,4 +1,5 @@
-"""The seed's three classes against the seed's own formulas (transcribed, made device-agnostic)."""
+"""The classic arcface-pytorch classes (``models/metrics.py`` of ronghuaiyang/arcface-pytorch)
+against that file's own formulas (transcribed, made device-agnostic)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch.nn.functional as F
 from marginface.compat import AddMarginProduct, ArcMarginProduct, SphereProduct
 
 
-def seed_sphere(weight, x, label, m, it):
-    """The seed's SphereProduct.forward after ``it`` calls (its ``self.iter`` = it)."""
+def classic_sphere(weight, x, label, m, it):
+    """metrics.py's SphereProduct.forward after ``it`` calls (its ``self.iter`` = it)."""
     mlambda = [
         lambda v: v**0,
         lambda v: v**1,
@@ -33,7 +34,7 @@ def seed_sphere(weight, x, label, m, it):
     return output * norm.view(-1, 1)
 
 
-def seed_add_margin(weight, x, label, s, m):
+def classic_add_margin(weight, x, label, s, m):
     cosine = F.linear(F.normalize(x), F.normalize(weight))
     phi = cosine - m
     one_hot = torch.zeros(cosine.size())
@@ -41,7 +42,7 @@ def seed_add_margin(weight, x, label, s, m):
     return ((one_hot * phi) + ((1.0 - one_hot) * cosine)) * s
 
 
-def seed_arc_margin(weight, x, label, s, m, easy_margin):
+def classic_arc_margin(weight, x, label, s, m, easy_margin):
     cosine = F.linear(F.normalize(x), F.normalize(weight))
     sine = torch.sqrt(1.0 - torch.pow(cosine, 2))
     phi = cosine * math.cos(m) - sine * math.sin(m)
@@ -70,48 +71,50 @@ def test_signatures_and_weight_shape():
     assert SphereProduct(4, 3).m == 4
 
 
-def test_add_margin_product_matches_seed():
+def test_add_margin_product_matches_classic():
     x, y = _data()
     head = AddMarginProduct(10, 11)
-    ref = seed_add_margin(head.weight.detach(), x, y, 30.0, 0.40)
+    ref = classic_add_margin(head.weight.detach(), x, y, 30.0, 0.40)
     torch.testing.assert_close(head(x, y), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_arc_margin_product_matches_seed_both_modes():
+def test_arc_margin_product_matches_classic_both_modes():
     x, y = _data()
     for easy in (False, True):
         head = ArcMarginProduct(10, 11, easy_margin=easy)
         with torch.no_grad():  # put a few targets past theta + m > pi
             head.weight[y[:4]] = -x[:4]
-        ref = seed_arc_margin(head.weight.detach(), x, y, 30.0, 0.5, easy)
+        ref = classic_arc_margin(head.weight.detach(), x, y, 30.0, 0.5, easy)
         assert torch.isfinite(ref).all()
         torch.testing.assert_close(head(x, y), ref, rtol=1e-5, atol=1e-5)
 
 
-def test_sphere_product_matches_seed_over_iterations():
+def test_sphere_product_matches_classic_over_iterations():
     x, y = _data()
     for m in (1, 2, 3, 4, 5):
         head = SphereProduct(10, 11, m=m)
         for it in range(1, 4):
-            out = head(x, y)  # training mode: one step per call, as the seed
-            ref = seed_sphere(head.weight.detach(), x, y, m, it)
+            out = head(x, y)  # training mode: one step per call, as metrics.py's
+            ref = classic_sphere(head.weight.detach(), x, y, m, it)
             torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-4)
 
 
-def test_seed_arcface_nan_on_its_centre_fixed():
-    """The seed gives NaN where the embedding sits on its class centre; ours stays finite."""
+def test_classic_arcface_nan_on_its_centre_fixed():
+    """metrics.py gives NaN where the embedding sits on its class centre; ours stays finite."""
     torch.manual_seed(3)
     head = ArcMarginProduct(64, 200)
     y = torch.arange(200)
     x = (head.weight.detach() * torch.rand(200, 1) * 5).requires_grad_(True)
-    seed_logits = seed_arc_margin(head.weight.detach(), x.detach(), y, 30.0, 0.5, False)
-    assert torch.isnan(seed_logits).any(), "rounding puts some cosines past 1 in the seed"
-    x_seed = x.detach().clone().requires_grad_(True)
-    seed_loss = F.cross_entropy(seed_arc_margin(head.weight.detach(), x_seed, y, 30, 0.5, False), y)
-    seed_loss.backward()
-    assert not torch.isfinite(x_seed.grad).all()
+    classic_logits = classic_arc_margin(head.weight.detach(), x.detach(), y, 30.0, 0.5, False)
+    assert torch.isnan(classic_logits).any(), "rounding puts some cosines past 1 in metrics.py"
+    x_classic = x.detach().clone().requires_grad_(True)
+    classic_loss = F.cross_entropy(
+        classic_arc_margin(head.weight.detach(), x_classic, y, 30, 0.5, False), y
+    )
+    classic_loss.backward()
+    assert not torch.isfinite(x_classic.grad).all()
     loss = F.cross_entropy(head(x, y), y)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
-    finite = torch.isfinite(seed_logits).all(dim=1)
-    torch.testing.assert_close(head(x, y)[finite], seed_logits[finite], rtol=1e-5, atol=1e-4)
+    finite = torch.isfinite(classic_logits).all(dim=1)
+    torch.testing.assert_close(head(x, y)[finite], classic_logits[finite], rtol=1e-5, atol=1e-4)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from heads_reference import reference_logits
 
 import marginface
+from _support.heads_reference import reference_logits
 
 CASES = [
     ("softmax", {}),

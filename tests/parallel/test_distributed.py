@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
+from _support import pfc_worker as worker
+from _support.launch import launch
 from marginface.parallel import PartialFC, gather_full_state, num_samples, shard_full_state
 from marginface.parallel.partial_fc import per_class_keys
 from marginface.parallel.sampling import class_rows
 from marginface.parallel.state import full_state_to_head
-
-HERE = Path(__file__).parent
-_spec = importlib.util.spec_from_file_location("pfc_dist_worker", HERE / "dist_worker.py")
-worker = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(worker)
-_launch_spec = importlib.util.spec_from_file_location("pfc_launch", HERE / "launch.py")
-launch_mod = importlib.util.module_from_spec(_launch_spec)
-_launch_spec.loader.exec_module(launch_mod)
 
 TOL = {"rtol": 1e-5, "atol": 1e-5}
 # The cases run in float64. A loss or gradient element is a sum of at most W*B + C = 46 terms of
@@ -30,10 +21,10 @@ TOL64 = {"rtol": 1e-10, "atol": 1e-10}
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["world2", "world3"])
 def ranks(request, tmp_path_factory):
-    """Results of every rank of one run of dist_worker.py with ``world`` processes."""
+    """Results of every rank of one run of _support/pfc_worker.py with ``world`` processes."""
     world = request.param
     out = tmp_path_factory.mktemp(f"world{world}")
-    launch_mod.launch(HERE / "dist_worker.py", world, [str(out)])
+    launch(worker.__file__, world, [str(out)])
     results = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
     for r, res in enumerate(results):
         assert "crash" not in res, f"rank {r} crashed:\n{res['crash']}"

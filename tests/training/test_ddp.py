@@ -1,8 +1,8 @@
 """A 2-process data-parallel job on CPU (gloo), each rank running the real CLI."""
 
 import torch
-from training_helpers import TINY, read_jsonl, run_two_ranks
 
+from _support.training import TINY, read_jsonl, run_two_ranks
 from marginface.backbones import create_backbone
 
 

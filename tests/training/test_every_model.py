@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from training_helpers import TINY, train_losses
 
+from _support.training import TINY, train_losses
 from marginface.backbones import load_model
 from marginface.heads import list_heads
 

@@ -5,10 +5,10 @@ import math
 import shutil
 
 import torch
-from training_helpers import TINY, read_jsonl, train_losses
 
 import marginface.training.loop as loop
 import marginface.training.preflight as preflight
+from _support.training import TINY, read_jsonl, train_losses
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(cli, tmp_path, monkeypatch, capsys):

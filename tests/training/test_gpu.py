@@ -2,7 +2,8 @@
 
 import pytest
 import torch
-from training_helpers import TINY, train_losses
+
+from _support.training import TINY, train_losses
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -23,7 +24,7 @@ def test_cuda_training(cli, tmp_path, amp):
 def test_cuda_resume_continues(cli, tmp_path):
     out = tmp_path / "run"
     assert cli(*GPU, "--amp", "fp16", "--output", out, "--max-steps", "3") == 0
-    assert cli("--output", out, "--resume", "--no-progress") == 0
+    assert cli("--output", out, "--resume", "--quiet") == 0
     assert [s for s, _ in train_losses(out)] == list(range(1, 9))
 
 
@@ -43,7 +44,7 @@ def test_cuda_iresnet18_at_112(cli, tmp_path):
         "cuda",
         "--amp",
         "bf16",
-        "--no-progress",
+        "--quiet",
         "--no-tensorboard",
         "--output",
         tmp_path / "run",

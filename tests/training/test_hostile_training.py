@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from training_helpers import TINY, read_jsonl, train_losses
 
 import marginface.training.loop as loop
+from _support.training import TINY, read_jsonl, train_losses
 from marginface.files import FolderLock
 
 
@@ -33,7 +33,7 @@ def test_unreadable_val_set_fails_before_the_first_step(cli, tmp_path, capsys):
     bad = tmp_path / "bad.bin"
     bad.write_bytes(pickle.dumps(([b"x"] * 4, [True, False])))
     out = tmp_path / "r"
-    assert cli(*TINY, "--epochs", "1", "--val", bad, "--output", out) == 2
+    assert cli(*TINY, "--epochs", "1", "--pairs", bad, "--output", out) == 2
     line = one_error_line(capsys)
     assert "validation set" in line and "bad.bin" in line and "no readable image" in line
     assert not (out / "log.jsonl").exists() and not (out / "checkpoint.pt").exists()
@@ -56,7 +56,7 @@ def test_an_error_mid_run_saves_the_last_completed_step(cli, tmp_path, monkeypat
     assert "No space left on device" in line and "checkpoint of step 5 saved" in line
     assert torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"] == 5
     monkeypatch.setattr(loop.TrainModule, "forward", forward)
-    assert cli("--output", out, "--resume", "--no-progress") == 0
+    assert cli("--output", out, "--resume", "--quiet") == 0
     straight = tmp_path / "s"
     assert cli(*TINY, "--epochs", "3", "--output", straight) == 0
     assert train_losses(out) == train_losses(straight)  # nothing lost, nothing repeated
@@ -214,7 +214,7 @@ def test_malicious_val_bin_runs_nothing(cli, tmp_path, capsys):
             return (os.system, (f"touch {tmp_path / 'PWNED'}",))
 
     (tmp_path / "lfw.bin").write_bytes(pickle.dumps(Exploit()))
-    assert cli(*TINY, "--val", tmp_path / "lfw.bin", "--output", tmp_path / "r") == 2
+    assert cli(*TINY, "--pairs", tmp_path / "lfw.bin", "--output", tmp_path / "r") == 2
     assert "lfw.bin: refused" in one_error_line(capsys)
     assert not (tmp_path / "PWNED").exists()
 

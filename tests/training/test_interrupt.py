@@ -8,7 +8,8 @@ import sys
 import time
 
 import torch
-from training_helpers import TINY, train_losses
+
+from _support.training import TINY, train_losses
 
 
 def _complete_train_lines(path) -> int:
@@ -46,7 +47,7 @@ def test_sigint_saves_and_resume_is_exact(cli, tmp_path):
     assert stop == len(logged) >= 3  # saved at the boundary of the last logged step
 
     end = stop + 3
-    assert cli("--output", out, "--resume", "--no-progress", "--max-steps", end) == 0
+    assert cli("--output", out, "--resume", "--quiet", "--max-steps", end) == 0
     straight = tmp_path / "straight"
     assert cli(*long_run[:-1], straight, "--max-steps", end) == 0
     assert train_losses(out) == train_losses(straight)

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from training_helpers import TINY, run_two_ranks, train_losses
+
+from _support.training import TINY, run_two_ranks, train_losses
 
 PFC = ["--epochs", "3", "--sample-rate", "0.5", "--checkpoint-every", "2"]
 
@@ -23,7 +24,7 @@ def test_sampled_single_process_run_trains_and_resumes_exactly(cli, tmp_path):
 
     out = tmp_path / "b"
     assert cli(*TINY, *PFC, "--output", out, "--max-steps", "5") == 0
-    assert cli("--output", out, "--resume", "--no-progress") == 0
+    assert cli("--output", out, "--resume", "--quiet") == 0
     assert train_losses(out) == losses  # sampling generator and centres restored exactly
 
 
@@ -36,7 +37,7 @@ def test_sampling_refuses_gradient_accumulation(cli, tmp_path, capsys):
 def test_resume_keeps_the_classifier_kind(cli, tmp_path, capsys):
     out = tmp_path / "r"
     assert cli(*TINY, "--epochs", "1", "--max-steps", "2", "--output", out) == 0
-    assert cli("--output", out, "--resume", "--no-progress", "--partial-fc") != 0
+    assert cli("--output", out, "--resume", "--quiet", "--partial-fc") != 0
     assert "partial_fc" in capsys.readouterr().err
 
 

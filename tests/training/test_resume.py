@@ -3,9 +3,9 @@ straight one (CPU, bit for bit), whether stopped by max_steps or by Ctrl-C insid
 
 import pytest
 import torch
-from training_helpers import TINY, read_jsonl, train_losses
 
 import marginface.training.loop as loop
+from _support.training import TINY, read_jsonl, train_losses
 
 # dropout (torch RNG), flips (item seeds), accumulation, SGD momentum, a head with state
 EXTRA = ["--epochs", "3", "--backbone-kwargs", "{dropout: 0.3}", "--checkpoint-every", "2"]
@@ -26,7 +26,7 @@ def test_max_steps_then_resume_is_exact(cli, tmp_path, stop_at):
     blob = torch.load(out / "checkpoint.pt", weights_only=True)
     assert blob["position"]["step"] == stop_at
     # --output and --resume alone: the rest comes from the saved config.yaml
-    assert cli("--output", out, "--resume", "--no-progress") == 0
+    assert cli("--output", out, "--resume", "--quiet") == 0
     assert train_losses(out) == straight  # exactly equal floats
     a = torch.load(tmp_path / "a" / "model.pt", weights_only=True)
     b = torch.load(out / "model.pt", weights_only=True)
@@ -53,7 +53,7 @@ def test_ctrl_c_inside_a_step_then_resume_is_exact(cli, tmp_path, monkeypatch):
     assert train_losses(out) == straight[:3]
     assert torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"] == 3
     monkeypatch.setattr(loop.TrainModule, "forward", forward)
-    assert cli("--output", out, "--resume", "--no-progress") == 0
+    assert cli("--output", out, "--resume", "--quiet") == 0
     assert train_losses(out) == straight
     events = [r["event"] for r in read_jsonl(out / "log.jsonl") if r["type"] == "event"]
     assert "resume" in events
@@ -62,7 +62,7 @@ def test_ctrl_c_inside_a_step_then_resume_is_exact(cli, tmp_path, monkeypatch):
 def test_resume_refuses_a_changed_config(cli, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli(*TINY, "--epochs", "2", "--output", out, "--max-steps", "2") == 0
-    assert cli("--output", out, "--resume", "--lr", "0.2", "--no-progress") == 2
+    assert cli("--output", out, "--resume", "--lr", "0.2", "--quiet") == 2
     assert "lr: checkpoint 0.05, now 0.2" in capsys.readouterr().err
 
 
@@ -76,6 +76,6 @@ def test_loader_workers_change_nothing(cli, tmp_path):
     also across an interruption (stop with 2 workers, resume with 1)."""
     straight = _straight(cli, tmp_path / "a")
     out = tmp_path / "b"
-    assert cli(*TINY, *EXTRA, "--output", out, "--max-steps", "6", "--num-workers", "2") == 0
-    assert cli("--output", out, "--resume", "--no-progress", "--num-workers", "1") == 0
+    assert cli(*TINY, *EXTRA, "--output", out, "--max-steps", "6", "--workers", "2") == 0
+    assert cli("--output", out, "--resume", "--quiet", "--workers", "1") == 0
     assert train_losses(out) == straight

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import yaml
-from training_helpers import TINY, read_jsonl
 
 import marginface
+from _support.training import TINY, read_jsonl
 from marginface.heads.scale import auto_scale, chance_loss
 from marginface.training.config import TrainConfig
 from marginface.training.watch import STALLED_ABOVE, LossWatch, resolve_scale

@@ -28,6 +28,7 @@ from marginface.cli._errors import (
     exit_code,
     one_line,
 )
+from marginface.cli._use import HideAliases
 
 _DEBUG_HELP = "on an error, also print the traceback (or set MARGINFACE_DEBUG=1)"
 
@@ -50,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
             register(sub)
     for command in sub.choices.values():
         command.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
+        if not issubclass(command.formatter_class, HideAliases):
+            command.formatter_class = type("Formatter", (HideAliases, command.formatter_class), {})
     return parser
 
 

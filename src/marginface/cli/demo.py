@@ -57,8 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="training runs side by side in worker processes (default 0 = auto: one per core)",
     )  # fmt: skip
     parser.add_argument(
-        "--head-kwargs", metavar="JSON", help="per-head hyperparameters replacing the demo's, e.g. "
-        '\'{"arcface": {"s": 64}, "cosface": {"s": 64}}\' for the heads\' usual scale',
+        "--head-kwargs", metavar="MAPPING", help="head hyperparameters replacing the demo's, as "
+        "YAML or JSON: per head, e.g. '{arcface: {s: 64}, cosface: {s: 64}}', or flat, "
+        "e.g. '{s: 64}' (given to every head that has it: the heads' usual scale)",
     )  # fmt: skip
     parser.add_argument("--no-toy", action="store_true", help="skip the 2-D / 3-D toy runs")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -92,16 +93,17 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if args.head_kwargs:
-        import json
+        import yaml
+
+        from marginface.cli._use import head_kwargs_for
 
         try:
-            given = json.loads(args.head_kwargs)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"--head-kwargs: not valid JSON ({exc})") from None
-        if not isinstance(given, dict) or not all(isinstance(v, dict) for v in given.values()):
-            raise ValueError('--head-kwargs: expected {"head": {"name": value, ...}, ...}')
-        config.head_kwargs.update(given)
-        config.toy_head_kwargs.update(given)
+            given = yaml.safe_load(args.head_kwargs)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--head-kwargs: not valid YAML or JSON ({exc})") from None
+        per_head = {h: kw for h, kw in head_kwargs_for(given, heads).items() if kw}
+        config.head_kwargs.update(per_head)
+        config.toy_head_kwargs.update(per_head)
     outcome = run_demo(config)
     print(outcome.table)
     print(f"report: {outcome.report_html} (and {outcome.report_md}, {outcome.metrics_json})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli._use import add_detector_arguments, add_model_arguments
+from marginface.cli._use import add_detector_arguments, add_model_arguments, add_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("input", metavar="INPUT", help="folder of images, or a dataset spec")
-    p.add_argument("--out", required=True, metavar="FILE.npz", help="output .npz file")
+    add_option(
+        p, "--output", aliases=["--out"], required=True, metavar="FILE.npz", help="output .npz file"
+    )
     add_model_arguments(p)
     add_detector_arguments(p)
     p.set_defaults(func=run)
@@ -31,30 +33,25 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from marginface.backbones.checkpoint import load_model
-    from marginface.cli._use import check_positive, describe_failure
-    from marginface.devices import resolve_device
+    from marginface.cli._use import describe_failure, embed_options, make_aligner
     from marginface.evaluation.embed import embed_dataset
     from marginface.evaluation.images import embed_files, find_images
     from marginface.files import atomic_write_bytes, check_writable_file
 
-    check_positive(args.batch_size, "--batch-size")
-    out = Path(args.out)
+    options = embed_options(args)
+    args.device = options.device
+    out = Path(args.output)
     if out.suffix != ".npz":
-        raise ValueError(f"--out must be a .npz file, got {out}")
-    args.device = str(resolve_device(args.device, what="--device"))
-    check_writable_file(out, "--out")
+        raise ValueError(f"--output must be a .npz file, got {out}")
+    check_writable_file(out, "--output")
     model, info = load_model(args.checkpoint)
     size = int(info.get("image_size") or 112)
-    from marginface.cli._use import make_aligner
-
     aligner = make_aligner(args, size)
     arrays: dict[str, np.ndarray] = {}
     source = Path(args.input)
     if source.is_dir() and not (source / "train.rec").is_file():
         paths = find_images(source)
-        emb, kept, failed = embed_files(
-            model, paths, size, args.batch_size, args.flip, args.device, not args.quiet, aligner
-        )
+        emb, kept, failed = embed_files(model, paths, size, options, aligner)
         for path, why in failed.items():
             print(f"warning: skipped {describe_failure(path, why)}")
         names = [p.relative_to(source).as_posix() for p in kept]
@@ -62,14 +59,7 @@ def run(args: argparse.Namespace) -> int:
         from marginface.data import open_dataset
 
         dataset = open_dataset(args.input, image_size=size, aligner=aligner)
-        emb = embed_dataset(
-            model,
-            dataset,
-            batch_size=args.batch_size,
-            flip=args.flip,
-            device=args.device,
-            progress=not args.quiet,
-        )
+        emb = embed_dataset(model, dataset, options)
         labels = np.asarray(dataset.labels, dtype=np.int64)
         paths = getattr(dataset, "paths", None)
         if paths is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli._use import add_detector_arguments, add_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -37,12 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=64, metavar="N", help="images per batch (default 64)"
     )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument(
-        "--num-workers",
+    add_option(
+        p,
+        "--workers",
+        aliases=["--num-workers"],
         type=int,
         default=0,
         metavar="N",
-        help="image decoding processes (default 0)",
+        help="image decoding processes (default 0: this process)",
     )
     p.add_argument(
         "--max-pairs",
@@ -80,52 +84,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with papers",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    from marginface.cli._use import add_detector_arguments
-
     add_detector_arguments(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from marginface.cli._use import check_positive
-    from marginface.devices import resolve_device
+    from marginface.cli._use import check_positive, embed_options, make_aligner
     from marginface.evaluation.evaluate import run_evaluation, write_evaluation
     from marginface.evaluation.metrics import far_key
     from marginface.files import check_writable_dir
 
-    check_positive(args.batch_size, "--batch-size")
     check_positive(args.max_pairs, "--max-pairs")
     if args.folds < 2:
         raise ValueError(
             f"--folds must be >= 2 (a threshold is chosen on the other folds), got {args.folds}"
         )
-    if args.num_workers < 0:
-        raise ValueError(f"--num-workers must be >= 0, got {args.num_workers}")
-    args.device = str(resolve_device(args.device, what="--device"))
+    options = embed_options(args)
+    args.device = options.device
     check_writable_dir(args.output, "--output")
-    from marginface.cli._use import make_aligner
-
     # a pair must be scored even when no face is found: the whole photo then (counted)
     aligner = make_aligner(args, 112, fallback=True)
     result = run_evaluation(
         args.checkpoint,
         args.pairs,
-        output=None,
-        flip=args.flip,
-        batch_size=args.batch_size,
-        device=args.device,
+        options=options,
+        max_pairs=args.max_pairs,
+        n_folds=args.folds,
+        threshold_grid=args.threshold_grid,
         identification=args.identification,
         gallery_list=args.gallery_list,
         probe_list=args.probe_list,
-        max_pairs=args.max_pairs,
-        n_folds=args.folds,
-        progress=not args.quiet,
-        num_workers=args.num_workers,
-        title=args.title,
-        aligner=aligner,
-        threshold_grid=args.threshold_grid,
         ijb=args.ijb,
         ijb_target=args.ijb_target,
+        aligner=aligner,
+        title=args.title,
     )
     paths = write_evaluation(result, args.output)
     for ckpt, per in result.verification.items():

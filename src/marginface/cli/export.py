@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli._use import add_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
         help="export a checkpoint to ONNX (dynamic batch axis), checked with onnxruntime",
         description=(
-            "Writes OUT.onnx mapping 'input' (B, 3, S, S) in [-1, 1] to 'embedding' (B, D) "
-            "(raw, not normalised). The file appears only once onnxruntime agrees with "
+            "Writes OUT.onnx (--output) mapping 'input' (B, 3, S, S) in [-1, 1] to 'embedding' "
+            "(B, D) (raw, not normalised). The file appears only once onnxruntime agrees with "
             "PyTorch on random inputs of several batch sizes: max abs difference <= --atol on "
             "the normalised embeddings, and on the raw outputs relative to their magnitude "
             "where it exceeds 1."
@@ -20,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint", required=True, metavar="PATH", help="run folder, model.pt or checkpoint.pt"
     )
-    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="output file")
+    add_option(
+        p, "--output", aliases=["--onnx"], required=True, metavar="OUT.onnx", help="output file"
+    )
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--atol", type=float, default=1e-4, help="accepted max abs difference")
     p.set_defaults(func=run)
@@ -33,15 +37,15 @@ def run(args: argparse.Namespace) -> int:
     from marginface.evaluation.export import check_opset, export_onnx
     from marginface.files import check_writable_file
 
-    if Path(args.onnx).suffix != ".onnx":
-        raise ValueError(f"--onnx must end with .onnx, got {args.onnx}")
+    if Path(args.output).suffix != ".onnx":
+        raise ValueError(f"--output must end with .onnx, got {args.output}")
     if not args.atol > 0:
         raise ValueError(f"--atol must be a number > 0, got {args.atol}")
     check_opset(args.opset)
-    check_writable_file(args.onnx, "--onnx")
+    check_writable_file(args.output, "--output")
     model, info = load_model(args.checkpoint)
     size = int(info.get("image_size") or 112)
-    result = export_onnx(model, args.onnx, image_size=size, opset=args.opset, atol=args.atol)
+    result = export_onnx(model, args.output, image_size=size, opset=args.opset, atol=args.atol)
     print(
         f"wrote {result['path']}: input (batch, 3, {size}, {size}) -> embedding (batch, "
         f"{result['embedding_size']}); onnxruntime vs PyTorch max abs difference "

@@ -57,19 +57,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from marginface.backbones.checkpoint import load_model
-    from marginface.cli._use import check_positive, describe_failure
-    from marginface.devices import resolve_device
+    from marginface.cli._use import check_positive, describe_failure, embed_options, make_aligner
     from marginface.evaluation.images import embed_files, find_images
     from marginface.evaluation.search import cosine_search
 
     check_positive(args.top_k, "--top-k")
-    check_positive(args.batch_size, "--batch-size")
-    args.device = str(resolve_device(args.device, what="--device"))
+    options = embed_options(args, progress=False)
+    args.device = options.device
     gallery, names = _load_gallery(args.gallery)
     model, info = load_model(args.checkpoint)
     size = int(info.get("image_size") or 112)
-    from marginface.cli._use import make_aligner
-
     aligner = make_aligner(args, size)
     query = Path(args.query)
     if query.is_dir():
@@ -78,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
         paths = [query]
     else:
         raise FileNotFoundError(f"query image {query} does not exist")
-    emb, kept, failed = embed_files(
-        model, paths, size, args.batch_size, args.flip, args.device, False, aligner
-    )
+    emb, kept, failed = embed_files(model, paths, size, options, aligner)
     for path, why in failed.items():
         print(f"warning: skipped {describe_failure(path, why)}")
     if emb.shape[1] != gallery.shape[1]:

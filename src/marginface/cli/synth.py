@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli._use import add_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "synth",
         help="contact sheet or image folder of the synthetic identity dataset",
         description=(
-            "The embedded synthetic identity dataset: --preview OUT.png saves a contact sheet "
-            "(rows = identities, columns = images); --output DIR writes the whole spec as a "
+            "The embedded synthetic identity dataset (--data): --preview OUT.png saves a "
+            "contact sheet (rows = identities, columns = images); --output DIR writes the whole "
+            "spec as a "
             "folder dataset (DIR/<identity>/<n>.png) that 'marginface pack' can pack, with "
             "DIR/landmarks.txt (5 landmarks per image) that 'marginface align' reads."
         ),
     )
-    parser.add_argument(
-        "--spec",
+    add_option(
+        parser,
+        "--data",
+        aliases=["--spec"],
         default="synthetic:8x10",
+        metavar="SPEC",
         help="synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K] (default synthetic:8x10)",
     )
     parser.add_argument("--preview", metavar="OUT.png", help="save a contact sheet here")
@@ -37,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.preview and not args.output:
         raise ValueError("nothing to do: give --preview OUT.png and/or --output DIR")
-    spec = parse_synthetic_spec(args.spec)
+    spec = parse_synthetic_spec(args.data)
     if args.image_size < 1 or args.identities < 1 or args.images < 1:
         raise ValueError("--image-size, --identities and --images must be >= 1")
     if args.preview:

@@ -1,8 +1,10 @@
 """``marginface train``: train a backbone with a margin head (see docs/training.md).
 
 Settings come from the defaults, then a YAML file (``--config``), then the options given here;
-``--head-X VALUE`` sets the head hyperparameter X (e.g. ``--head-s 64 --head-m 0.5``); a cosine
-head's scale s is ``auto`` unless given (the scale that fits the number of classes).
+``--head-X VALUE`` sets the head hyperparameter X (e.g. ``--head-s 64 --head-m 0.5``);
+``--head-kwargs`` takes them as one mapping, flat ('{s: 64}') or per head
+('{arcface: {s: 64}}': the trained head's entry is used); a cosine head's scale s is ``auto``
+unless given (the scale that fits the number of classes).
 With ``--resume`` the run folder's saved ``config.yaml`` is the starting point, so
 ``marginface train --output DIR --resume`` alone continues a run.
 """
@@ -16,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from marginface.cli._use import add_option
+
 #: options whose value is a plain string / int / float (dest -> type)
 _TYPED: dict[str, tuple[type, str]] = {
     "data": (str, "dataset spec: a folder, a .rec, or synthetic:IDSxIMAGES"),
@@ -26,7 +30,7 @@ _TYPED: dict[str, tuple[type, str]] = {
     "lr": (float, "base learning rate"),
     "output": (str, "run folder (checkpoints, models, logs)"),
     "val_every": (int, "validate every N optimizer steps (0: at each epoch end)"),
-    "val_max_pairs": (int, "cap on generated genuine validation pairs"),
+    "val_max_pairs": (int, "cap on generated genuine pairs of each --pairs dataset spec"),
     "accumulate": (int, "micro-batches per optimizer step (gradient accumulation)"),
     "optimizer": (str, "sgd or adamw"),
     "scheduler": (str, "cosine, poly or constant (after warm-up)"),
@@ -39,7 +43,7 @@ _TYPED: dict[str, tuple[type, str]] = {
     "seed": (int, "seed of initialisation and data order"),
     "image_size": (int, "side of the square training images"),
     "embedding_size": (int, "embedding width D"),
-    "num_workers": (int, "data loader worker processes"),
+    "num_workers": (int, "data loader worker processes (0: this process)"),
     "device": (str, "auto, cpu, cuda or cuda:N"),
     "max_steps": (int, "stop (with a resumable checkpoint) after this many optimizer steps"),
     "checkpoint_every": (int, "also save checkpoint.pt every N steps (0: epoch ends only)"),
@@ -64,6 +68,12 @@ _METAVAR = {
     "device": "DEVICE",
 }
 
+#: config keys whose flag is not the key itself: dest -> (flag, older spellings kept as aliases)
+_FLAGS = {
+    "val_max_pairs": ("--max-pairs", ["--val-max-pairs"]),
+    "num_workers": ("--workers", ["--num-workers"]),
+}
+
 _HEAD_PREFIX = "head_hp_"
 
 
@@ -75,6 +85,37 @@ def _head_hparam_names() -> list[str]:
     for head in list_heads():
         names.update(head_hparams(head))
     return sorted(names)
+
+
+class _TrainParser(argparse.ArgumentParser):
+    """The train command's parser: its ``--head-NAME`` options come from the heads registry,
+    which imports torch, so they are added the first time this parser parses or prints its
+    help, never when another command (or ``marginface --help``) builds the command line."""
+
+    _head_options_added = False
+
+    def _add_head_options(self) -> None:
+        if self._head_options_added:
+            return
+        self._head_options_added = True
+        from marginface.training.config import parse_value
+
+        hp = self.add_argument_group("head hyperparameters (passed to create_head; checked there)")
+        for name in _head_hparam_names():
+            hp.add_argument(
+                f"--head-{name.replace('_', '-')}",
+                dest=_HEAD_PREFIX + name,
+                type=parse_value,
+                metavar="V",
+            )
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._add_head_options()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._add_head_options()
+        return super().format_help()
 
 
 def _mapping(text: str) -> dict[str, Any]:
@@ -95,12 +136,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         allow_abbrev=False,
         argument_default=argparse.SUPPRESS,
     )
+    p.__class__ = _TrainParser  # the --head-NAME options are added when it is used
     p.add_argument("--config", metavar="FILE.yaml", help="YAML file of config keys")
     for dest, (kind, text) in _TYPED.items():
         metavar = _METAVAR.get(dest, "N" if kind is int else "X")
-        p.add_argument(
-            "--" + dest.replace("_", "-"), dest=dest, type=kind, help=text, metavar=metavar
-        )
+        flag, aliases = _FLAGS.get(dest, ("--" + dest.replace("_", "-"), []))
+        add_option(p, flag, aliases=aliases, dest=dest, type=kind, help=text, metavar=metavar)
     p.add_argument("--amp", choices=["bf16", "fp16", "none"], help="mixed precision")
     p.add_argument(
         "--grad-clip",
@@ -109,11 +150,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="X",
         help="clip the global gradient L2 norm at X (0: off)",
     )
-    p.add_argument(
-        "--val",
+    add_option(
+        p,
+        "--pairs",
+        aliases=["--val"],
+        dest="val",
         action="append",
         metavar="SPEC",
-        help="verification pair set (repeatable): .bin, pairs.txt, dataset spec",
+        help="validation pair set (repeatable): a .bin, a pairs.txt, or a dataset spec",
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --output exactly")
     p.add_argument(
@@ -122,7 +166,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="shard the class centres over the processes (marginface.parallel.PartialFC)",
     )
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    add_option(
+        p,
+        "--quiet",
+        aliases=["--no-progress"],
+        dest="progress",
+        action="store_false",
+        help="no progress bar",
+    )
     p.add_argument(
         "--no-tensorboard",
         dest="tensorboard",
@@ -134,7 +185,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="head_kwargs",
         type=_mapping,
         metavar="MAPPING",
-        help="head hyperparameters as YAML, e.g. '{s: 64, m: 0.5}'",
+        help="head hyperparameters as YAML, flat '{s: 64, m: 0.5}' or per head "
+        "'{arcface: {s: 64}}' (the trained head's entry is used)",
     )
     p.add_argument(
         "--backbone-kwargs",
@@ -143,39 +195,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="MAPPING",
         help="backbone options as YAML, e.g. '{dropout: 0.2}'",
     )
-    from marginface.training.config import parse_value
-
-    hp = p.add_argument_group("head hyperparameters (passed to create_head; checked there)")
-    for name in _head_hparam_names():
-        hp.add_argument(
-            f"--head-{name.replace('_', '-')}",
-            dest=_HEAD_PREFIX + name,
-            type=parse_value,
-            metavar="V",
-        )
     p.set_defaults(func=run)
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The config keys given on the command line (nothing for options left out)."""
+    """The config keys given on the command line (nothing for options left out);
+    ``head_kwargs`` as ``--head-kwargs`` gave it (flat or per head), the ``--head-NAME``
+    options under the extra key ``head_options``."""
     values = {
         k: v for k, v in vars(args).items() if k not in ("command", "func", "config", "debug")
     }
-    head_kwargs = dict(values.pop("head_kwargs", {}))
-    for key in [k for k in values if k.startswith(_HEAD_PREFIX)]:
-        head_kwargs[key[len(_HEAD_PREFIX) :]] = values.pop(key)
-    if head_kwargs:
-        values["head_kwargs"] = head_kwargs
+    names = [k for k in values if k.startswith(_HEAD_PREFIX)]
+    options = {k[len(_HEAD_PREFIX) :]: values.pop(k) for k in names}
+    if options:
+        values["head_options"] = options
     if values.get("grad_clip") == 0:
         values["grad_clip"] = None
     return values
 
 
 def build_config(args: argparse.Namespace):
-    """defaults < saved OUTPUT/config.yaml (on --resume) < --config FILE < command line."""
-    from marginface.training.config import load_yaml, resolve_config
+    """defaults < saved OUTPUT/config.yaml (on --resume) < --config FILE < command line.
+
+    ``head_kwargs`` may be per head in any layer (``{arcface: {s: 64}}``): the entry of the
+    head being trained is used (:func:`marginface.cli._use.head_kwargs_for`)."""
+    from marginface.cli._use import head_kwargs_for
+    from marginface.training.config import TrainConfig, load_yaml, resolve_config
 
     cli = overrides_from_args(args)
+    options = cli.pop("head_options", {})
     from_file = load_yaml(args.config) if getattr(args, "config", None) else {}
     layers: list[dict[str, Any]] = []
     if cli.get("resume"):
@@ -187,7 +235,12 @@ def build_config(args: argparse.Namespace):
         layers.append(
             {k: v for k, v in load_yaml(saved).items() if k not in ("resume", "max_steps")}
         )
-    layers += [from_file, cli]
+    layers += [from_file, cli, {"head_kwargs": options} if options else {}]
+    head = next((layer["head"] for layer in reversed(layers) if "head" in layer), None)
+    head = TrainConfig.head if head is None else head
+    for layer in layers:
+        if isinstance(layer.get("head_kwargs"), dict) and isinstance(head, str):
+            layer["head_kwargs"] = head_kwargs_for(layer["head_kwargs"], [head])[head]
     return resolve_config(*layers)
 
 

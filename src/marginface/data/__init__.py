@@ -16,9 +16,15 @@ import os
 from pathlib import Path
 
 from marginface.data.base import BadImageWarning, FaceDataset
+from marginface.data.formats import (
+    SYNTHETIC,
+    find_format,
+    list_dataset_formats,
+    refuse_aligner,
+    register_dataset_format,
+    spec_help,
+)
 from marginface.data.verification import PairSet
-
-_SYNTHETIC = "synthetic:"
 
 
 def open_dataset(
@@ -31,8 +37,9 @@ def open_dataset(
 
     Args:
         spec: a folder with one sub-folder per identity; a ``.rec`` file (its ``.idx`` beside
-            it); a folder holding ``train.rec`` / ``train.idx``; or
-            ``synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]``.
+            it); a folder holding ``train.rec`` / ``train.idx``;
+            ``synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]``; or a spec of a
+            format registered with :func:`register_dataset_format` (``marginface.data.formats``).
         image_size: output size, an int or ``(H, W)``; images are resized to it.
         augment: add the training transforms (random horizontal flip).
         aligner: for a folder of raw photos, a :class:`marginface.data.detect.FaceAligner`
@@ -42,38 +49,13 @@ def open_dataset(
     without decoding) and ``num_bad``.
     """
     text = str(spec)
-    path = Path(text)
-    if aligner is not None and (text.startswith(_SYNTHETIC) or not path.is_dir()):
-        raise ValueError(
-            f"face detection applies to folders of photos, not to {text!r} (synthetic faces and "
-            ".rec packs hold aligned crops already)"
-        )
-    if text.startswith(_SYNTHETIC):
-        from marginface.data.synthetic import SyntheticFaces
-
-        return SyntheticFaces(text, image_size=image_size, augment=augment)
-    if path.suffix == ".rec" or (path.is_dir() and (path / "train.rec").is_file()):
-        if aligner is not None:
-            raise ValueError(f"face detection does not apply to the aligned crops of {text!r}")
-        from marginface.data.recordio import RecordDataset
-
-        rec = path if path.suffix == ".rec" else path / "train.rec"
-        return RecordDataset(rec, image_size=image_size, augment=augment)
-    if path.is_dir():
-        from marginface.data.folder import FolderDataset
-
-        dataset = FolderDataset(path, image_size=image_size, augment=augment)
-        dataset.aligner = aligner
-        return dataset
-    if not path.exists():
-        raise FileNotFoundError(
-            f"dataset {text!r} not found: expected a folder, a .rec file, a folder holding "
-            "train.rec, or synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]"
-        )
-    raise ValueError(
-        f"dataset {text!r} is a file that is neither a .rec pack nor a folder; expected a folder, "
-        "a .rec file, a folder holding train.rec, or synthetic:..."
-    )
+    fmt = find_format(text)
+    if fmt is None:
+        refuse_aligner(text, aligner)
+        if not Path(text).exists():
+            raise FileNotFoundError(f"dataset {text!r} not found: expected {spec_help()}")
+        raise ValueError(f"dataset {text!r} is a file of no known format; expected {spec_help()}")
+    return fmt.open(text, image_size=image_size, augment=augment, aligner=aligner)
 
 
 def open_pairs(
@@ -112,11 +94,19 @@ def open_pairs(
     if path.suffix == ".txt":
         return verification.open_pairs_txt(path, image_size=image_size, aligner=aligner)
     dataset = open_dataset(text, image_size=image_size, aligner=aligner)
-    if text.startswith(_SYNTHETIC):
+    if text.startswith(SYNTHETIC):
         name = "synthetic"
     else:
         name = (path.parent.name if path.name == "train.rec" else path.stem) or "pairs"
     return verification.pairs_from_dataset(dataset, name, max_pairs=max_pairs, seed=seed)
 
 
-__all__ = ["BadImageWarning", "FaceDataset", "PairSet", "open_dataset", "open_pairs"]
+__all__ = [
+    "BadImageWarning",
+    "FaceDataset",
+    "PairSet",
+    "list_dataset_formats",
+    "open_dataset",
+    "open_pairs",
+    "register_dataset_format",
+]

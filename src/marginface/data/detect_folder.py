@@ -90,7 +90,7 @@ def _output_name(relative: str, extension: str) -> str:
 def _process(relative: str) -> dict[str, str]:
     """Detect, align and write one photo; returns its CSV row."""
     from marginface.data.detect import select_face
-    from marginface.data.transforms import decode_image
+    from marginface.data.transforms import decode_image, save_image
 
     options, aligner = _STATE["options"], _STATE["aligner"]
     row = dict.fromkeys(CSV_FIELDS, "")
@@ -108,12 +108,8 @@ def _process(relative: str) -> dict[str, str]:
         return row
     crop = aligner.align(image, face)
     name = _output_name(relative, options["extension"])
-    target = Path(options["output"]) / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.part")
     save = {"quality": 95} if options["extension"] == ".jpg" else {}
-    crop.save(temporary, format="JPEG" if options["extension"] == ".jpg" else "PNG", **save)
-    os.replace(temporary, target)
+    save_image(crop, Path(options["output"]) / name, **save)
     row.update(status="ok", output=name, score=f"{face.score:.5f}")
     row.update(zip(("x1", "y1", "x2", "y2"), (f"{v:.2f}" for v in face.box), strict=True))
     for k, (x, y) in enumerate(np.asarray(face.landmarks), start=1):

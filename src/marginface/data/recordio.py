@@ -1,6 +1,8 @@
 """InsightFace / MXNet RecordIO packs (``.rec`` + ``.idx``), read and written without MXNet.
 
-Layout (see ``shared/DESIGN.md``):
+Layout (MXNet's ``recordio`` format, as InsightFace's ``train.rec`` packs use it; this list is
+the whole of what the reader and the writer rely on, and docs/data.md#recordio-packs-rec--idx
+describes the packs from the user's side):
 
 - ``.idx``: one ``key<TAB>offset`` line per record.
 - a record in ``.rec``: uint32 magic ``0xced7230a``; uint32 whose low 29 bits are the length

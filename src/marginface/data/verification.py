@@ -198,11 +198,7 @@ def pairs_to_bin(
             except (OSError, ValueError, SyntaxError, EOFError) as exc:
                 raise ValueError(f"cannot store {path} in {output}: {exc}") from None
         images.append(encoded[path])
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(f".{output.name}.part")
-    write_bin(temporary, images, issame)
-    os.replace(temporary, output)
+    write_bin(output, images, issame)
     return len(issame), int(issame.sum())
 
 

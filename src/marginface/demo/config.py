@@ -48,6 +48,13 @@ TOY_OVERRIDES_REASON = (
 )
 
 
+#: the fields of :class:`DemoConfig` that are :class:`~marginface.training.TrainConfig`'s
+TRAIN_FIELDS = (
+    "backbone", "embedding_size", "image_size", "epochs", "batch_size", "optimizer", "lr",
+    "momentum", "weight_decay", "scheduler", "warmup_epochs",
+)  # fmt: skip
+
+
 @dataclass
 class DemoConfig:
     """What ``marginface demo`` runs.
@@ -123,8 +130,6 @@ class DemoConfig:
             raise ValueError(f"demo: a head is listed twice in {','.join(self.heads)}")
         if self.seeds < 1:
             raise ValueError(f"demo: --seeds must be >= 1, got {self.seeds}")
-        if self.optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"demo: optimizer must be adamw or sgd, got {self.optimizer!r}")
         if self.threads < 0:
             raise ValueError(f"demo: --threads must be >= 0 (0 = auto), got {self.threads}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
@@ -132,6 +137,19 @@ class DemoConfig:
         for dim in self.toy_dims:
             if dim not in (2, 3):
                 raise ValueError(f"demo: toy dimensions must be 2 or 3, got {dim}")
+        try:  # the training settings are TrainConfig's, checked by it
+            self.train_config()
+        except ValueError as exc:
+            raise ValueError(f"demo: {exc}") from None
+
+    def train_config(self, **run: Any):
+        """The :class:`~marginface.training.TrainConfig` of one training run: the settings
+        every head shares (:data:`TRAIN_FIELDS`, ``device``, the training data) and ``run``
+        (``head``, ``seed``, ``output``, ...)."""
+        from marginface.training.config import TrainConfig
+
+        shared = {k: getattr(self, k) for k in TRAIN_FIELDS}
+        return TrainConfig(**{**shared, "data": self.train_spec, "device": self.device, **run})
 
     @property
     def train_spec(self) -> str:

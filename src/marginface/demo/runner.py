@@ -25,9 +25,9 @@ from torch import nn
 from marginface.demo.cache import CachedFaces
 from marginface.demo.config import DemoConfig
 from marginface.demo.progress import DemoProgress
-from marginface.evaluation import embed_dataset, verification_metrics
+from marginface.evaluation import EmbedOptions, embed_dataset, verification_metrics
 from marginface.evaluation.angles import centre_angles, class_centres, embed_raw
-from marginface.training import TrainConfig, train
+from marginface.training import train
 
 
 @dataclass
@@ -86,42 +86,27 @@ def _train(
     dataset: CachedFaces,
     run_dir: Path,
     seed: int,
-    embedding_size: int,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    warmup_epochs: float,
     progress: DemoProgress,
     name: str,
 ) -> tuple[Any, float]:
     """Train one run with :func:`marginface.training.train`; returns (TrainResult, CPU s)."""
     if run_dir.exists():  # the demo owns DIR/runs: a re-run replaces its old runs
         shutil.rmtree(run_dir)
-    config = TrainConfig(
+    config = cfg.train_config(
         data=dataset.spec,
         head=head,
         head_kwargs=dict(head_kwargs),
-        backbone=cfg.backbone,
-        embedding_size=embedding_size,
         image_size=int(dataset.image_size[0]),
-        epochs=epochs,
-        batch_size=batch_size,
-        optimizer=cfg.optimizer,
-        lr=lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        scheduler=cfg.scheduler,
-        warmup_epochs=warmup_epochs,
         seed=seed,
         output=str(run_dir),
-        device=cfg.device,
         progress=False,
         loss_watch=0.0,  # the demo judges convergence itself (share nearer own centre)
         summary_images=0,
         tensorboard=False,
         log_every=10,
     )
-    progress.start_run(name, steps_of(len(dataset), batch_size, epochs), batch_size)
+    steps = steps_of(len(dataset), config.batch_size, config.epochs)
+    progress.start_run(name, steps, config.batch_size)
     cpu0 = time.process_time()
     try:
         result = train(config, dataset=dataset.with_augment(True), on_step=progress.step)
@@ -143,8 +128,8 @@ def evaluate_run(
     ROC, TAR@FAR, EER and AUC use every pair; the 10-fold accuracy and its threshold use the
     balanced part (the interleaved genuine / impostor pairs at the front, as ``generate_pairs``
     lays them out), where accuracy means what it means on LFW."""
-    emb = embed_dataset(backbone, test_set, batch_size=256, device=device, progress=False)
-    emb = emb.astype(np.float64)  # flip test: embed_dataset's default
+    options = EmbedOptions(batch_size=256, device=device, progress=False)  # with flip test
+    emb = embed_dataset(backbone, test_set, options, dtype=np.float64)
     scores = np.sum(emb[pairs[:, 0]] * emb[pairs[:, 1]], axis=1)
     metrics = verification_metrics(scores, issame)
     balanced = 2 * int(min(issame.sum(), (~issame).sum()))
@@ -171,9 +156,8 @@ def run_head(
     kwargs = cfg.head_kwargs.get(head, {})
     run_dir = Path(cfg.output) / "runs" / f"{head}-seed{seed}"
     result, cpu_s = _train(
-        cfg, head, kwargs, train_set, run_dir, seed, cfg.embedding_size, cfg.epochs,
-        cfg.batch_size, cfg.lr, cfg.warmup_epochs, progress, f"{head} seed {seed}",
-    )  # fmt: skip
+        cfg, head, kwargs, train_set, run_dir, seed, progress, f"{head} seed {seed}"
+    )
     t0 = time.perf_counter()
     metrics, scores = evaluate_run(result.backbone, test_set, pairs, issame, cfg.device)
     rng = np.random.default_rng([seed, 11])

@@ -2,18 +2,20 @@
 
 * :func:`verification_metrics` (``metrics``): LFW-style 10-fold accuracy, AUC, EER, TAR@FAR.
 * :func:`embed_dataset`, :func:`evaluate_pairs` (``embed``): flip-test embeddings and pair
-  metrics.
+  metrics, embedded as an :class:`EmbedOptions` says (batch size, flip, device, workers,
+  progress).
 * ``identification``: rank-1 / rank-5 and CMC; ``search``: exact cosine search (torch/faiss).
 * ``report``: a generic Markdown + self-contained HTML report builder; ``plots``: ROC,
   score histograms, CMC; ``export``: ONNX export verified with onnxruntime.
 """
 
-from marginface.evaluation.embed import embed_dataset, evaluate_pairs, pair_scores
+from marginface.evaluation.embed import EmbedOptions, embed_dataset, evaluate_pairs, pair_scores
 from marginface.evaluation.identification import evaluate_identification, identification_metrics
 from marginface.evaluation.metrics import verification_metrics
 from marginface.evaluation.search import cosine_search
 
 __all__ = [
+    "EmbedOptions",
     "cosine_search",
     "embed_dataset",
     "evaluate_identification",

@@ -7,6 +7,8 @@ the cosine similarity of the normalised embeddings.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,9 +31,47 @@ def _images_of(batch: Any) -> Tensor:
     )
 
 
+@dataclass(frozen=True)
+class EmbedOptions:
+    """How images are embedded, in one object shared by every caller (the CLI's ``eval``,
+    ``embed``, ``search``, validation during training, the demo).
+
+    Args:
+        batch_size: images per forward pass (>= 1).
+        flip: flip test: add the embedding of the mirrored image before normalising.
+        device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a torch.device).
+        workers: DataLoader worker processes decoding the images (0 = in this process).
+        progress: show a tqdm progress bar.
+
+    >>> EmbedOptions(batch_size=128, flip=False)
+    EmbedOptions(batch_size=128, flip=False, device='cpu', workers=0, progress=True)
+    >>> EmbedOptions().replace(progress=False).progress
+    False
+    """
+
+    batch_size: int = 64
+    flip: bool = True
+    device: str | torch.device = "cpu"
+    workers: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name, minimum in (("batch_size", 1), ("workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+    def replace(self, **changes: Any) -> EmbedOptions:
+        """A copy with ``changes`` (field names) applied."""
+        return dataclasses.replace(self, **changes)
+
+
 @torch.inference_mode()
-def embed_images(model: nn.Module, images: Tensor, flip: bool = True) -> Tensor:
-    """L2-normalised float32 embeddings (B, D) of a batch of images (B, 3, H, W).
+def embed_images(
+    model: nn.Module, images: Tensor, flip: bool = True, normalize: bool = True
+) -> Tensor:
+    """Float32 embeddings (B, D) of a batch of images (B, 3, H, W), L2-normalised unless
+    ``normalize`` is False (then the raw sum of the image's and, with ``flip``, its mirror's).
 
     The model is used as it is (call ``model.eval()`` first) on the images' device.
     """
@@ -42,53 +82,55 @@ def embed_images(model: nn.Module, images: Tensor, flip: bool = True) -> Tensor:
         raise ValueError(f"the model must return (B, D) embeddings, got {tuple(emb.shape)}")
     if flip:
         emb = emb + model(torch.flip(images, dims=[3])).float()
-    return F.normalize(emb, dim=1)
+    return F.normalize(emb, dim=1) if normalize else emb
 
 
 def embed_dataset(
     model: nn.Module,
     dataset: Dataset,
-    batch_size: int = 64,
-    flip: bool = True,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-    num_workers: int = 0,
+    options: EmbedOptions | None = None,
+    *,
+    normalize: bool = True,
+    dtype: Any = np.float32,
+    desc: str = "embedding",
 ) -> np.ndarray:
     """Embed every item of ``dataset`` in order.
 
     Args:
         model: backbone mapping (B, 3, H, W) -> (B, D); put in eval mode for the call (its
-            previous mode is restored) and moved to ``device``.
+            previous mode is restored) and moved to ``options.device``.
         dataset: items are image tensors (3, H, W) or ``(image, label)`` tuples.
-        batch_size: images per forward pass.
-        flip: add the embedding of the mirrored image before normalising.
-        device: where to run the model.
-        progress: show a tqdm progress bar.
-        num_workers: DataLoader worker processes (0 = in this process).
+        options: batch size, flip test, device, workers, progress (:class:`EmbedOptions`;
+            None = its defaults).
+        normalize: L2-normalise each row (the default); False keeps the raw (flip-summed)
+            features, as IJB's "norm score" mode does (:mod:`marginface.evaluation.ijb`).
+        dtype: of the returned array (the model's float32 output, converted).
+        desc: the progress bar's label.
 
-    Returns: (N, D) float32 array, rows L2-normalised.
+    Returns: (N, D) array of ``dtype``, rows L2-normalised when ``normalize``.
     """
     from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    options = EmbedOptions() if options is None else options
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError("cannot embed an empty dataset")
-    device = torch.device(device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    device = torch.device(options.device)
+    loader = DataLoader(
+        dataset, batch_size=options.batch_size, shuffle=False, num_workers=options.workers
+    )
     was_training = model.training
     model.eval()
     model.to(device)
     chunks: list[np.ndarray] = []
     try:
-        with tqdm(total=n, desc="embedding", unit="img", disable=not progress) as bar:
+        with tqdm(total=n, desc=desc, unit="img", disable=not options.progress) as bar:
             for batch in loader:
                 images = _images_of(batch).to(device, non_blocking=True)
-                emb = embed_images(model, images, flip=flip)
+                emb = embed_images(model, images, flip=options.flip, normalize=normalize)
                 if not torch.isfinite(emb).all():
                     raise ValueError("the model produced non-finite embeddings (NaN or inf)")
-                chunks.append(emb.cpu().numpy().astype(np.float32, copy=False))
+                chunks.append(emb.cpu().numpy().astype(dtype, copy=False))
                 bar.update(len(images))
     finally:
         model.train(was_training)
@@ -112,12 +154,9 @@ def pair_scores(embeddings: np.ndarray) -> np.ndarray:
 def evaluate_pairs(
     model: nn.Module,
     pairs: Any,
-    batch_size: int = 64,
-    flip: bool = True,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
+    options: EmbedOptions | None = None,
+    *,
     n_folds: int = 10,
-    num_workers: int = 0,
     threshold_grid: str = "exact",
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Verification metrics of ``model`` on a pair set.
@@ -125,9 +164,9 @@ def evaluate_pairs(
     Args:
         pairs: a ``marginface.data.PairSet``: ``.images`` (2N images; pair k is images 2k and
             2k+1) and ``.issame`` (N booleans).
+        options: how the images are embedded (:class:`EmbedOptions`).
         n_folds: folds of the LFW-style accuracy; lowered to the number of pairs when there
             are fewer pairs than folds.
-        num_workers: DataLoader worker processes decoding the images.
         threshold_grid: ``exact`` or ``insightface`` (see :mod:`marginface.evaluation.metrics`).
 
     Returns: ``(metrics, scores)``: the dict of
@@ -141,15 +180,7 @@ def evaluate_pairs(
             f"pair set {name!r}: {num_images} images for {len(issame)} pairs "
             f"(expected {2 * len(issame)})"
         )
-    embeddings = embed_dataset(
-        model,
-        pairs.images,
-        batch_size=batch_size,
-        flip=flip,
-        device=device,
-        progress=progress,
-        num_workers=num_workers,
-    )
+    embeddings = embed_dataset(model, pairs.images, options)
     scores = pair_scores(embeddings)
     folds = max(2, min(n_folds, len(issame)))
     metrics = verification_metrics(scores, issame, n_folds=folds, threshold_grid=threshold_grid)

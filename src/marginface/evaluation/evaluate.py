@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from marginface.evaluation.embed import EmbedOptions
 from marginface.evaluation.metrics import FARS, far_key, jsonable_metrics
 from marginface.evaluation.report import Report
 from marginface.files import atomic_write_text, read_text
@@ -145,21 +146,18 @@ def run_evaluation(
     checkpoints: Sequence[str | os.PathLike],
     pairs: Sequence[str],
     output: str | os.PathLike | None = None,
-    flip: bool = True,
-    batch_size: int = 64,
-    device: str = "cpu",
+    options: EmbedOptions | None = None,
+    *,
+    max_pairs: int = 3000,
+    n_folds: int = 10,
+    threshold_grid: str = "exact",
     identification: str | None = None,
     gallery_list: str | os.PathLike | None = None,
     probe_list: str | os.PathLike | None = None,
-    max_pairs: int = 3000,
-    n_folds: int = 10,
-    progress: bool = True,
-    num_workers: int = 0,
-    title: str = "marginface evaluation",
-    aligner: Any = None,
-    threshold_grid: str = "exact",
     ijb: str | os.PathLike | None = None,
     ijb_target: str | None = None,
+    aligner: Any = None,
+    title: str = "marginface evaluation",
 ) -> EvaluationResult:
     """Evaluate checkpoints on pair sets (and optionally identification on a folder).
 
@@ -169,12 +167,13 @@ def run_evaluation(
             dataset specs such as ``synthetic:50x6,first=1000``).
         output: folder for ``metrics.json``, ``report.md``, ``report.html`` and ``figures/``;
             None computes without writing.
-        flip: flip test.
+        options: how every image is embedded: batch size, flip test, device, DataLoader
+            workers, progress bars (:class:`~marginface.evaluation.embed.EmbedOptions`; None =
+            its defaults).
         identification: a dataset spec (folder of identity sub-folders) for rank-1 / rank-5 /
             CMC; ``gallery_list`` / ``probe_list`` (text files of image paths relative to the
             folder) override the default split (first image of each identity = gallery).
         max_pairs, n_folds: passed to ``open_pairs`` and the metrics.
-        num_workers: DataLoader worker processes decoding images.
         ijb: an IJB-B or IJB-C folder (``meta/`` and ``loose_crop/``): 1:1 template
             verification as InsightFace's eval_ijbc.py computes it
             (:mod:`marginface.evaluation.ijb`); ``ijb_target`` IJBB or IJBC when the folder
@@ -185,7 +184,7 @@ def run_evaluation(
         aligner: the images are raw photos: a :class:`marginface.data.detect.FaceAligner` that
             detects and aligns each face (to each checkpoint's image size). It should fall back
             to the whole photo when it finds no face (a pair must still be scored); those photos
-            are counted in a warning (with ``num_workers=0``).
+            are counted in a warning (with ``options.workers`` 0).
 
     Returns: an :class:`EvaluationResult` (also written to ``output`` when given).
     """
@@ -193,6 +192,7 @@ def run_evaluation(
     from marginface.evaluation.embed import evaluate_pairs
     from marginface.evaluation.identification import evaluate_identification
 
+    options = EmbedOptions() if options is None else options
     if not pairs and identification is None and ijb is None:
         raise ValueError("give at least one pair set (--pairs), --identification or --ijb")
     if (gallery_list is None) != (probe_list is None):
@@ -237,9 +237,9 @@ def run_evaluation(
         pair_set_names=names,
         identification_source=identification,
         settings={
-            "flip": flip,
-            "batch_size": batch_size,
-            "device": device,
+            "flip": options.flip,
+            "batch_size": options.batch_size,
+            "device": str(options.device),
             "max_pairs": max_pairs,
             "n_folds": n_folds,
             "pairs": list(pairs),
@@ -258,15 +258,7 @@ def run_evaluation(
         result.scores[ckpt.name] = {}
         for name, pair_set in zip(names, pair_sets[ckpt.image_size], strict=True):
             metrics, scores = evaluate_pairs(
-                ckpt.model,
-                pair_set,
-                batch_size=batch_size,
-                flip=flip,
-                device=device,
-                progress=progress,
-                num_workers=num_workers,
-                n_folds=n_folds,
-                threshold_grid=threshold_grid,
+                ckpt.model, pair_set, options, n_folds=n_folds, threshold_grid=threshold_grid
             )
             result.verification[ckpt.name][name] = metrics
             result.scores[ckpt.name][name] = (scores, np.asarray(pair_set.issame, dtype=bool))
@@ -274,14 +266,7 @@ def run_evaluation(
             from marginface.evaluation.ijb import evaluate_ijb
 
             metrics, scores, labels = evaluate_ijb(
-                ckpt.model,
-                ijb_meta,
-                image_size=ckpt.image_size,
-                batch_size=batch_size,
-                flip=flip,
-                device=device,
-                num_workers=num_workers,
-                progress=progress,
+                ckpt.model, ijb_meta, image_size=ckpt.image_size, options=options
             )
             result.ijb[ckpt.name] = metrics
             result.ijb_scores[ckpt.name] = (scores, labels)
@@ -292,11 +277,7 @@ def run_evaluation(
                 ds,
                 gallery_indices=split[0] if split else None,
                 probe_indices=split[1] if split else None,
-                batch_size=batch_size,
-                flip=flip,
-                device=device,
-                progress=progress,
-                num_workers=num_workers,
+                options=options,
             )
     for size in sizes:
         for name, pair_set in zip(names, pair_sets[size], strict=True):

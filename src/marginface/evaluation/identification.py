@@ -22,6 +22,8 @@ from numpy.typing import ArrayLike
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from marginface.evaluation.embed import EmbedOptions, embed_dataset
+
 
 def first_image_split(labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """``(gallery indices, probe indices)``: the first item of each label, and the rest."""
@@ -126,12 +128,8 @@ def evaluate_identification(
     labels: ArrayLike | None = None,
     gallery_indices: Sequence[int] | None = None,
     probe_indices: Sequence[int] | None = None,
-    batch_size: int = 64,
-    flip: bool = True,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
+    options: EmbedOptions | None = None,
     max_rank: int = 100,
-    num_workers: int = 0,
 ) -> dict[str, Any]:
     """Identification metrics of ``model`` on a labelled dataset.
 
@@ -139,11 +137,10 @@ def evaluate_identification(
         dataset: items ``(image, label)``; ``labels`` defaults to ``dataset.labels``.
         gallery_indices, probe_indices: item indices of the two sets; by default the first
             image of each identity is the gallery and the rest are probes.
+        options: how the images are embedded (:class:`~marginface.evaluation.embed.EmbedOptions`).
 
     Returns: the dict of :func:`identification_metrics`.
     """
-    from marginface.evaluation.embed import embed_dataset
-
     if labels is None:
         labels = getattr(dataset, "labels", None)
         if labels is None:
@@ -165,15 +162,7 @@ def evaluate_identification(
     if len(p_idx) == 0:
         raise ValueError("no probe images: every identity has a single image")
     order = np.concatenate([g_idx, p_idx])
-    emb = embed_dataset(
-        model,
-        Subset(dataset, order.tolist()),
-        batch_size=batch_size,
-        flip=flip,
-        device=device,
-        progress=progress,
-        num_workers=num_workers,
-    )
+    emb = embed_dataset(model, Subset(dataset, order.tolist()), options)
     return identification_metrics(
         emb[: len(g_idx)], y[g_idx], emb[len(g_idx) :], y[p_idx], max_rank=max_rank
     )

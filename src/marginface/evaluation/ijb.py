@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
+from marginface.evaluation.embed import EmbedOptions, embed_dataset
 from marginface.evaluation.metrics import FARS, far_key
 
 
@@ -139,34 +140,15 @@ class AlignedLooseCrops(Dataset):
         return to_tensor(align_face(image, self.meta.landmarks[index], self.image_size))
 
 
-@torch.inference_mode()
 def image_features(
-    model: nn.Module,
-    dataset: Dataset,
-    batch_size: int = 64,
-    flip: bool = True,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
-    progress: bool = True,
+    model: nn.Module, dataset: Dataset, options: EmbedOptions | None = None
 ) -> np.ndarray:
-    """Unnormalised features (N, D): model(image) + model(mirrored image) with ``flip``."""
-    from tqdm.auto import tqdm
-
-    device = torch.device(device)
-    was_training = model.training
-    model.eval().to(device)
-    chunks = []
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    try:
-        for images in tqdm(loader, desc="IJB images", unit="batch", disable=not progress):
-            images = images.to(device)
-            feats = model(images).float()
-            if flip:
-                feats = feats + model(torch.flip(images, dims=[3])).float()
-            chunks.append(feats.cpu().numpy().astype(np.float64))
-    finally:
-        model.train(was_training)
-    return np.concatenate(chunks)
+    """Unnormalised float64 features (N, D): model(image) + model(mirrored image) with
+    ``options.flip`` (:func:`~marginface.evaluation.embed.embed_dataset` with
+    ``normalize=False``)."""
+    return embed_dataset(
+        model, dataset, options, normalize=False, dtype=np.float64, desc="IJB images"
+    )
 
 
 def template_features(
@@ -225,14 +207,11 @@ def evaluate_ijb(
     root: str | os.PathLike | IJBMeta,
     target: str | None = None,
     image_size: int = 112,
-    batch_size: int = 64,
-    flip: bool = True,
+    options: EmbedOptions | None = None,
     detector_score: bool = True,
-    device: str | torch.device = "cpu",
-    num_workers: int = 0,
-    progress: bool = True,
 ) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """IJB-B/C 1:1 verification of ``model`` (see the module docstring).
+    """IJB-B/C 1:1 verification of ``model`` (see the module docstring); ``options``: how the
+    crops are embedded (:class:`~marginface.evaluation.embed.EmbedOptions`).
 
     Returns ``(metrics, scores, labels)``: metrics holds ``target``, ``num_pairs``,
     ``num_templates``, ``num_images``, ``auc`` and ``tar_at_far`` ({"1e-04": tar, ...}).
@@ -240,9 +219,7 @@ def evaluate_ijb(
     from sklearn.metrics import roc_auc_score
 
     meta = root if isinstance(root, IJBMeta) else read_ijb_meta(root, target)
-    feats = image_features(
-        model, AlignedLooseCrops(meta, image_size), batch_size, flip, device, num_workers, progress
-    )
+    feats = image_features(model, AlignedLooseCrops(meta, image_size), options)
     templates, ids = template_features(
         feats, meta.templates, meta.medias, meta.faceness if detector_score else None
     )

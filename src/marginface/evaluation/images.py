@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from marginface.data.detect import NoFaceError
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
+from marginface.evaluation.embed import EmbedOptions, embed_dataset
 
 #: The reason :class:`ImageFiles` records for a photo in which the detector found no face.
 NO_FACE = "no face found"
@@ -62,8 +63,8 @@ class ImageFiles(Dataset):
     """Image files as a dataset of ``(image, index)``.
 
     An unreadable file (or, with an ``aligner``, a photo without a face) gives a zero image and
-    is recorded in :attr:`failed` (index -> reason), so the caller can drop its row (with
-    ``num_workers=0``, the default of embed_dataset).
+    is recorded in :attr:`failed` (index -> reason), so the caller can drop its row (embedded
+    in this process: :func:`embed_files` uses no worker processes).
     """
 
     def __init__(self, paths: list[Path], image_size: int, aligner=None) -> None:
@@ -88,10 +89,7 @@ def embed_files(
     model: torch.nn.Module,
     paths: list[Path],
     image_size: int,
-    batch_size: int = 64,
-    flip: bool = True,
-    device: str = "cpu",
-    progress: bool = True,
+    options: EmbedOptions | None = None,
     aligner=None,
 ) -> tuple[np.ndarray, list[Path], dict[Path, str]]:
     """Embed image files: ``(embeddings (M, D), the M readable paths, {unreadable: reason})``.
@@ -99,12 +97,10 @@ def embed_files(
     Unreadable files (and, with an ``aligner``, photos without a face) are left out (their rows
     dropped); ValueError when none is readable.
     """
-    from marginface.evaluation.embed import embed_dataset
-
     files = ImageFiles(paths, image_size, aligner)
-    emb = embed_dataset(
-        model, files, batch_size=batch_size, flip=flip, device=device, progress=progress
-    )
+    if options is not None and options.workers:
+        options = options.replace(workers=0)  # the failures are recorded in this process
+    emb = embed_dataset(model, files, options)
     keep = np.array([i not in files.failed for i in range(len(paths))], dtype=bool)
     failed = {files.paths[i]: why for i, why in sorted(files.failed.items())}
     if not keep.any():

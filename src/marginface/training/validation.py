@@ -1,4 +1,4 @@
-"""Verification during training on pair sets (``--val SPEC``, several allowed).
+"""Verification during training on pair sets (``--pairs SPEC``, several allowed).
 
 Pair sets come from ``marginface.data.open_pairs`` and are scored with
 ``marginface.evaluation.evaluate_pairs`` (flip test, LFW-style folds). Validation runs with the
@@ -68,7 +68,9 @@ class Validator:
 
     def run(self, backbone: nn.Module) -> dict[str, dict[str, Any]]:
         """Metrics per pair set ({name: verification metrics}); ``backbone`` left as it was."""
-        from marginface.evaluation import evaluate_pairs
+        from marginface.evaluation import EmbedOptions, evaluate_pairs
+
+        options = EmbedOptions(batch_size=self.batch_size, device=self.device, progress=False)
 
         was_training = backbone.training
         py_state, np_state = random.getstate(), np.random.get_state()
@@ -78,13 +80,7 @@ class Validator:
                 backbone.eval()
                 results = {}
                 for name, pairs in self.sets:
-                    metrics, _ = evaluate_pairs(
-                        backbone,
-                        pairs,
-                        batch_size=self.batch_size,
-                        device=self.device,
-                        progress=False,
-                    )
+                    metrics, _ = evaluate_pairs(backbone, pairs, options)
                     results[name] = metrics
                 return results
         finally:

@@ -1,7 +1,7 @@
 """Generated IJB-style inputs, and InsightFace's own eval_ijbc.py run on them.
 
-``python tests/evaluation/ijb_reference.py PATH/TO/eval_ijbc.py`` writes the fixture
-``ijb_insightface.npz`` beside this file: the generated image features, faceness scores,
+``python tests/_support/ijb_reference.py PATH/TO/eval_ijbc.py`` writes the fixture
+``tests/evaluation/ijb_insightface.npz``: the generated image features, faceness scores,
 template and media ids and template pairs, and what InsightFace's code computes from them (the
 pair scores and its TAR@FAR row). InsightFace's code is not copied: its functions
 ``image2template_feature`` and ``verification`` and its module-level steps (flip sum, detector
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-FIXTURE = Path(__file__).with_name("ijb_insightface.npz")
+FIXTURE = Path(__file__).parents[1] / "evaluation" / "ijb_insightface.npz"
 FARS = [10**-6, 10**-5, 10**-4, 10**-3, 10**-2, 10**-1]
 
 

@@ -1,4 +1,6 @@
-"""Start N local processes of a script with torchrun's environment variables (gloo, 127.0.0.1)."""
+"""The one multi-process launcher of the tests: N local processes of a script with the
+environment torchrun sets (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR 127.0.0.1, a free
+MASTER_PORT), for gloo jobs on one machine."""
 
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(script: Path, world_size: int, args: list[str], timeout: float = 120.0) -> list[str]:
-    """Run ``script args`` as ranks 0..world_size-1; their outputs, or raise with them if one
-    fails."""
+def launch(
+    script: str | Path, world_size: int, args: list[str], timeout: float = 120.0
+) -> list[str]:
+    """Run ``python script args`` as ranks 0..world_size-1; their outputs (stdout and stderr),
+    or an AssertionError holding every rank's output if one fails or times out."""
     env = {
         **os.environ,
         "MASTER_ADDR": "127.0.0.1",
@@ -28,7 +32,7 @@ def launch(script: Path, world_size: int, args: list[str], timeout: float = 120.
     }
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), *args],
+            [sys.executable, str(script), *map(str, args)],
             env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -134,7 +134,7 @@ def test_eval_identification_with_given_lists(trained_run, face_folder, tmp_path
             "--output",
             str(out),
             "--quiet",
-            "--num-workers",
+            "--workers",
             "1",
         ]
     )

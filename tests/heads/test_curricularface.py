@@ -6,7 +6,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from extra_common import (
+
+from _support.heads import (
     batch,
     check_bf16_autocast,
     check_defaults_and_roundtrip,

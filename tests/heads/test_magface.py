@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from extra_common import (
+
+import marginface
+from _support.heads import (
     batch,
     check_bf16_autocast,
     check_defaults_and_roundtrip,
@@ -16,8 +18,6 @@ from extra_common import (
     cosines,
     make,
 )
-
-import marginface
 from marginface.heads import magface_lambda_bound
 
 L_A, U_A, L_M, U_M, S, LG = 10.0, 110.0, 0.45, 0.8, 64.0, 35.0

@@ -21,7 +21,15 @@ def test_embed_folder_and_search(trained_run, face_folder, tmp_path, capsys):
     out = tmp_path / "g" / "gallery.npz"
     (face_folder / "notes.txt").write_text("not an image")  # ignored: not an image extension
     code, stdout, err = _run(
-        ["embed", str(face_folder), "--checkpoint", str(trained_run), "--out", str(out), "--quiet"],
+        [
+            "embed",
+            str(face_folder),
+            "--checkpoint",
+            str(trained_run),
+            "--output",
+            str(out),
+            "--quiet",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -59,7 +67,7 @@ def test_embed_skips_unreadable_image(trained_run, face_folder, tmp_path, capsys
     (folder / "broken.jpg").write_bytes(b"not a jpeg")
     out = tmp_path / "e.npz"
     code, stdout, err = _run(
-        ["embed", str(folder), "--checkpoint", str(trained_run), "--out", str(out), "--quiet"],
+        ["embed", str(folder), "--checkpoint", str(trained_run), "--output", str(out), "--quiet"],
         capsys,
     )
     assert code == 0, err
@@ -77,7 +85,7 @@ def test_embed_dataset_spec(trained_run, tmp_path, capsys):
             "synthetic:3x2",
             "--checkpoint",
             str(trained_run),
-            "--out",
+            "--output",
             str(out),
             "--no-flip",
             "--quiet",
@@ -98,12 +106,12 @@ def test_embed_bad_out(trained_run, face_folder, tmp_path, capsys):
             str(face_folder),
             "--checkpoint",
             str(trained_run),
-            "--out",
+            "--output",
             str(tmp_path / "x.txt"),
         ],
         capsys,
     )
-    assert code == 2 and "--out must be a .npz file" in err
+    assert code == 2 and "--output must be a .npz file" in err
 
 
 def test_verify(trained_run, face_folder, capsys):
@@ -171,7 +179,7 @@ def test_export(trained_run, tmp_path, capsys):
 
     out = tmp_path / "model.onnx"
     code, stdout, err = _run(
-        ["export", "--checkpoint", str(trained_run), "--onnx", str(out)], capsys
+        ["export", "--checkpoint", str(trained_run), "--output", str(out)], capsys
     )
     assert code == 0, err
     assert "max abs difference" in stdout

@@ -1,5 +1,5 @@
 """The seed inputs of the fuzzing targets: small valid files of each format, and a few known
-hostile ones. ``python tests/fuzz/seeds.py`` rewrites ``tests/fuzz/seeds/<target>/``."""
+hostile ones. ``python tests/_support/fuzz_seeds.py`` rewrites ``tests/fuzz/seeds/<target>/``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from PIL import Image
 
 from marginface.data.recordio import RecordHeader, RecordWriter, pack_payload, write_pack
 
-SEEDS = Path(__file__).with_name("seeds")
+SEEDS = Path(__file__).parents[1] / "fuzz" / "seeds"
 
 
 class _Exploit:

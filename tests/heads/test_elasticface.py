@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
-from extra_common import (
+
+import marginface
+from _support.heads import (
     batch,
     check_bf16_autocast,
     check_defaults_and_roundtrip,
@@ -15,8 +17,6 @@ from extra_common import (
     cosines,
     make,
 )
-
-import marginface
 from marginface.heads.elasticface import assign_sorted
 
 NAMES = ["elasticface_arc", "elasticface_cos", "elasticface_arc_plus", "elasticface_cos_plus"]

@@ -18,7 +18,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from extra_common import (
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import marginface
+from _support.heads import (
     batch,
     check_bf16_autocast,
     check_defaults_and_roundtrip,
@@ -26,9 +29,6 @@ from extra_common import (
     cosines,
     make,
 )
-from torch.utils._python_dispatch import TorchDispatchMode
-
-import marginface
 from marginface.heads import adacos_scale
 
 TOL = 1e-12

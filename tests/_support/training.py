@@ -1,16 +1,14 @@
-"""Shared by the training tests: tiny CLI arguments and log readers."""
+"""Shared by the training tests: tiny CLI arguments, log readers, a 2-rank training run."""
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
 
+from _support.launch import launch
+
 #: one rank of a multi-process job: runs the real CLI and saves what the rank ended with
-WORKER = Path(__file__).with_name("ddp_worker.py")
+WORKER = Path(__file__).with_name("train_worker.py")
 
 #: a tiny, fast run: 32 synthetic 16x16 images of 8 identities, batch 8 -> 4 steps per epoch
 TINY = [
@@ -21,7 +19,7 @@ TINY = [
     "--embedding-size", "16",
     "--batch-size", "8",
     "--lr", "0.05",
-    "--no-progress",
+    "--quiet",
     "--no-tensorboard",
     "--device", "cpu",
 ]  # fmt: skip
@@ -38,32 +36,9 @@ def train_losses(run_dir: Path) -> list[tuple[int, float]]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_two_ranks(tmp_path: Path, args: list[str]) -> tuple[dict, dict]:
     """Run ``marginface train ARGS`` as a 2-process gloo job on 127.0.0.1 (the environment
-    torchrun would set); returns what each rank saved (ddp_worker.py)."""
-    port = _free_port()
-    procs = []
-    for rank in range(2):
-        ranks = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
-        master = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-        env = {**os.environ, **ranks, **master, "OMP_NUM_THREADS": "1"}
-        cmd = [sys.executable, str(WORKER), str(tmp_path), "--", *map(str, args)]
-        procs.append(
-            subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        )
-    outputs = []
-    try:
-        for p in procs:
-            outputs.append(p.communicate(timeout=240)[0].decode())
-    finally:
-        for p in procs:
-            p.kill()
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
+    torchrun would set); returns what each rank saved (train_worker.py)."""
+    launch(WORKER, 2, [str(tmp_path), "--", *map(str, args)], timeout=240)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     return r0, r1

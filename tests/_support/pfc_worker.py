@@ -1,6 +1,6 @@
 """One rank of the multi-process PartialFC tests (run as a script, torchrun-style env vars).
 
-    RANK=r WORLD_SIZE=w MASTER_ADDR=127.0.0.1 MASTER_PORT=p python dist_worker.py OUT_DIR
+    RANK=r WORLD_SIZE=w MASTER_ADDR=127.0.0.1 MASTER_PORT=p python pfc_worker.py OUT_DIR
 
 Runs every case of :data:`CASES` (sharded loss and gradients), the error cases and a few
 sampled SGD steps, and writes ``OUT_DIR/rank{r}.pt``.  The test (``test_distributed.py``)

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 import yaml
-from training_helpers import TINY, read_jsonl, train_losses
 
+from _support.training import TINY, read_jsonl, train_losses
 from marginface.backbones import load_model
 
 
@@ -76,7 +76,7 @@ def test_bad_head_hparam_is_reported_by_create_head(cli, tmp_path, capsys):
 def test_bf16_amp_validation_best_and_tensorboard(cli, tmp_path):
     out = tmp_path / "run"
     args = [a for a in TINY if a != "--no-tensorboard"]
-    val = ["--val", "synthetic:4x4,first=100", "--val-every", "4"]
+    val = ["--pairs", "synthetic:4x4,first=100", "--val-every", "4"]
     code = cli(*args, "--epochs", "2", "--amp", "bf16", "--output", out, *val, "--grad-clip", "5")
     assert code == 0
     log = read_jsonl(out / "log.jsonl")

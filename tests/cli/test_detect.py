@@ -42,13 +42,21 @@ def test_embed_detect_equals_embedding_the_aligned_crops(trained_run, photos, tm
     assert _run([*argv, "--quiet"], capsys)[0] == 0
     raw, aligned = tmp_path / "raw.npz", tmp_path / "aligned.npz"
     code, out, err = _run(
-        ["embed", str(photos), "--detect", "--checkpoint", str(trained_run), "--out", str(raw),
+        ["embed", str(photos), "--detect", "--checkpoint", str(trained_run), "--output", str(raw),
          "--quiet"], capsys,
     )  # fmt: skip
     assert code == 0, err
     assert f"skipped image {photos / 'noise' / 'noise_0001.png'} (no face found)" in out
     code, out, err = _run(
-        ["embed", str(crops), "--checkpoint", str(trained_run), "--out", str(aligned), "--quiet"],
+        [
+            "embed",
+            str(crops),
+            "--checkpoint",
+            str(trained_run),
+            "--output",
+            str(aligned),
+            "--quiet",
+        ],
         capsys,
     )
     assert code == 0, err

@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from extra_common import (
+
+import marginface
+from _support.heads import (
     batch,
     check_bf16_autocast,
     check_defaults_and_roundtrip,
@@ -16,8 +18,6 @@ from extra_common import (
     cosines,
     make,
 )
-
-import marginface
 
 
 def hand_loss(x, w, y, b, s=64.0, m=0.4, lam=1.0, clamp=False):

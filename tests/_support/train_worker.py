@@ -2,7 +2,7 @@
 this rank ended with (parameters, history) to ``OUT/rank{RANK}.pt``.
 
 Usage (environment as torchrun sets it: RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR,
-MASTER_PORT): ``python ddp_worker.py OUT -- TRAIN ARGS``.
+MASTER_PORT): ``python train_worker.py OUT -- TRAIN ARGS`` (``_support.training.run_two_ranks``).
 """
 
 import os

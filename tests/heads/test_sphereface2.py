@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from extra_common import (
+
+import marginface
+from _support.heads import (
     batch,
     check_bf16_autocast,
     check_defaults_and_roundtrip,
@@ -16,8 +18,6 @@ from extra_common import (
     cosines,
     make,
 )
-
-import marginface
 
 VARIANTS = [("C", 0.4), ("A", 0.5), ("M", 1.7)]
 

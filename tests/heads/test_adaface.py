@@ -6,7 +6,9 @@ import math
 
 import torch
 import torch.nn.functional as F
-from extra_common import (
+
+import marginface
+from _support.heads import (
     batch,
     check_bf16_autocast,
     check_defaults_and_roundtrip,
@@ -15,8 +17,6 @@ from extra_common import (
     cosines,
     make,
 )
-
-import marginface
 
 EPS = 1e-3
 

@@ -4,7 +4,7 @@ A target returns normally or raises one of :data:`ALLOWED` (the documented "this
 bad" errors, which the CLI turns into one line); anything else (an IndexError, a
 MemoryError, an OverflowError, code being run) is a bug. The same functions run under
 atheris (``tests/fuzz/run.py``, ``scripts/fuzz.sh``) and, over the kept seeds and crashers, in
-the test suite (``test_fuzz_regressions.py``).
+the test suite (``tests/fuzz/test_fuzz_regressions.py``).
 
 Targets: ``recordio`` (a ``.rec`` and its ``.idx`` opened as a dataset, a few items read),
 ``bin`` (a verification ``.bin``), ``pairs`` (an LFW ``pairs.txt``), ``landmarks`` (a

@@ -33,9 +33,9 @@ def test_eval_verify_export_on_a_train_run(tmp_path, capsys):
             "3",
             "--output",
             str(run),
-            "--no-progress",
+            "--quiet",
             "--no-tensorboard",
-            "--val",
+            "--pairs",
             "synthetic:6x3,first=400",
         ]
     )
@@ -74,7 +74,7 @@ def test_eval_verify_export_on_a_train_run(tmp_path, capsys):
                 "export",
                 "--checkpoint",
                 str(run / "checkpoint.pt"),
-                "--onnx",
+                "--output",
                 str(tmp_path / "m.onnx"),
             ]
         )

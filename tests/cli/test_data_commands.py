@@ -34,7 +34,7 @@ def test_pack_cli_errors(tmp_path, make_folder, capsys):
 
 def test_synth_preview_is_a_grid(tmp_path):
     out = tmp_path / "sheet.png"
-    code = main(["synth", "--preview", str(out), "--spec", "synthetic:5x4,seed=2",
+    code = main(["synth", "--preview", str(out), "--data", "synthetic:5x4,seed=2",
                  "--identities", "3", "--images", "4", "--image-size", "16"])  # fmt: skip
     assert code == 0
     sheet = np.asarray(Image.open(out))
@@ -47,7 +47,7 @@ def test_synth_preview_is_a_grid(tmp_path):
 
 def test_synth_output_folder_reads_back_and_aligns(tmp_path):
     folder = tmp_path / "synth"
-    assert main(["synth", "--spec", "synthetic:12x1,difficulty=0.5", "--output", str(folder),
+    assert main(["synth", "--data", "synthetic:12x1,difficulty=0.5", "--output", str(folder),
                  "--image-size", "32", "--quiet"]) == 0  # fmt: skip
     written = open_dataset(folder, image_size=32)
     direct = open_dataset("synthetic:12x1,difficulty=0.5", image_size=32)
@@ -65,5 +65,5 @@ def test_synth_output_folder_reads_back_and_aligns(tmp_path):
 def test_synth_needs_something_to_do(capsys):
     assert main(["synth"]) == 2
     assert "--preview" in capsys.readouterr().err
-    assert main(["synth", "--preview", "x.png", "--spec", "synthetic:nope"]) == 2
+    assert main(["synth", "--preview", "x.png", "--data", "synthetic:nope"]) == 2
     assert "bad synthetic spec" in capsys.readouterr().err
