@@ -18,11 +18,29 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: what a rank prints when the port taken by free_port() was grabbed before rank 0 bound it
+_PORT_TAKEN = ("address already in use", "eaddrinuse")
+
+
 def launch(
     script: str | Path, world_size: int, args: list[str], timeout: float = 120.0
 ) -> list[str]:
     """Run ``python script args`` as ranks 0..world_size-1; their outputs (stdout and stderr),
-    or an AssertionError holding every rank's output if one fails or times out."""
+    or an AssertionError holding every rank's output if one fails or times out.
+
+    free_port() closes its socket before rank 0 binds the port, so another process can take it
+    in between: a run that failed only that way is started again on a new port (twice at most).
+    """
+    for attempt in range(3):
+        try:
+            return _launch_once(script, world_size, args, timeout)
+        except AssertionError as failure:
+            if attempt == 2 or not any(t in str(failure).lower() for t in _PORT_TAKEN):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _launch_once(script: str | Path, world_size: int, args: list[str], timeout: float):
     env = {
         **os.environ,
         "MASTER_ADDR": "127.0.0.1",
