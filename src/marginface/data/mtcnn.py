@@ -60,62 +60,54 @@ def _flatten_like_caffe(x: Tensor) -> Tensor:
     return x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)
 
 
-class RNet(nn.Module):
+class _Refiner(nn.Module):
+    """R-Net and O-Net: conv + PReLU (+ max-pool) stages, then a dense layer + PReLU and the
+    output layers, on a fixed-size crop. The attribute names (``conv{i}``, ``prelu{i}``,
+    ``pool{i}``, ``dense{k}``, ``dense{k+1}_{j}``) are those of the weight files."""
+
+    def __init__(
+        self, stages: list[tuple[int, int, int, int | None]], flat: int, hidden: int, heads: int
+    ) -> None:
+        super().__init__()
+        self.depth = len(stages)
+        for i, (cin, cout, kernel, pool) in enumerate(stages, start=1):
+            setattr(self, f"conv{i}", nn.Conv2d(cin, cout, kernel_size=kernel))
+            setattr(self, f"prelu{i}", nn.PReLU(cout))
+            if pool is not None:
+                setattr(self, f"pool{i}", nn.MaxPool2d(pool, 2, ceil_mode=True))
+        k = self.depth + 1
+        setattr(self, f"dense{k}", nn.Linear(flat, hidden))
+        setattr(self, f"prelu{k}", nn.PReLU(hidden))
+        for j, width in enumerate((2, 4, 10)[:heads], start=1):
+            setattr(self, f"dense{k + 1}_{j}", nn.Linear(hidden, width))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        for i in range(1, self.depth + 1):
+            x = getattr(self, f"prelu{i}")(getattr(self, f"conv{i}")(x))
+            if hasattr(self, f"pool{i}"):
+                x = getattr(self, f"pool{i}")(x)
+        k = self.depth + 1
+        x = getattr(self, f"prelu{k}")(getattr(self, f"dense{k}")(_flatten_like_caffe(x)))
+        outs = [
+            layer(x) for name, layer in self.named_children() if name.startswith(f"dense{k + 1}_")
+        ]
+        return (outs[0].softmax(dim=1)[:, 1], *outs[1:])
+
+
+class RNet(_Refiner):
     """Refinement network: (N, 3, 24, 24) crops -> probability (N,), offsets (N, 4)."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 28, kernel_size=3)
-        self.prelu1 = nn.PReLU(28)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(28, 48, kernel_size=3)
-        self.prelu2 = nn.PReLU(48)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(48, 64, kernel_size=2)
-        self.prelu3 = nn.PReLU(64)
-        self.dense4 = nn.Linear(576, 128)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.dense5_2 = nn.Linear(128, 4)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.prelu3(self.conv3(x))
-        x = self.prelu4(self.dense4(_flatten_like_caffe(x)))
-        return self.dense5_1(x).softmax(dim=1)[:, 1], self.dense5_2(x)
+        super().__init__([(3, 28, 3, 3), (28, 48, 3, 3), (48, 64, 2, None)], 576, 128, heads=2)
 
 
-class ONet(nn.Module):
+class ONet(_Refiner):
     """Output network: (N, 3, 48, 48) crops -> probability (N,), offsets (N, 4), landmarks
     (N, 10) as 5 x then 5 y, each a fraction of the crop's side."""
 
     def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 32, kernel_size=3)
-        self.prelu1 = nn.PReLU(32)
-        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=3)
-        self.prelu2 = nn.PReLU(64)
-        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
-        self.conv3 = nn.Conv2d(64, 64, kernel_size=3)
-        self.prelu3 = nn.PReLU(64)
-        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
-        self.conv4 = nn.Conv2d(64, 128, kernel_size=2)
-        self.prelu4 = nn.PReLU(128)
-        self.dense5 = nn.Linear(1152, 256)
-        self.prelu5 = nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x = self.pool1(self.prelu1(self.conv1(x)))
-        x = self.pool2(self.prelu2(self.conv2(x)))
-        x = self.pool3(self.prelu3(self.conv3(x)))
-        x = self.prelu4(self.conv4(x))
-        x = self.prelu5(self.dense5(_flatten_like_caffe(x)))
-        return self.dense6_1(x).softmax(dim=1)[:, 1], self.dense6_2(x), self.dense6_3(x)
+        stages = [(3, 32, 3, 3), (32, 64, 3, 3), (64, 64, 3, 2), (64, 128, 2, None)]
+        super().__init__(stages, 1152, 256, heads=3)
 
 
 def weights_folder(folder: str | os.PathLike | None = None) -> Path:
