@@ -1,11 +1,8 @@
 """Model-parallel, sampled classifiers over ``torch.distributed`` (Partial FC).
 
-    >>> import torch
-    >>> from marginface.parallel import PartialFC
-    >>> pfc = PartialFC("arcface", embedding_size=8, num_classes=10, process_group="local")
-    >>> loss = pfc(torch.randn(4, 8), torch.tensor([0, 3, 5, 9]))
-    >>> loss.shape
-    torch.Size([])
+``PartialFC(head, embedding_size, num_classes, sample_rate, process_group)`` takes any head of
+:mod:`marginface.heads` (an instance or its registered name) and asks it for its loss over the
+classes each process holds; it knows no head by name. Examples, run by the tests: docs/parallel.md.
 
 Under torchrun, after ``torch.distributed.init_process_group``, the same call shards the
 classes over the ranks; see docs/parallel.md.
