@@ -1,10 +1,11 @@
 """Training throughput (images/s) of backbones with a margin head, fp32 vs bf16 autocast.
 
 One training step is what ``marginface train`` does per batch: backbone forward under autocast,
-the head's fused float32 loss (its default path: the Triton kernel on CUDA when triton is
-installed), backward, SGD step, and the loss read back to the host (the training loop does, for
-its log). Left out: data loading (a fixed random batch stays in memory), the learning-rate
-schedule and the loop's per-step check that every weight is finite. Warm-up steps are not
+the head's fused float32 loss (the path ``marginface.heads.choose_path`` picks: the chunked
+PyTorch code, or the Triton kernel on CUDA with ``MARGINFACE_FUSED_PATH=triton``), backward, SGD
+step, and the loss read back to the host (the training loop does, for its log). Left out: data
+loading (a fixed random batch stays in memory), the learning-rate schedule and the loop's per-
+step check that every weight is finite. Warm-up steps are not
 timed. Prints one table, the precisions side by side::
 
     python benchmarks/train_throughput.py                      # CPU: small_cnn, iresnet18

@@ -290,8 +290,9 @@ class MarginHead(nn.Module):
         With ``fused`` (the default) it never holds the (B, C) logits (:meth:`fused_loss`);
         else it is :meth:`loss_from_logits` of the dense logits.  ``chunk_size`` (classes per
         chunk) or ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
-        ``path``: ``"auto"`` (the Triton kernel on CUDA when triton is installed, else the
-        chunked PyTorch code), ``"torch"`` or ``"triton"``; see
+        ``path``: ``"auto"`` (the chunked PyTorch code; the Triton kernel on CUDA when the
+        environment variable ``MARGINFACE_FUSED_PATH`` is ``triton``), ``"torch"`` or
+        ``"triton"``; see
         :func:`marginface.heads.fused.choose_path`.
         """
         self.check_loss_inputs(embeddings, labels)
