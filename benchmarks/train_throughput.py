@@ -4,9 +4,9 @@ One training step is what ``marginface train`` does per batch: backbone forward 
 the head's fused float32 loss (the path ``marginface.heads.choose_path`` picks: the chunked
 PyTorch code, or the Triton kernel on CUDA with ``MARGINFACE_FUSED_PATH=triton``), backward, SGD
 step, and the loss read back to the host (the training loop does, for its log). Left out: data
-loading (a fixed random batch stays in memory), the learning-rate schedule and the loop's per-
-step check that every weight is finite. Warm-up steps are not
-timed. Prints one table, the precisions side by side::
+loading (a fixed random batch stays in memory), the learning-rate schedule and the loop's
+per-step check that every weight is finite. Warm-up steps are not timed. Prints one table, the
+precisions side by side::
 
     python benchmarks/train_throughput.py                      # CPU: small_cnn, iresnet18
     python benchmarks/train_throughput.py --device cuda --backbones iresnet50 --amp none bf16 fp16
