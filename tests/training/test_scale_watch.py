@@ -82,6 +82,9 @@ def test_cli_default_scale_is_auto_logged_saved_and_summarised(cli, tmp_path, ca
     assert "nearer their own class centre than any other:" in printed.out
     events = {r["event"]: r for r in read_jsonl(out / "log.jsonl") if r["type"] == "event"}
     assert events["scale"]["s"] == pytest.approx(expected, abs=1e-4) and events["scale"]["rule"]
+    # which path of the fused loss ran is said and logged: on the CPU the chunked PyTorch path
+    assert events["loss_path"]["path"] == "torch"
+    assert "loss: the chunked PyTorch path" in printed.out + printed.err
     assert 0.0 <= events["summary"]["nearer_own_share"] <= 1.0
     assert events["summary"]["images"] == 32
     text = (out / "config.yaml").read_text()

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from marginface.backbones import create_backbone
 from marginface.backbones.checkpoint import save_model
 from marginface.files import FolderLock, atomic_write_text, clean_stale_temporaries
-from marginface.heads import MarginHead
+from marginface.heads import MarginHead, choose_path
 from marginface.training import checkpoint as ckpt
 from marginface.training.classifier import build_classifier
 from marginface.training.config import RESUME_FREE_KEYS, TrainConfig, config_to_yaml
@@ -54,6 +54,12 @@ from marginface.training.validation import Validator, flat_metrics, score_of
 from marginface.training.watch import LossWatch, resolve_scale
 
 _log = logging.getLogger("marginface.train")
+#: what the run's log says of each path of the fused loss (marginface.heads.choose_path)
+LOSS_PATHS = {
+    "torch": "the chunked PyTorch path (MARGINFACE_FUSED_PATH=triton takes the Triton kernel on "
+    "CUDA)",
+    "triton": "the Triton kernel (MARGINFACE_FUSED_PATH=triton)",
+}
 
 
 class TrainingDiverged(RuntimeError):
@@ -639,6 +645,9 @@ class Trainer:
             "scale", position["step"], head=cfg.head, s=choice.value, rule=choice.rule
         )
         self._say(choice.describe())
+        path = choose_path(env.device, torch.float32, subcenters=self.margin_head.subcenters)
+        self.logger.event("loss_path", position["step"], path=path)
+        self._say(f"loss: {LOSS_PATHS[path]} on {env.device.type}")
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng)
         self.bar = tqdm(
