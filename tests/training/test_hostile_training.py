@@ -16,7 +16,8 @@ from marginface.files import FolderLock
 
 
 def one_error_line(capsys, prefix="marginface train: error: "):
-    info = ("marginface train: head ",)  # the scale line the trainer prints at the start
+    # the scale and loss-path lines the trainer prints at the start
+    info = ("marginface train: head ", "marginface train: loss: ")
     err = [
         line
         for line in capsys.readouterr().err.splitlines()
