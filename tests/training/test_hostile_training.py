@@ -40,6 +40,17 @@ def test_unreadable_val_set_fails_before_the_first_step(cli, tmp_path, capsys):
     assert not (out / "log.jsonl").exists() and not (out / "checkpoint.pt").exists()
 
 
+def test_a_bad_loss_path_setting_fails_before_the_run_folder_gets_a_file(
+    cli, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("MARGINFACE_FUSED_PATH", "fast")
+    out = tmp_path / "r"
+    assert cli(*TINY, "--epochs", "1", "--output", out) == 2
+    line = one_error_line(capsys)
+    assert "MARGINFACE_FUSED_PATH" in line and "'fast'" in line
+    assert not (out / "config.yaml").exists() and not (out / "log.jsonl").exists()
+
+
 def test_an_error_mid_run_saves_the_last_completed_step(cli, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     forward = loop.TrainModule.forward

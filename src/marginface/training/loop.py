@@ -310,6 +310,10 @@ class Trainer:
         classifier = build_classifier(cfg, self.num_classes, env, head_kwargs)
         amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
         self.model = TrainModule(backbone, classifier, amp_dtype).to(env.device).train()
+        # the fused loss's path, decided (and a bad MARGINFACE_FUSED_PATH refused) before the
+        # run folder gets its first file
+        subcenters = self.margin_head.subcenters
+        self.loss_path = choose_path(env.device, torch.float32, subcenters=subcenters)
         self.optimizer = build_optimizer(
             self.model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay
         )
@@ -645,9 +649,8 @@ class Trainer:
             "scale", position["step"], head=cfg.head, s=choice.value, rule=choice.rule
         )
         self._say(choice.describe())
-        path = choose_path(env.device, torch.float32, subcenters=self.margin_head.subcenters)
-        self.logger.event("loss_path", position["step"], path=path)
-        self._say(f"loss: {LOSS_PATHS[path]} on {env.device.type}")
+        self.logger.event("loss_path", position["step"], path=self.loss_path)
+        self._say(f"loss: {LOSS_PATHS[self.loss_path]} on {env.device.type}")
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng)
         self.bar = tqdm(
