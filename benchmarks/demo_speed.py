@@ -34,8 +34,8 @@ import torch
 
 from marginface.backbones import create_backbone
 from marginface.heads import create_head
-from marginface.heads.scale import auto_scale
 from marginface.training.optim import build_optimizer
+from marginface.training.watch import resolve_scale
 
 VARIANTS = ("fp32", "channels_last", "bf16", "bf16_channels_last", "compile")
 
@@ -45,8 +45,8 @@ def _step_fn(variant: str, classes: int, batch: int, size: int, embedding: int):
     torch.manual_seed(0)
     t0 = time.perf_counter()
     net = create_backbone("small_cnn", embedding_size=embedding)
-    head = create_head("arcface", embedding, classes)
-    head.s = auto_scale(head, classes)
+    head_kwargs, _ = resolve_scale("arcface", embedding, classes, {})  # s = auto, as the demo
+    head = create_head("arcface", embedding, classes, **head_kwargs)
     images = torch.randn(batch, 3, size, size)
     labels = torch.randint(0, classes, (batch,))
     channels_last = variant.endswith("channels_last")
@@ -109,6 +109,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
+    for flag in ("classes", "batch_size", "image_size", "embedding_size", "threads", "processes",
+                 "rounds", "steps"):  # fmt: skip
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.warmup < 0:
+        p.error(f"--warmup must be >= 0, got {args.warmup}")
     if "fp32" not in args.variants:
         args.variants.insert(0, "fp32")
     load = os.getloadavg()[0]
