@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from marginface.data.base import FaceDataset, ImagesOnly
-from marginface.data.restricted_pickle import RefusedPickle, load_restricted
+from marginface.data.restricted_pickle import DamagedPickle, RefusedPickle, load_restricted
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
 from marginface.files import atomic_write, read_text, resolve_inside
 
@@ -90,64 +90,103 @@ class _TensorsOnly(Dataset):
 # .bin
 # ---------------------------------------------------------------------------------------------
 def _unpickle_bin(path: Path) -> object:
-    raw = path.read_bytes()
     try:
-        try:
-            return load_restricted(raw)
-        except UnicodeDecodeError:
-            return load_restricted(raw, encoding="bytes")  # Python 2 files
+        return load_restricted(path.read_bytes())
     except RefusedPickle as exc:
         raise ValueError(
-            f"{path}: refused: the pickle asks for {exc}, which a verification .bin never holds "
-            "(only bytes, lists, tuples, booleans, numbers and plain numpy arrays are loaded); "
-            "nothing in it was run"
+            f"{path}: refused: the pickle asks for {exc}, which a verification .bin never "
+            "holds (only bytes, lists, tuples, booleans, integers and plain numpy arrays are "
+            "built); nothing in it was run"
         ) from None
-    except Exception as exc:  # noqa: BLE001 - nothing can run: any error means a damaged file
-        raise ValueError(
-            f"{path} is not a verification .bin pickle ({type(exc).__name__}: {exc})"
-        ) from None
+    except DamagedPickle as exc:
+        raise ValueError(f"{path} is not a verification .bin pickle (damaged: {exc})") from None
 
 
-def _image_bytes(item: object, index: int, path: Path) -> bytes:
-    if isinstance(item, bytes | bytearray):
-        return bytes(item)
-    if isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 1:
-        return item.tobytes()
-    raise ValueError(
-        f"{path}: image {index} is {type(item).__name__}, not encoded image bytes "
-        "(a .bin holds a list of JPEG/PNG bytes)"
-    )
+def _describe(item: object) -> str:
+    """What a wrong entry is, in a few words (never the repr of a large value)."""
+    if item is None:
+        return "None"
+    if isinstance(item, bool | int | np.generic):
+        return f"{type(item).__name__} {str(item)[:40]}"
+    if isinstance(item, np.ndarray):
+        return f"a {item.dtype} array of shape {item.shape}"
+    if isinstance(item, bytes | bytearray | str | list | tuple):
+        return f"{type(item).__name__} (length {len(item)})"
+    return type(item).__name__
 
 
-def _flag(item: object, index: int, path: Path) -> bool:
-    if isinstance(item, bool | np.bool_) or (isinstance(item, int | np.integer) and item in (0, 1)):
-        return bool(item)
-    raise ValueError(f"{path}: issame flag {index} is {item!r}, not a boolean")
+def _images(bins: list | tuple, path: Path) -> list[bytes]:
+    """The encoded images, each converted once (an entry repeated through the pickle's memo
+    is not copied again)."""
+    converted: dict[int, bytes] = {}
+    images = []
+    for index, item in enumerate(bins):
+        if id(item) not in converted:
+            if isinstance(item, bytes):
+                converted[id(item)] = item
+            elif isinstance(item, bytearray):
+                converted[id(item)] = bytes(item)
+            elif isinstance(item, np.ndarray) and item.dtype == np.uint8 and item.ndim == 1:
+                converted[id(item)] = item.tobytes()
+            else:
+                raise ValueError(
+                    f"{path}: image {index} is {_describe(item)}, not encoded image bytes "
+                    "(a .bin holds a list of JPEG/PNG bytes)"
+                )
+        images.append(converted[id(item)])
+    return images
+
+
+def _flags(issame: object, path: Path) -> np.ndarray:
+    """The issame flags: a list or tuple of booleans (or 0 / 1), a bool (or 0 / 1) array of at
+    most one dimension, or one boolean (a 0-d array: one pair)."""
+    if isinstance(issame, bool | np.bool_) or (isinstance(issame, np.ndarray) and issame.ndim == 0):
+        issame = np.asarray(issame).reshape(1)
+    if isinstance(issame, np.ndarray):
+        if issame.ndim != 1 or issame.dtype.kind not in "biu":
+            raise ValueError(
+                f"{path}: the issame flags are {_describe(issame)}, not a 1-d bool array"
+            )
+        bad = np.flatnonzero((issame != 0) & (issame != 1))
+        if len(bad):
+            raise ValueError(f"{path}: issame flag {bad[0]} is {issame[bad[0]]}, not a boolean")
+        return issame.astype(bool)
+    flags = np.empty(len(issame), dtype=bool)
+    for index, item in enumerate(issame):
+        if not (
+            isinstance(item, bool | np.bool_)
+            or (isinstance(item, int | np.integer) and item in (0, 1))
+        ):
+            raise ValueError(f"{path}: issame flag {index} is {_describe(item)}, not a boolean")
+        flags[index] = bool(item)
+    return flags
 
 
 def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     """Read an InsightFace verification ``.bin``: ``(encoded images (2N), issame (N))``.
 
-    The pickle is read by :func:`marginface.data.restricted_pickle.load_restricted`: a file
-    that names anything but bytes, lists, tuples, booleans, numbers and plain numpy arrays is
-    refused without running it. Old (Python 2) files are read with ``encoding='bytes'``.
+    The pickle is run by :func:`marginface.data.restricted_pickle.load_restricted`, a pickle
+    machine that builds only bytes, lists, tuples, booleans, integers and plain numpy arrays
+    and calls nothing a file names: anything else, a damaged file, or one asking for more
+    memory than its size warrants, is a ``ValueError`` naming the file. Python 2 strings load
+    as bytes (InsightFace's own files).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"verification file {path} does not exist")
     data = _unpickle_bin(path)
     if not (isinstance(data, tuple | list) and len(data) == 2):
-        raise ValueError(
-            f"{path}: expected a pickle of (bins, issame_list), got {type(data).__name__}"
-        )
+        raise ValueError(f"{path}: expected a pickle of (bins, issame_list), got {_describe(data)}")
     bins, issame = data
-    if not isinstance(bins, list | tuple) or not isinstance(issame, list | tuple | np.ndarray):
+    if not isinstance(bins, list | tuple) or not isinstance(
+        issame, list | tuple | np.ndarray | bool | np.bool_
+    ):
         raise ValueError(
             f"{path}: expected (list of images, list of issame flags), got "
             f"({type(bins).__name__}, {type(issame).__name__})"
         )
-    images = [_image_bytes(b, i, path) for i, b in enumerate(bins)]
-    flags = np.asarray([_flag(x, i, path) for i, x in enumerate(issame)], dtype=bool)
+    images = _images(bins, path)
+    flags = _flags(issame, path)
     if len(images) != 2 * len(flags):
         raise ValueError(
             f"{path}: {len(images)} images for {len(flags)} issame flags "
