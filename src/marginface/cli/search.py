@@ -30,25 +30,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_gallery(path: str):
-    from pathlib import Path
+    """The gallery's embeddings and names, read by :func:`marginface.data.npz.read_npz`: each
+    array's declared shape is checked against the file's bytes before anything is allocated,
+    and nothing is unpickled."""
+    from marginface.data.npz import read_npz
 
-    import numpy as np
-
-    file = Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"gallery {file} does not exist")
-    try:
-        with np.load(file, allow_pickle=False) as data:
-            if "embeddings" not in data or "names" not in data:
-                raise ValueError(
-                    f"gallery {file} lacks 'embeddings' or 'names' (write it with marginface embed)"
-                )
-            emb, names = data["embeddings"], data["names"]
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"gallery {file} is not a readable .npz: {exc}") from exc
-    if emb.ndim != 2 or len(emb) != len(names) or len(emb) == 0:
+    arrays = read_npz(path, ["embeddings", "names"], what="gallery (from marginface embed)")
+    emb, names = arrays["embeddings"], arrays["names"]
+    if emb.ndim != 2 or emb.dtype.kind != "f" or names.ndim != 1 or names.dtype.kind not in "US":
         raise ValueError(
-            f"gallery {file}: embeddings {emb.shape} and {len(names)} names do not match"
+            f"{path} is not a gallery (from marginface embed): embeddings {emb.dtype} "
+            f"{emb.shape} and names {names.dtype} {names.shape} (expected (N, D) floats and "
+            "N names)"
+        )
+    if len(emb) != len(names) or len(emb) == 0:
+        raise ValueError(
+            f"gallery {path}: embeddings {emb.shape} and {len(names)} names do not match"
         )
     return emb, names
 
