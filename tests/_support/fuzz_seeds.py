@@ -61,6 +61,11 @@ def _bin() -> dict[str, bytes]:
         "protocol2-numpy": pickle.dumps(
             ([np.frombuffer(b, dtype=np.uint8) for b in images], [np.bool_(False)]), protocol=2
         ),
+        "protocol5-numpy": pickle.dumps(
+            ([np.frombuffer(b, dtype=np.uint8).copy() for b in images], np.array([True])),
+            protocol=5,
+        ),
+        "protocol0-numpy-flags": pickle.dumps((images, [np.bool_(True)]), protocol=0),
         "python2": b"\x80\x02]q\x00(U\x03abcU\x02dee]q\x01\x88a\x86q\x02.",
         "exploit": pickle.dumps(_Exploit()),
     }

@@ -431,6 +431,7 @@ class _Machine:
         if not self.marks:
             raise DamagedPickle(f"{self.name()} at byte {self.start} without a MARK")
         mark = self.marks.pop()
+        self.charge(_SLOT * (len(self.stack) - mark))  # the copy made here
         items = self.stack[mark:]
         del self.stack[mark:]
         return items
