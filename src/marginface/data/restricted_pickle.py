@@ -93,7 +93,17 @@ def _what(value: Any) -> str:
         return f"array {value.dtype}{list(value.shape)}"
     if isinstance(value, np.dtype):
         return f"dtype {value}"
+    if isinstance(value, _Pending):
+        return f"a numpy {value.kind} without its state"
     return type(value).__name__ if not isinstance(value, _Global) else value.name
+
+
+def _args(values: Any) -> str:
+    """The first few of ``values`` (a tuple), described."""
+    if type(values) is not tuple:
+        return _what(values)
+    shown = ", ".join(map(_what, values[:8]))
+    return shown + (f", ... ({len(values)} in all)" if len(values) > 8 else "")
 
 
 def _text(value: Any) -> str | None:
@@ -172,7 +182,7 @@ def make_array(
         or len(shape) > MAX_DIMS
         or any(type(n) is not int or n < 0 for n in shape)
     ):
-        raise RefusedPickle(f"an array of shape {_cut(repr(shape))}")
+        raise RefusedPickle(f"an array of shape {_what(shape)}")
     count = 1
     for n in shape:
         count *= n
@@ -192,7 +202,7 @@ def make_array(
 def _encode(machine: _Machine, args: tuple) -> bytes:
     """``_codecs.encode(text, 'latin1')``: how Python 3 writes bytes at protocols 0 to 2."""
     if len(args) != 2 or type(args[0]) is not str or _text(args[1]) not in _LATIN1:
-        raise RefusedPickle(f"_codecs.encode of ({', '.join(map(_what, args))})")
+        raise RefusedPickle(f"_codecs.encode of ({_args(args)})")
     machine.charge(len(args[0]) + 40)
     try:
         return args[0].encode("latin1")
@@ -207,7 +217,7 @@ def _bytes(machine: _Machine, args: tuple) -> bytes:
     if len(args) == 1 and type(args[0]) in (bytes, bytearray):
         machine.charge(len(args[0]) + 40)
         return bytes(args[0])
-    raise RefusedPickle(f"bytes({', '.join(map(_what, args))})")
+    raise RefusedPickle(f"bytes({_args(args)})")
 
 
 def _bytearray(machine: _Machine, args: tuple) -> bytearray:
@@ -224,7 +234,7 @@ def _bytearray(machine: _Machine, args: tuple) -> bytearray:
             return bytearray(args[0].encode("latin1"))
         except UnicodeEncodeError:
             raise DamagedPickle("bytearray of text beyond latin-1") from None
-    raise RefusedPickle(f"bytearray({', '.join(map(_what, args))})")
+    raise RefusedPickle(f"bytearray({_args(args)})")
 
 
 def _dtype(machine: _Machine, args: tuple) -> _Pending:
@@ -236,8 +246,7 @@ def _dtype(machine: _Machine, args: tuple) -> _Pending:
         or not _small_int(args[2], 0, 1)
     ):
         raise RefusedPickle(
-            f"numpy.dtype({', '.join(map(_what, args))}) (only bool, integer, float and "
-            "complex dtypes)"
+            f"numpy.dtype({_args(args)}) (only bool, integer, float and complex dtypes)"
         )
     machine.charge(_CONTAINER)
     return _Pending("dtype", np.dtype(_text(args[0])))
@@ -254,7 +263,7 @@ def _reconstruct(machine: _Machine, args: tuple) -> _Pending:
         and _small_int(args[1][0], 0)
         and (args[2] == b"b" if type(args[2]) is bytes else args[2] == "b")
     ):
-        raise RefusedPickle(f"numpy _reconstruct({', '.join(map(_what, args))})")
+        raise RefusedPickle(f"numpy _reconstruct({_args(args)})")
     machine.charge(_CONTAINER)
     return _Pending("array")
 
@@ -262,7 +271,7 @@ def _reconstruct(machine: _Machine, args: tuple) -> _Pending:
 def _scalar(machine: _Machine, args: tuple) -> np.generic:
     """``scalar(dtype, data)``: a numpy scalar (``np.bool_(True)`` in a list of flags)."""
     if len(args) != 2:
-        raise RefusedPickle(f"numpy scalar({', '.join(map(_what, args))})")
+        raise RefusedPickle(f"numpy scalar({_args(args)})")
     dtype = _dtype_of(args[0])
     data = _data_bytes(machine, args[1], "a numpy scalar")
     if len(data) != dtype.itemsize:
@@ -275,7 +284,7 @@ def _frombuffer(machine: _Machine, args: tuple) -> np.ndarray:
     """``_frombuffer(data, dtype, shape, order)``: numpy's arrays at protocol 5."""
     order = _text(args[3]) if len(args) == 4 else None
     if order not in ("C", "F") or type(args[0]) not in (bytes, bytearray):
-        raise RefusedPickle(f"numpy _frombuffer({', '.join(map(_what, args))})")
+        raise RefusedPickle(f"numpy _frombuffer({_args(args)})")
     machine.charge(_ARRAY)
     return make_array(args[0], args[1], args[2], fortran=order == "F")
 
@@ -297,7 +306,7 @@ def _built_dtype(pending: _Pending, state: Any) -> np.dtype:
         and order in ("<>=" if dtype.itemsize > 1 else "|<>=")
     )  # fmt: skip
     if not ok:
-        raise RefusedPickle(f"the state {_cut(repr(state))} of numpy dtype {dtype}")
+        raise RefusedPickle(f"the state ({_args(state)}) of numpy dtype {dtype}")
     return dtype.newbyteorder(order) if order in "<>" else dtype
 
 
@@ -647,7 +656,7 @@ class _Machine:
     def find_global(self, module: str, name: str) -> None:
         found = _GLOBALS.get((module, name))
         if found is None:
-            raise RefusedPickle(_cut(f"the global {module}.{name}", 120))
+            raise RefusedPickle(f"the global {_cut(module)}.{_cut(name)}")
         self.push(found)
 
     def op_global(self) -> None:
