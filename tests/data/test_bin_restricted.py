@@ -272,3 +272,16 @@ def test_pack_pairs_output_loads(tmp_path):
     write_bin(tmp_path / "mine.bin", images, [True, False, True])
     read, flags = read_bin(tmp_path / "mine.bin")
     assert read == images and flags.tolist() == [True, False, True]
+
+
+def test_refusals_are_short_whatever_the_file_holds():
+    """An error line never repeats what the file holds: a call with 100,000 arguments, a
+    dtype state holding a megabyte."""
+    many = b"\x80\x02c_codecs\nencode\n(" + b"N" * 100_000 + b"tR."
+    state = pickle.dumps(np.dtype("u1"), protocol=2).replace(
+        b"K\x03X\x01\x00\x00\x00|", b"B\x00\x00\x10\x00" + b"x" * 2**20 + b"X\x01\x00\x00\x00|"
+    )
+    for payload in (many, state):
+        with pytest.raises(RefusedPickle) as info:
+            load_restricted(payload)
+        assert len(str(info.value)) < 500
