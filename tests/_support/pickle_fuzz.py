@@ -409,7 +409,7 @@ def mutated(rng: random.Random) -> bytes:
 
 def amplifier(rng: random.Random) -> bytes:
     """A larger file made to build far more than its size, if anything let it."""
-    n = rng.choice([1000, 10_000, 50_000])
+    n = rng.choice([1000, 5000, 30_000])
     kind = rng.randrange(9)
     head = b"\x80\x04"
     if kind == 0:  # one text encoded n times through the memo

@@ -22,6 +22,7 @@ import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -71,15 +72,28 @@ def child(seed: int, start: int, stop: int, slow: float) -> None:
 
 
 def run(
-    runs: int, seed: int = 0, batch: int = 2000, timeout: float = 30.0, slow: float = 5.0
+    runs: int,
+    seed: int = 0,
+    batch: int = 2000,
+    timeout: float = 30.0,
+    slow: float = 5.0,
+    start: int = 0,
+    report: Callable[[int, str], None] | None = None,
 ) -> tuple[list[tuple[int, str]], int]:
-    """Run ``runs`` inputs; returns ``(failures as (index, why), inputs run)``."""
+    """Run inputs ``start`` to ``start + runs``; ``report(index, why)`` is called for each
+    failure as it is found. Returns ``(failures as (index, why), inputs run)``."""
     failures: list[tuple[int, str]] = []
+
+    def fail(number: int, why: str) -> None:
+        failures.append((number, why))
+        if report is not None:
+            report(number, why)
+
     done = 0
-    index = 0
+    index = start
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    while index < runs:
-        stop = min(index + batch, runs)
+    while index < start + runs:
+        stop = min(index + batch, start + runs)
         proc = subprocess.Popen(
             [sys.executable, __file__, "--child", str(seed), str(index), str(stop), str(slow)],
             stdout=subprocess.PIPE, text=True, env=env, bufsize=1,
@@ -104,16 +118,16 @@ def run(
                     current = None
                     done += 1
                     if word == "fail":
-                        failures.append((number, why))
+                        fail(number, why)
             elif time.monotonic() - last > timeout:
                 proc.kill()
                 if current is not None:
-                    failures.append((current, f"hung for more than {timeout:.0f} s"))
+                    fail(current, f"hung for more than {timeout:.0f} s")
                     done += 1
                 break
         code = proc.wait()
         if current is not None and code != 0 and (not failures or failures[-1][0] != current):
-            failures.append((current, f"the child died: exit {code} (negative: a signal)"))
+            fail(current, f"the child died: exit {code} (negative: a signal)")
             done += 1
         index = current + 1 if current is not None else stop
     return failures, done
@@ -126,6 +140,7 @@ def main() -> int:
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--start", type=int, default=0, help="the first input's number")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--timeout", type=float, default=30.0, help="a hang: seconds silent")
@@ -134,15 +149,21 @@ def main() -> int:
     args = parser.parse_args()
     from _support.pickle_fuzz import make_input
 
-    began = time.monotonic()
-    failures, done = run(args.runs, args.seed, args.batch, args.timeout, args.slow)
-    took = time.monotonic() - began
-    for index, why in failures:
+    def report(index: int, why: str) -> None:
         args.save.mkdir(parents=True, exist_ok=True)
         name = args.save / f"structured-{args.seed}-{index}"
         name.write_bytes(make_input(args.seed, index))
-        print(f"input {index} (saved as {name}): {why}")
-    print(f"Done {done} runs of seed {args.seed} in {took:.0f} s: {len(failures)} failing")
+        print(f"input {index} (saved as {name}): {why}", flush=True)
+
+    began = time.monotonic()
+    failures, done = run(
+        args.runs, args.seed, args.batch, args.timeout, args.slow, args.start, report
+    )
+    took = time.monotonic() - began
+    print(
+        f"Done {done} runs (inputs {args.start} to {args.start + args.runs - 1} of seed "
+        f"{args.seed}) in {took:.0f} s: {len(failures)} failing"
+    )
     return 1 if failures else 0
 
 
