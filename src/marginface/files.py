@@ -168,15 +168,22 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
 def resolve_inside(root: str | os.PathLike, relative: str | os.PathLike, where: str) -> Path:
     """``root / relative`` resolved (symlinks followed); ValueError naming ``where`` when it is
     absolute or ends up outside ``root``."""
+    from marginface.text import printable, short_repr
+
     text = os.fspath(relative)
     if not text or "\0" in text:
-        raise ValueError(f"{where}: {text!r} is not a usable path")
+        raise ValueError(f"{where}: {short_repr(text)} is not a usable path")
     if os.path.isabs(text):
-        raise ValueError(f"{where}: {text!r} is an absolute path; paths here are relative")
+        raise ValueError(
+            f"{where}: {short_repr(text)} is an absolute path; paths here are relative"
+        )
     base = Path(root).resolve()
     target = (base / text).resolve()
     if target != base and base not in target.parents:
-        raise ValueError(f"{where}: {text!r} leads outside {root} (to {target}); refused")
+        raise ValueError(
+            f"{where}: {short_repr(text)} leads outside {printable(root)} "
+            f"(to {printable(target)}); refused"
+        )
     return target
 
 

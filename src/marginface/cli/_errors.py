@@ -14,7 +14,13 @@ from __future__ import annotations
 
 import os
 
+from marginface.text import cut
+
 OK, FAILED, BAD_INPUT, UNEXPECTED, INTERRUPTED = 0, 1, 2, 3, 130
+
+#: the most characters of one error line (messages echo values through
+#: :func:`marginface.text.short_repr`; this bounds whatever else a library put in its message)
+MAX_LINE = 2000
 
 #: exception types that mean "the input, settings or output are wrong", not a bug
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MemoryError)
@@ -40,7 +46,7 @@ def one_line(exc: BaseException) -> str:
     if not text or not isinstance(exc, ValueError | OSError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     notes = [" ".join(n.split()) for n in getattr(exc, "__notes__", ())]
-    return text + "".join(f" ({note})" for note in notes)
+    return cut(text + "".join(f" ({note})" for note in notes), MAX_LINE)
 
 
 def exit_code(exc: BaseException) -> int:
