@@ -36,7 +36,7 @@ def short_repr(value: Any, limit: int = LIMIT) -> str:
     containers and strings are abbreviated, and the whole is cut to ``limit`` characters.
     Safe on any value (a deep or self-referencing structure, a huge int)."""
     if isinstance(value, int) and value.bit_length() > 4 * limit:
-        return f"<an integer of {value.bit_length() * 0.30103:.0f} digits>"
+        return f"<an integer of about {value.bit_length() * 0.30103:.0f} digits>"
     try:
         text = _REPR.repr(value)
     except Exception:  # noqa: BLE001 - a repr that fails still gets echoed as something

@@ -24,6 +24,7 @@ import warnings
 from marginface.cli._errors import (
     BAD_INPUT,
     INTERRUPTED,
+    Parser,
     debug_requested,
     exit_code,
     one_line,
@@ -34,7 +35,7 @@ _DEBUG_HELP = "on an error, also print the traceback (or set MARGINFACE_DEBUG=1)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="marginface",
         description="Margin-based softmax heads for face recognition: train, evaluate, use.",
         epilog="Exit codes: 0 done, 1 the work failed (e.g. training diverged), 2 bad input, "
@@ -58,12 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    debug = debug_requested(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the boundary, for parsing
+        return _report(exc, "marginface", debug)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return BAD_INPUT
-    debug = debug_requested(argv)
     prog = f"marginface {args.command}"
     format_warning = warnings.formatwarning
     if not debug:
@@ -71,17 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one error boundary
-        if debug:
-            traceback.print_exc()
-        code = exit_code(exc)
-        if code == INTERRUPTED:
-            print(f"{prog}: interrupted", file=sys.stderr)
-        else:
-            hint = " (unexpected: rerun with --debug for the traceback)" if code == 3 else ""
-            print(f"{prog}: error: {one_line(exc)}{hint}", file=sys.stderr)
-        return code
+        return _report(exc, prog, debug)
     finally:
         warnings.formatwarning = format_warning
+
+
+def _report(exc: BaseException, prog: str, debug: bool) -> int:
+    """Print ``exc`` as one line (and its traceback with ``debug``); its exit code."""
+    if debug:
+        traceback.print_exc()
+    code = exit_code(exc)
+    if code == INTERRUPTED:
+        print(f"{prog}: interrupted", file=sys.stderr)
+    else:
+        hint = " (unexpected: rerun with --debug for the traceback)" if code == 3 else ""
+        print(f"{prog}: error: {one_line(exc)}{hint}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,9 +12,10 @@ Exit codes (also in docs/cli.md):
 
 from __future__ import annotations
 
+import argparse
 import os
 
-from marginface.text import cut
+from marginface.text import cut, short_repr
 
 OK, FAILED, BAD_INPUT, UNEXPECTED, INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -56,3 +57,28 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, INPUT_ERRORS):
         return BAD_INPUT
     return UNEXPECTED
+
+
+class Parser(argparse.ArgumentParser):
+    """The command line's parsers (sub-commands inherit the class): a flag's ``type=``
+    callback runs inside the error boundary. Whatever it raises (a ValueError, a
+    RecursionError, an OverflowError) becomes argparse's usage error naming the flag, exit 2,
+    with the value echoed by :func:`~marginface.text.short_repr` (argparse echoes it whole)."""
+
+    def _get_value(self, action, arg_string):  # type: ignore[override]
+        convert = self._registry_get("type", action.type, action.type)
+        if not callable(convert):
+            return super()._get_value(action, arg_string)
+        try:
+            return convert(arg_string)
+        except argparse.ArgumentTypeError as exc:
+            message = str(exc)
+        except Exception as exc:  # noqa: BLE001 - every failure of a conversion is bad input
+            if convert in (int, float) and isinstance(exc, ValueError | TypeError):
+                message = f"invalid {convert.__name__} value {short_repr(arg_string)}"
+            else:
+                message = f"{short_repr(arg_string)}: {one_line(exc)}"
+        raise argparse.ArgumentError(action, cut(message, MAX_LINE))
+
+    def error(self, message: str):  # type: ignore[override]
+        super().error(cut(" ".join(message.split()), MAX_LINE))
