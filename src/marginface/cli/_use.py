@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -165,7 +166,14 @@ def detector_options(args: argparse.Namespace) -> dict:
         raise ValueError(
             f"--thresholds must be 3 numbers like 0.6,0.7,0.7, got {short_repr(args.thresholds)}"
         )
-    return {"min_face_size": args.min_face_size, "thresholds": thresholds}
+    size = args.min_face_size
+    if not (math.isfinite(size) and size >= 12):
+        raise ValueError(f"--min-face-size must be a finite number >= 12 (pixels), got {size}")
+    if not all(0 <= t < 1 for t in thresholds):  # NaN fails this too
+        raise ValueError(
+            f"--thresholds must be 3 probabilities in [0, 1), got {short_repr(args.thresholds)}"
+        )
+    return {"min_face_size": size, "thresholds": thresholds}
 
 
 def make_aligner(args: argparse.Namespace, image_size: int, fallback: bool = False):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from marginface.data.base import BadImageWarning
 from marginface.data.transforms import decode_image, image_size_pair, save_image
 from marginface.files import read_text, resolve_inside
-from marginface.text import short_repr
+from marginface.text import printable, short_repr
 
 #: ArcFace's template for a 112x112 crop: (x, y) of the five landmarks.
 ARCFACE_TEMPLATE = np.array(
@@ -183,7 +183,7 @@ def align_folder(
         try:
             aligned = align_face(decode_image(source), points, image_size)
         except (OSError, ValueError) as exc:  # unreadable image, or degenerate landmarks
-            warnings.warn(f"cannot align {source}: {exc}", BadImageWarning, stacklevel=2)
+            warnings.warn(f"cannot align {printable(source)}: {exc}", BadImageWarning, stacklevel=2)
             result.failed.append(rel)
             continue
         options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}
