@@ -166,19 +166,25 @@ def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
         mode = None  # os.open below says why
     if mode is not None:
         _check_regular(mode, path, what)
+
+    def opener(name: str, flags: int) -> int:
+        fd = os.open(name, flags | os.O_NONBLOCK)
+        try:
+            _check_regular(os.fstat(fd).st_mode, path, what)  # what was opened, if it changed
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        return open(path, "rb", opener=opener)  # noqa: SIM115 - the caller closes it
+    except NotRegularFile:
+        raise
     except FileNotFoundError:
         raise FileNotFoundError(f"{what} {printable(path)} does not exist") from None
     except OSError as exc:
         raise type(exc)(exc.errno, f"{what} {printable(path)}: {exc.strerror}") from None
-    try:
-        _check_regular(os.fstat(fd).st_mode, path, what)  # what was opened, if it changed
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 class NotRegularFile(OSError):

@@ -28,6 +28,8 @@ from marginface.cli._errors import (
     debug_requested,
     exit_code,
     one_line,
+    set_command,
+    warning_line,
 )
 from marginface.cli._use import HideAliases
 
@@ -69,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return BAD_INPUT
     prog = f"marginface {args.command}"
+    set_command(prog)
     format_warning = warnings.formatwarning
     if not debug:
-        warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"
+        warnings.formatwarning = lambda message, *_, **__: warning_line(message, prog) + "\n"
     try:
         return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one error boundary

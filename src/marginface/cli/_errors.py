@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-from marginface.text import cut, short_repr
+from marginface.text import cut, printable, short_repr
 
 OK, FAILED, BAD_INPUT, UNEXPECTED, INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -48,6 +49,28 @@ def one_line(exc: BaseException) -> str:
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     notes = [" ".join(n.split()) for n in getattr(exc, "__notes__", ())]
     return cut(text + "".join(f" ({note})" for note in notes), MAX_LINE)
+
+
+#: the command being run (``marginface CMD``), set by :func:`marginface.cli.main`
+_prog = ["marginface"]
+
+
+def set_command(prog: str) -> None:
+    """Name the command that warnings and errors are printed for."""
+    _prog[0] = prog
+
+
+def warning_line(message: object, prog: str | None = None) -> str:
+    """``marginface CMD: warning: MESSAGE``: one line, printable on any terminal (a file
+    name's undecodable bytes escaped), bounded in length."""
+    text = " ".join(str(message).split())
+    return f"{prog or _prog[0]}: warning: {printable(text, MAX_LINE)}"
+
+
+def print_warning(message: object) -> None:
+    """Print one warning line (:func:`warning_line`) on stderr: the one way every command
+    warns, and how Python warnings are shown by :func:`marginface.cli.main`."""
+    print(warning_line(message), file=sys.stderr, flush=True)
 
 
 def exit_code(exc: BaseException) -> int:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from marginface.cli._errors import Parser
+from marginface.cli._errors import Parser, print_warning
 from marginface.cli._use import add_option
 
 #: options whose value is a plain string / int / float (dest -> type)
@@ -301,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
             f"{result.summary['nearer_own_share']:.1%} of {result.summary['images']}"
         )
     for message in result.warnings:
-        print(f"marginface train: warning: {message}", file=sys.stderr)
+        print_warning(message)
     if result.best is not None:
         print(
             f"best validation: score {result.best['score']:.4f} at step {result.best['step']} "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from marginface.data.folder import is_image_file
+from marginface.data.folder import list_image_files
 from marginface.text import printable, short_repr
 
 CSV_NAME = "detections.csv"
@@ -46,47 +45,14 @@ class DetectAlignResult:
 
 
 def list_photos(folder: Path) -> list[str]:
-    """Image files under ``folder`` (recursively), as sorted POSIX paths relative to it.
-
-    Only regular files are listed (a FIFO named ``x.jpg`` is not a photo). A symlinked folder
-    is followed when it leads to a folder inside ``folder``; one that leads outside, or to a
-    folder above it (a loop), is skipped, and a warning says how many were and why. File
-    names may hold any bytes: a name that is not UTF-8 keeps its bytes as surrogate escapes
-    (``os.fsdecode``)."""
+    """Image files under ``folder`` as sorted POSIX paths relative to it
+    (:func:`~marginface.data.folder.list_image_files`); ValueError when there are none."""
     if not folder.is_dir():
         raise FileNotFoundError(f"photo folder {printable(folder)} does not exist")
-    root = folder.resolve()
-    outside, looped = [], []
-    files = []
-    pending = [(folder, "", (root,))]  # folder, its relative prefix, the real folders above
-    while pending:
-        directory, prefix, above = pending.pop()
-        with os.scandir(directory) as entries:
-            for entry in entries:
-                relative = prefix + entry.name
-                if entry.is_dir(follow_symlinks=False):
-                    real = Path(entry.path).resolve()
-                    pending.append((Path(entry.path), relative + "/", (*above, real)))
-                elif entry.is_symlink() and entry.is_dir():
-                    real = Path(entry.path).resolve()
-                    if real != root and root not in real.parents:
-                        outside.append(relative)
-                    elif real in above:
-                        looped.append(relative)
-                    else:
-                        pending.append((Path(entry.path), relative + "/", (*above, real)))
-                elif entry.is_file() and is_image_file(Path(entry.name)):
-                    files.append(relative)
-    for links, why in ((outside, "lead outside it"), (looped, "lead to a folder above them")):
-        if links:
-            warnings.warn(
-                f"skipped {len(links)} linked folder(s) under {printable(folder)} that {why} "
-                f"(e.g. {printable(links[0])})",
-                stacklevel=2,
-            )
+    files = list_image_files(folder)
     if not files:
         raise ValueError(f"no image files under {printable(folder)}")
-    return sorted(files)
+    return files
 
 
 def output_names(photos: Sequence[str], extension: str) -> dict[str, str]:
