@@ -195,6 +195,10 @@ def load_model(
             blob = torch.load(f, map_location=map_location, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
             raise ValueError(f"{file}: cannot read it as a torch file ({exc})") from exc
+    if isinstance(blob, dict) and "checksum" in blob:  # a training checkpoint that has one
+        from marginface.training.checkpoint import verify_checksum
+
+        verify_checksum(blob, file)
     source = str(file)
     if isinstance(blob, dict) and "model_info" in blob and "backbone" in blob:
         info, state = blob["model_info"], blob["backbone"]
