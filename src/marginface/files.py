@@ -34,10 +34,15 @@ _TEMP = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 def _temporary(path: Path) -> str:
-    """A new empty temporary file beside ``path`` with the usual (umask) permissions."""
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
+    """A new empty temporary file beside ``path`` with the usual (umask) permissions; an
+    OSError names ``path`` (what the user asked for), not the temporary."""
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
