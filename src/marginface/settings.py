@@ -1,4 +1,5 @@
-"""YAML settings read from the user (``--config``, ``--head-kwargs``, ``--head-X``), safely.
+"""YAML settings read from the user (``--config``, ``--head-kwargs``, ``--head-X``), safely;
+and JSON data files (:func:`load_json`) with their nesting bounded the same way.
 
 Settings are small, flat-ish mappings of names to numbers, strings and short lists. The YAML
 that carries them is read with PyYAML's safe loader and three more limits, so that a hostile
@@ -76,3 +77,17 @@ def load_settings(text: str, source: str, text_if_invalid: bool = False) -> Any:
         raise ValueError(f"{where}not valid YAML or JSON ({cut(problem, 300)})") from None
     except RecursionError:  # a limit above was not enough for some construct
         raise ValueError(f"{where}nested too deeply") from None
+
+
+def load_json(text: str, source: str) -> Any:
+    """The value of JSON ``text`` (a ``model.json``); ValueError naming ``source`` when it is
+    not JSON or is nested deeper than the interpreter can parse (instead of a
+    RecursionError)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{source}: not valid JSON (nested too deeply)") from None

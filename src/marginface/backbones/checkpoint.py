@@ -207,10 +207,9 @@ def load_model(
         state = blob
         if js.is_file():
             source = str(js)
-            try:
-                info = json.loads(read_text(js, "model info"))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{js}: not valid JSON ({exc})") from None
+            from marginface.settings import load_json
+
+            info = load_json(read_text(js, "model info"), str(js))
         else:
             info = infer_iresnet_info(state) if isinstance(state, Mapping) else None
             if info is None:
