@@ -51,3 +51,15 @@ def test_embed_non_utf8_file_name_in_a_real_process(trained_run, tmp_path):
     err = done.stderr.decode("ascii").strip().splitlines()
     assert len(err) == 1 and err[0].startswith("marginface embed: warning: skipped unreadable")
     assert out.is_file()
+
+
+def test_a_non_utf8_output_name_prints(tmp_path):
+    """A path from the command line with bytes stdout cannot encode is printed escaped."""
+    out = tmp_path / os.fsdecode(b"sheet\xff.png")
+    env = {**os.environ, "PYTHONPATH": str(Path(marginface.__file__).parents[1]),
+           "PYTHONIOENCODING": "utf-8:strict"}  # fmt: skip
+    argv = [sys.executable, "-m", "marginface", "synth", "--data", "synthetic:2x2", "--preview",
+            os.fsencode(out)]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert b"sheet\\udcff.png" in done.stdout and out.is_file()

@@ -142,3 +142,23 @@ def test_short_repr_is_bounded():
         deep = [deep]
     assert len(short_repr(deep)) < 300 and len(short_repr("x" * 10**6)) < 300
     assert "digits" in short_repr(10**400)
+
+
+def test_model_json_nested_100000_deep_is_one_line(tmp_path):
+    import torch
+
+    from marginface.backbones.checkpoint import load_model
+
+    torch.save({}, tmp_path / "model.pt")
+    (tmp_path / "model.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="model.json: not valid JSON \\(nested too deeply\\)"):
+        load_model(tmp_path / "model.pt")
+
+
+def test_log_lines_that_are_not_records_are_skipped(tmp_path):
+    from marginface.training.logger import read_log, truncate_log
+
+    log = tmp_path / "log.jsonl"
+    log.write_text('{"step": 1}\n5\n' + "[" * 100_000 + "\n" + '{"step": 2}\n')
+    assert read_log(log) == [{"step": 1}, {"step": 2}]
+    assert truncate_log(log, 1) == [{"step": 1}]

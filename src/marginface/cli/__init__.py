@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _printable_streams()
     debug = debug_requested(argv)
     try:
         parser = build_parser()
@@ -81,6 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         return _report(exc, prog, debug)
     finally:
         warnings.formatwarning = format_warning
+
+
+def _printable_streams() -> None:
+    """Let stdout print any file name: characters its encoding lacks (a non-UTF-8 name's
+    surrogate escapes, anything on an ASCII terminal) become backslash escapes instead of a
+    UnicodeEncodeError after the work is done (stderr does this by default)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that cannot
+                pass
 
 
 def _report(exc: BaseException, prog: str, debug: bool) -> int:
