@@ -8,7 +8,9 @@ out temporary paths for writers that want a file name (ONNX export, a RecordIO p
 index, renamed together). A temporary left behind by a killed process is removed by
 :func:`clean_stale_temporaries` (its process id is in its name).
 
-Reading: a path found inside a data file (a landmarks file, a pairs.txt, a gallery list, a
+Reading: files named by the user or by a data file are opened with :func:`open_regular`, which
+refuses anything but a regular file (a FIFO would block the reader forever). A path found
+inside a data file (a landmarks file, a pairs.txt, a gallery list, a
 pack's identity names) is resolved with :func:`resolve_inside`, which refuses one that leaves
 its root folder (``../x``, an absolute path, a symlink pointing out).
 
@@ -22,19 +24,25 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 _TEMP = re.compile(r"^\..+\.(\d+)\.[A-Za-z0-9_]+\.tmp$")
 
 
 def _temporary(path: Path) -> str:
-    """A new empty temporary file beside ``path`` with the usual (umask) permissions."""
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
+    """A new empty temporary file beside ``path`` with the usual (umask) permissions; an
+    OSError names ``path`` (what the user asked for), not the temporary."""
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise type(exc)(exc.errno, f"cannot write {path}: {reason}") from None
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -148,13 +156,66 @@ def clean_stale_temporaries(folder: str | os.PathLike, every: bool = False) -> l
 # ---------------------------------------------------------------------------------------------
 # reading data files
 # ---------------------------------------------------------------------------------------------
+def open_regular(path: str | os.PathLike, what: str = "file") -> BinaryIO:
+    """``path`` opened for reading in binary, only if it is a regular file (symlinks to one
+    followed). A FIFO, a device or a socket is refused without blocking on it (it is opened
+    non-blocking, and checked with ``stat`` before and ``fstat`` after opening, before anything
+    is read): :class:`NotRegularFile` (an OSError) naming ``what``.
+    Every reader of a file named by the user or by a data file opens it through here."""
+    from marginface.text import printable
+
+    path = Path(path)
+    try:  # refused before it is opened where that can be told now
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = None  # os.open below says why
+    if mode is not None:
+        _check_regular(mode, path, what)
+
+    def opener(name: str, flags: int) -> int:
+        fd = os.open(name, flags | os.O_NONBLOCK)
+        try:
+            _check_regular(os.fstat(fd).st_mode, path, what)  # what was opened, if it changed
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    try:
+        return open(path, "rb", opener=opener)  # noqa: SIM115 - the caller closes it
+    except NotRegularFile:
+        raise
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} {printable(path)} does not exist") from None
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"{what} {printable(path)}: {exc.strerror}") from None
+
+
+class NotRegularFile(OSError):
+    """A path that names a folder, a FIFO, a device or a socket where a file is read."""
+
+
+def _check_regular(mode: int, path: Path, what: str) -> None:
+    from marginface.text import printable
+
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+        raise NotRegularFile(f"{what} {printable(path)} is {kind}; only regular files are read")
+
+
+def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
+    """The bytes of regular file ``path`` (:func:`open_regular`)."""
+    with open_regular(path, what) as f:
+        return f.read()
+
+
 def read_text(path: str | os.PathLike, what: str = "file") -> str:
     """The UTF-8 text of ``path``; FileNotFoundError / ValueError naming ``what`` and the file
-    (with the offending byte's position) when it is missing or not UTF-8 text."""
+    (with the offending byte's position) when it is missing, not a regular file or not UTF-8
+    text."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    data = path.read_bytes()
+    data = read_bytes(path, what)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -168,15 +229,22 @@ def read_text(path: str | os.PathLike, what: str = "file") -> str:
 def resolve_inside(root: str | os.PathLike, relative: str | os.PathLike, where: str) -> Path:
     """``root / relative`` resolved (symlinks followed); ValueError naming ``where`` when it is
     absolute or ends up outside ``root``."""
+    from marginface.text import printable, short_repr
+
     text = os.fspath(relative)
     if not text or "\0" in text:
-        raise ValueError(f"{where}: {text!r} is not a usable path")
+        raise ValueError(f"{where}: {short_repr(text)} is not a usable path")
     if os.path.isabs(text):
-        raise ValueError(f"{where}: {text!r} is an absolute path; paths here are relative")
+        raise ValueError(
+            f"{where}: {short_repr(text)} is an absolute path; paths here are relative"
+        )
     base = Path(root).resolve()
     target = (base / text).resolve()
     if target != base and base not in target.parents:
-        raise ValueError(f"{where}: {text!r} leads outside {root} (to {target}); refused")
+        raise ValueError(
+            f"{where}: {short_repr(text)} leads outside {printable(root)} "
+            f"(to {printable(target)}); refused"
+        )
     return target
 
 

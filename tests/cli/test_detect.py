@@ -46,7 +46,8 @@ def test_embed_detect_equals_embedding_the_aligned_crops(trained_run, photos, tm
          "--quiet"], capsys,
     )  # fmt: skip
     assert code == 0, err
-    assert f"skipped image {photos / 'noise' / 'noise_0001.png'} (no face found)" in out
+    warning = f"marginface embed: warning: skipped image {photos / 'noise' / 'noise_0001.png'}"
+    assert f"{warning} (no face found)" in err
     code, out, err = _run(
         [
             "embed",
@@ -102,6 +103,6 @@ def test_eval_detect_on_a_pairs_list(trained_run, photos, tmp_path, capsys):
     )  # fmt: skip
     assert code == 0, err
     # the photo without a face is used whole, and said so (once per use: 2 pairs hold it)
-    assert "the detector found no face in 2 photos" in stdout
+    assert "marginface eval: warning: the detector found no face in 2 photos" in err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["photos"]["num_pairs"] == 5

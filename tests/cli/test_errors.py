@@ -145,10 +145,12 @@ def test_eval_flags_checked(capsys, saved_model, tmp_path):
 
 
 def test_tiny_pair_set_warns(capsys, saved_model, tmp_path):
-    code, _, out = run(capsys, "eval", "--checkpoint", saved_model, "--pairs", "synthetic:2x2",
+    code, err, _ = run(capsys, "eval", "--checkpoint", saved_model, "--pairs", "synthetic:2x2",
                        "--output", tmp_path / "o", "--quiet")  # fmt: skip
     assert code == 0
-    assert "pair set synthetic: 4 pairs for 10 folds (fewer than 2 a fold)" in out
+    assert len(err) == 1 and err[0].startswith(
+        "marginface eval: warning: pair set synthetic: 4 pairs for 10 folds (fewer than 2 a fold)"
+    )
     assert "not meaningful" in json.dumps(str((tmp_path / "o" / "report.md").read_text()))
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from marginface.backbones.registry import create_backbone
-from marginface.files import atomic_torch_save, atomic_write_text, read_text
+from marginface.files import atomic_torch_save, atomic_write_text, open_regular, read_text
 
 INFO_DEFAULTS: dict[str, Any] = {
     "image_size": 112,
@@ -190,10 +190,15 @@ def load_model(
     inferred from its shapes, see :func:`infer_iresnet_info`).
     """
     file = _resolve(Path(path))
-    try:
-        blob = torch.load(file, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ValueError(f"{file}: cannot read it as a torch file ({exc})") from exc
+    with open_regular(file, "checkpoint") as f:  # never a FIFO or a device
+        try:
+            blob = torch.load(f, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise ValueError(f"{file}: cannot read it as a torch file ({exc})") from exc
+    if isinstance(blob, dict) and "checksum" in blob:  # a training checkpoint that has one
+        from marginface.training.checkpoint import verify_checksum
+
+        verify_checksum(blob, file)
     source = str(file)
     if isinstance(blob, dict) and "model_info" in blob and "backbone" in blob:
         info, state = blob["model_info"], blob["backbone"]
@@ -202,10 +207,9 @@ def load_model(
         state = blob
         if js.is_file():
             source = str(js)
-            try:
-                info = json.loads(read_text(js, "model info"))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{js}: not valid JSON ({exc})") from None
+            from marginface.settings import load_json
+
+            info = load_json(read_text(js, "model info"), str(js))
         else:
             info = infer_iresnet_info(state) if isinstance(state, Mapping) else None
             if info is None:

@@ -24,9 +24,12 @@ import warnings
 from marginface.cli._errors import (
     BAD_INPUT,
     INTERRUPTED,
+    Parser,
     debug_requested,
     exit_code,
     one_line,
+    set_command,
+    warning_line,
 )
 from marginface.cli._use import HideAliases
 
@@ -34,7 +37,7 @@ _DEBUG_HELP = "on an error, also print the traceback (or set MARGINFACE_DEBUG=1)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="marginface",
         description="Margin-based softmax heads for face recognition: train, evaluate, use.",
         epilog="Exit codes: 0 done, 1 the work failed (e.g. training diverged), 2 bad input, "
@@ -58,30 +61,52 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    _printable_streams()
+    debug = debug_requested(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the boundary, for parsing
+        return _report(exc, "marginface", debug)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return BAD_INPUT
-    debug = debug_requested(argv)
     prog = f"marginface {args.command}"
+    set_command(prog)
     format_warning = warnings.formatwarning
     if not debug:
-        warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"
+        warnings.formatwarning = lambda message, *_, **__: warning_line(message, prog) + "\n"
     try:
         return int(args.func(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one error boundary
-        if debug:
-            traceback.print_exc()
-        code = exit_code(exc)
-        if code == INTERRUPTED:
-            print(f"{prog}: interrupted", file=sys.stderr)
-        else:
-            hint = " (unexpected: rerun with --debug for the traceback)" if code == 3 else ""
-            print(f"{prog}: error: {one_line(exc)}{hint}", file=sys.stderr)
-        return code
+        return _report(exc, prog, debug)
     finally:
         warnings.formatwarning = format_warning
+
+
+def _printable_streams() -> None:
+    """Let stdout print any file name: characters its encoding lacks (a non-UTF-8 name's
+    surrogate escapes, anything on an ASCII terminal) become backslash escapes instead of a
+    UnicodeEncodeError after the work is done (stderr does this by default)."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that cannot
+                pass
+
+
+def _report(exc: BaseException, prog: str, debug: bool) -> int:
+    """Print ``exc`` as one line (and its traceback with ``debug``); its exit code."""
+    if debug:
+        traceback.print_exc()
+    code = exit_code(exc)
+    if code == INTERRUPTED:
+        print(f"{prog}: interrupted", file=sys.stderr)
+    else:
+        hint = " (unexpected: rerun with --debug for the traceback)" if code == 3 else ""
+        print(f"{prog}: error: {one_line(exc)}{hint}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,9 +12,17 @@ Exit codes (also in docs/cli.md):
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+
+from marginface.text import cut, printable, short_repr
 
 OK, FAILED, BAD_INPUT, UNEXPECTED, INTERRUPTED = 0, 1, 2, 3, 130
+
+#: the most characters of one error line (messages echo values through
+#: :func:`marginface.text.short_repr`; this bounds whatever else a library put in its message)
+MAX_LINE = 2000
 
 #: exception types that mean "the input, settings or output are wrong", not a bug
 INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, MemoryError)
@@ -40,7 +48,29 @@ def one_line(exc: BaseException) -> str:
     if not text or not isinstance(exc, ValueError | OSError):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     notes = [" ".join(n.split()) for n in getattr(exc, "__notes__", ())]
-    return text + "".join(f" ({note})" for note in notes)
+    return cut(text + "".join(f" ({note})" for note in notes), MAX_LINE)
+
+
+#: the command being run (``marginface CMD``), set by :func:`marginface.cli.main`
+_prog = ["marginface"]
+
+
+def set_command(prog: str) -> None:
+    """Name the command that warnings and errors are printed for."""
+    _prog[0] = prog
+
+
+def warning_line(message: object, prog: str | None = None) -> str:
+    """``marginface CMD: warning: MESSAGE``: one line, printable on any terminal (a file
+    name's undecodable bytes escaped), bounded in length."""
+    text = " ".join(str(message).split())
+    return f"{prog or _prog[0]}: warning: {printable(text, MAX_LINE)}"
+
+
+def print_warning(message: object) -> None:
+    """Print one warning line (:func:`warning_line`) on stderr: the one way every command
+    warns, and how Python warnings are shown by :func:`marginface.cli.main`."""
+    print(warning_line(message), file=sys.stderr, flush=True)
 
 
 def exit_code(exc: BaseException) -> int:
@@ -50,3 +80,28 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, INPUT_ERRORS):
         return BAD_INPUT
     return UNEXPECTED
+
+
+class Parser(argparse.ArgumentParser):
+    """The command line's parsers (sub-commands inherit the class): a flag's ``type=``
+    callback runs inside the error boundary. Whatever it raises (a ValueError, a
+    RecursionError, an OverflowError) becomes argparse's usage error naming the flag, exit 2,
+    with the value echoed by :func:`~marginface.text.short_repr` (argparse echoes it whole)."""
+
+    def _get_value(self, action, arg_string):  # type: ignore[override]
+        convert = self._registry_get("type", action.type, action.type)
+        if not callable(convert):
+            return super()._get_value(action, arg_string)
+        try:
+            return convert(arg_string)
+        except argparse.ArgumentTypeError as exc:
+            message = str(exc)
+        except Exception as exc:  # noqa: BLE001 - every failure of a conversion is bad input
+            if convert in (int, float) and isinstance(exc, ValueError | TypeError):
+                message = f"invalid {convert.__name__} value {short_repr(arg_string)}"
+            else:
+                message = f"{short_repr(arg_string)}: {one_line(exc)}"
+        raise argparse.ArgumentError(action, cut(message, MAX_LINE))
+
+    def error(self, message: str):  # type: ignore[override]
+        super().error(cut(" ".join(message.split()), MAX_LINE))

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 from collections.abc import Sequence
 from typing import Any
+
+from marginface.text import cut, short_repr
 
 
 def add_option(
@@ -97,14 +100,14 @@ def head_kwargs_for(given: Any, heads: Sequence[str], flag: str = "--head-kwargs
     from marginface.heads import head_hparams, list_heads
 
     if not isinstance(given, dict):
-        raise ValueError(f"{flag}: expected a mapping, got {given!r}")
+        raise ValueError(f"{flag}: expected a mapping, got {short_repr(given)}")
     names = set(list_heads())
     if given and all(k in names and isinstance(v, dict) for k, v in given.items()):
         return {h: dict(given.get(h, {})) for h in heads}
     if any(isinstance(v, dict) for v in given.values()):
         bad = sorted(k for k, v in given.items() if isinstance(v, dict) and k not in names)
         raise ValueError(
-            f"{flag}: {', '.join(map(str, bad)) or 'a value'} is a mapping but "
+            f"{flag}: {', '.join(cut(str(b), 100) for b in bad[:5]) or 'a value'} is a mapping but "
             f"{'not a head name' if bad else 'other keys are not head names'}; give "
             "{head: {name: value}} for every key, or a flat {name: value}"
         )
@@ -114,7 +117,9 @@ def head_kwargs_for(given: Any, heads: Sequence[str], flag: str = "--head-kwargs
     for key, value in given.items():
         takers = [h for h in heads if h not in names or key in head_hparams(h)]
         if not takers:
-            raise ValueError(f"{flag}: none of {', '.join(heads)} has a hyperparameter {key!r}")
+            raise ValueError(
+                f"{flag}: none of {', '.join(heads)} has a hyperparameter {short_repr(key)}"
+            )
         for h in takers:
             out[h][key] = value
     return out
@@ -159,9 +164,16 @@ def detector_options(args: argparse.Namespace) -> dict:
         thresholds = ()
     if len(thresholds) != 3:
         raise ValueError(
-            f"--thresholds must be 3 numbers like 0.6,0.7,0.7, got {args.thresholds!r}"
+            f"--thresholds must be 3 numbers like 0.6,0.7,0.7, got {short_repr(args.thresholds)}"
         )
-    return {"min_face_size": args.min_face_size, "thresholds": thresholds}
+    size = args.min_face_size
+    if not (math.isfinite(size) and size >= 12):
+        raise ValueError(f"--min-face-size must be a finite number >= 12 (pixels), got {size}")
+    if not all(0 <= t < 1 for t in thresholds):  # NaN fails this too
+        raise ValueError(
+            f"--thresholds must be 3 probabilities in [0, 1), got {short_repr(args.thresholds)}"
+        )
+    return {"min_face_size": size, "thresholds": thresholds}
 
 
 def make_aligner(args: argparse.Namespace, image_size: int, fallback: bool = False):

@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_detect(args)
     from marginface.data.align import align_folder
     from marginface.files import check_writable_dir
+    from marginface.text import printable
 
     if args.image_size < 1:
         raise ValueError(f"--image-size must be >= 1, got {args.image_size}")
@@ -58,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
     result = align_folder(
         args.folder, args.landmarks, args.output, args.image_size, progress=not args.quiet
     )
-    print(f"aligned {len(result.written)} images into {args.output}", end="")
+    print(f"aligned {len(result.written)} images into {printable(args.output)}", end="")
     if result.failed:
-        print(f"; {len(result.failed)} failed: {', '.join(result.failed[:5])}", end="")
+        failed = ", ".join(printable(p) for p in result.failed[:5])
+        print(f"; {len(result.failed)} failed: {failed}", end="")
         print(" ..." if len(result.failed) > 5 else "", end="")
     print()
     return 1 if result.failed and not result.written else 0
@@ -69,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_detect(args: argparse.Namespace) -> int:
     from marginface.cli._use import detector_options
     from marginface.data.detect_folder import detect_align_folder
+    from marginface.text import printable
 
     result = detect_align_folder(
         args.folder,
@@ -83,12 +86,13 @@ def _run_detect(args: argparse.Namespace) -> int:
     )
     total = result.aligned + len(result.no_face) + len(result.unreadable)
     print(
-        f"aligned {result.aligned} of {total} photos into {args.output}"
+        f"aligned {result.aligned} of {total} photos into {printable(args.output)}"
         + (f" ({result.skipped} done by an earlier run)" if result.skipped else "")
-        + f"; detections in {result.csv_path}"
+        + f"; detections in {printable(result.csv_path)}"
     )
     for kind, paths in (("no face found", result.no_face), ("unreadable", result.unreadable)):
         if paths:
             more = " ..." if len(paths) > 5 else ""
-            print(f"{kind}: {len(paths)} photos: {', '.join(paths[:5])}{more}")
+            shown = ", ".join(printable(p) for p in paths[:5])
+            print(f"{kind}: {len(paths)} photos: {shown}{more}")
     return 1 if total and not result.aligned else 0

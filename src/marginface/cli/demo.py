@@ -93,14 +93,10 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     if args.head_kwargs:
-        import yaml
-
         from marginface.cli._use import head_kwargs_for
+        from marginface.settings import load_settings
 
-        try:
-            given = yaml.safe_load(args.head_kwargs)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"--head-kwargs: not valid YAML or JSON ({exc})") from None
+        given = load_settings(args.head_kwargs, "--head-kwargs")
         per_head = {h: kw for h, kw in head_kwargs_for(given, heads).items() if kw}
         config.head_kwargs.update(per_head)
         config.toy_head_kwargs.update(per_head)

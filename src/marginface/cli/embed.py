@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli._errors import print_warning
 from marginface.cli._use import add_detector_arguments, add_model_arguments, add_option
 
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from marginface.evaluation.embed import embed_dataset
     from marginface.evaluation.images import embed_files, find_images
     from marginface.files import atomic_write_bytes, check_writable_file
+    from marginface.text import printable
 
     options = embed_options(args)
     args.device = options.device
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         paths = find_images(source)
         emb, kept, failed = embed_files(model, paths, size, options, aligner)
         for path, why in failed.items():
-            print(f"warning: skipped {describe_failure(path, why)}")
+            print_warning(f"skipped {describe_failure(path, why)}")
         names = [p.relative_to(source).as_posix() for p in kept]
     else:
         from marginface.data import open_dataset
@@ -70,11 +72,11 @@ def run(args: argparse.Namespace) -> int:
         arrays["labels"] = labels
         arrays["identity_names"] = np.asarray(list(dataset.identity_names), dtype=str)
         if dataset.num_bad:
-            print(f"warning: {dataset.num_bad} unreadable images were replaced by readable ones")
+            print_warning(f"{dataset.num_bad} unreadable images were replaced by readable ones")
     arrays["embeddings"] = emb.astype(np.float32)
     arrays["names"] = np.asarray(names, dtype=str)
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     atomic_write_bytes(out, buf.getvalue())
-    print(f"wrote {out}: {emb.shape[0]} embeddings of dimension {emb.shape[1]}")
+    print(f"wrote {printable(out)}: {emb.shape[0]} embeddings of dimension {emb.shape[1]}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli._errors import print_warning
 from marginface.cli._use import add_detector_arguments, add_option
 
 
@@ -139,6 +140,6 @@ def run(args: argparse.Namespace) -> int:
         tars = ", ".join(f"TAR@{far} {100 * t:.2f}%" for far, t in sorted(m["tar_at_far"].items()))
         print(f"{ckpt} / {m['target']} 1:1: {m['num_pairs']} template pairs, {tars}")
     for w in result.warnings:
-        print(f"warning: {w}")
+        print_warning(w)
     print(f"wrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")
     return 0

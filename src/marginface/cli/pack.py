@@ -59,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
 def _run_pairs(args: argparse.Namespace) -> int:
     from marginface.cli._use import make_aligner
     from marginface.data.verification import pairs_to_bin
+    from marginface.files import check_writable_file
 
     if args.bin_output is None or args.folder is not None:
         raise ValueError("--pairs takes --output FILE.bin and no FOLDER")
     if not args.bin_output.endswith(".bin"):
         raise ValueError(f"--output must be a .bin file, got {args.bin_output}")
+    check_writable_file(args.bin_output, "--output")  # before any image is read
     pairs_file, _, folder = args.pairs.partition("::")
     aligner = make_aligner(args, args.image_size)
     n, genuine = pairs_to_bin(pairs_file, args.bin_output, folder or None, aligner)

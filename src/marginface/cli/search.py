@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli._errors import print_warning
 from marginface.cli._use import add_detector_arguments, add_model_arguments
 
 
@@ -57,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from marginface.cli._use import check_positive, describe_failure, embed_options, make_aligner
     from marginface.evaluation.images import embed_files, find_images
     from marginface.evaluation.search import cosine_search
+    from marginface.text import printable
 
     check_positive(args.top_k, "--top-k")
     options = embed_options(args, progress=False)
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"query image {query} does not exist")
     emb, kept, failed = embed_files(model, paths, size, options, aligner)
     for path, why in failed.items():
-        print(f"warning: skipped {describe_failure(path, why)}")
+        print_warning(f"skipped {describe_failure(path, why)}")
     if emb.shape[1] != gallery.shape[1]:
         raise ValueError(
             f"checkpoint {args.checkpoint} gives {emb.shape[1]}-d embeddings but gallery "
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         )
     scores, indices = cosine_search(emb, gallery, top_k=args.top_k, backend=args.backend)
     for path, row_s, row_i in zip(kept, scores, indices, strict=True):
-        print(f"{path}:")
+        print(f"{printable(path)}:")
         for rank, (s, i) in enumerate(zip(row_s, row_i, strict=True), start=1):
-            print(f"  {rank}. {names[i]}  {s:.4f}")
+            print(f"  {rank}. {printable(names[i])}  {s:.4f}")
     return 0

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from marginface.cli._errors import Parser, print_warning
 from marginface.cli._use import add_option
 
 #: options whose value is a plain string / int / float (dest -> type)
@@ -87,7 +88,7 @@ def _head_hparam_names() -> list[str]:
     return sorted(names)
 
 
-class _TrainParser(argparse.ArgumentParser):
+class _TrainParser(Parser):
     """The train command's parser: its ``--head-NAME`` options come from the heads registry,
     which imports torch, so they are added the first time this parser parses or prints its
     help, never when another command (or ``marginface --help``) builds the command line."""
@@ -119,11 +120,15 @@ class _TrainParser(argparse.ArgumentParser):
 
 
 def _mapping(text: str) -> dict[str, Any]:
-    import yaml
+    from marginface.settings import load_settings
+    from marginface.text import short_repr
 
-    value = yaml.safe_load(text)
+    try:
+        value = load_settings(text, "")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a YAML/JSON mapping, got {short_repr(text)}")
     return value
 
 
@@ -296,7 +301,7 @@ def run(args: argparse.Namespace) -> int:
             f"{result.summary['nearer_own_share']:.1%} of {result.summary['images']}"
         )
     for message in result.warnings:
-        print(f"marginface train: warning: {message}", file=sys.stderr)
+        print_warning(message)
     if result.best is not None:
         print(
             f"best validation: score {result.best['score']:.4f} at step {result.best['step']} "

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from marginface.data.base import BadImageWarning
 from marginface.data.transforms import decode_image, image_size_pair, save_image
 from marginface.files import read_text, resolve_inside
+from marginface.text import printable, short_repr
 
 #: ArcFace's template for a 112x112 crop: (x, y) of the five landmarks.
 ARCFACE_TEMPLATE = np.array(
@@ -131,7 +132,9 @@ def read_landmarks(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             values = [float(v) for v in fields[1:]]
         except ValueError:
-            raise ValueError(f"{where}: landmarks must be numbers: {fields[1:]}") from None
+            raise ValueError(
+                f"{where}: landmarks must be numbers: {short_repr(fields[1:])}"
+            ) from None
         out[fields[0]] = check_landmarks(values, where)
     if not out:
         raise ValueError(f"landmarks file {path} lists no image")
@@ -167,7 +170,7 @@ def align_folder(
     entries = read_landmarks(landmarks_file)
     jobs = []
     for rel, points in entries.items():
-        where = f"landmarks file {landmarks_file}, image {rel!r}"
+        where = f"landmarks file {landmarks_file}, image {short_repr(rel)}"
         source = resolve_inside(folder, rel, where)
         target = resolve_inside(output, rel, where + " (output)")
         if target == source:
@@ -180,7 +183,7 @@ def align_folder(
         try:
             aligned = align_face(decode_image(source), points, image_size)
         except (OSError, ValueError) as exc:  # unreadable image, or degenerate landmarks
-            warnings.warn(f"cannot align {source}: {exc}", BadImageWarning, stacklevel=2)
+            warnings.warn(f"cannot align {printable(source)}: {exc}", BadImageWarning, stacklevel=2)
             result.failed.append(rel)
             continue
         options = {"quality": 95} if target.suffix.lower() in (".jpg", ".jpeg") else {}

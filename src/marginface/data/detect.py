@@ -108,8 +108,10 @@ class FaceDetector:
     ) -> None:
         from marginface.data.mtcnn import load_networks
 
-        if min_face_size < 12:
-            raise ValueError(f"min_face_size must be >= 12 pixels, got {min_face_size}")
+        if not (math.isfinite(min_face_size) and min_face_size >= 12):
+            raise ValueError(
+                f"min_face_size must be a finite number >= 12 pixels, got {min_face_size}"
+            )
         if len(thresholds) != 3 or not all(0 <= t < 1 for t in thresholds):
             raise ValueError(f"thresholds must be 3 probabilities in [0, 1), got {thresholds}")
         if not 0 < factor < 1:

@@ -21,9 +21,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from marginface.data.folder import is_image_file
+from marginface.data.folder import list_image_files
+from marginface.text import printable, short_repr
 
 CSV_NAME = "detections.csv"
+#: the CSV is UTF-8, except that a file name's bytes that are not UTF-8 are written as they are
+#: (Python's surrogate escapes), so that the CSV names the file exactly and a rerun finds it
+_ERRORS = "surrogateescape"
 CSV_FIELDS = ["path", "output", "status", "faces", "score", "x1", "y1", "x2", "y2"] + [
     f"{axis}{k}" for k in range(1, 6) for axis in ("lx", "ly")
 ]
@@ -41,30 +45,52 @@ class DetectAlignResult:
 
 
 def list_photos(folder: Path) -> list[str]:
-    """Image files under ``folder`` (recursively), as sorted POSIX paths relative to it."""
+    """Image files under ``folder`` as sorted POSIX paths relative to it
+    (:func:`~marginface.data.folder.list_image_files`); ValueError when there are none."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"photo folder {folder} does not exist")
-    files = sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and is_image_file(p)
-    )
+        raise FileNotFoundError(f"photo folder {printable(folder)} does not exist")
+    files = list_image_files(folder)
     if not files:
-        raise ValueError(f"no image files under {folder}")
+        raise ValueError(f"no image files under {printable(folder)}")
     return files
 
 
+def output_names(photos: Sequence[str], extension: str) -> dict[str, str]:
+    """``{photo: crop name}``; ValueError naming both photos when two would be written to the
+    same crop (``a.jpg`` and ``a.png`` both to ``a.png``), raised before any work."""
+    taken: dict[str, str] = {}
+    for photo in photos:
+        name = _output_name(photo, extension)
+        if name in taken:
+            raise ValueError(
+                f"photos {printable(taken[name])} and {printable(photo)} would both be written "
+                f"to {printable(name)}: rename one of them (crops keep the photo's name, with "
+                f"the extension {extension})"
+            )
+        taken[name] = photo
+    return {photo: name for name, photo in taken.items()}
+
+
 def read_done(csv_path: Path) -> dict[str, dict[str, str]]:
-    """Rows of an existing detections CSV by input path (empty when there is none)."""
+    """Rows of an existing detections CSV by input path (empty when there is none); ValueError
+    naming the file when it is not one (other columns, or damaged: a field beyond the csv
+    module's limit, a NUL byte)."""
     if not csv_path.is_file():
         return {}
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8", errors=_ERRORS) as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames != CSV_FIELDS:
+        try:
+            if reader.fieldnames != CSV_FIELDS:
+                raise ValueError(
+                    f"{printable(csv_path)} is not a detections CSV of this version "
+                    f"(columns {short_repr(reader.fieldnames)})"
+                )
+            return {row["path"]: row for row in reader if row.get("status")}
+        except csv.Error as exc:
             raise ValueError(
-                f"{csv_path} is not a detections CSV of this version (columns {reader.fieldnames})"
-            )
-        return {row["path"]: row for row in reader if row.get("status")}
+                f"{printable(csv_path)} line {reader.line_num}: damaged detections CSV ({exc}); "
+                "remove it (its photos are then detected again) or choose another output folder"
+            ) from None
 
 
 # --- the work of one process -----------------------------------------------------------------
@@ -154,9 +180,11 @@ def detect_align_folder(
 
     folder, output = Path(folder), Path(output)
     if extension not in (".png", ".jpg"):
-        raise ValueError(f"extension must be .png or .jpg, got {extension!r}")
+        raise ValueError(f"extension must be .png or .jpg, got {short_repr(extension)}")
     if select not in SELECTIONS:
-        raise ValueError(f"face selection must be one of {', '.join(SELECTIONS)}, got {select!r}")
+        raise ValueError(
+            f"face selection must be one of {', '.join(SELECTIONS)}, got {short_repr(select)}"
+        )
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     if output.resolve() == folder.resolve():
@@ -171,6 +199,7 @@ def detect_align_folder(
     if output.resolve().is_relative_to(folder.resolve()):  # never read our own crops back
         inner = output.resolve().relative_to(folder.resolve()).as_posix() + "/"
         photos = [p for p in photos if not p.startswith(inner)]
+    output_names(photos, extension)  # two photos to one crop: refused before any work
     output.mkdir(parents=True, exist_ok=True)
     csv_path = output / CSV_NAME
     done = read_done(csv_path)
@@ -187,7 +216,7 @@ def detect_align_folder(
         "extension": extension,
     }
     new_file = not csv_path.is_file()
-    with open(csv_path, "a", newline="") as f:
+    with open(csv_path, "a", newline="", encoding="utf-8", errors=_ERRORS) as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         if new_file:
             writer.writeheader()

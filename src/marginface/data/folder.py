@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +11,54 @@ import torch
 
 from marginface.data.base import FaceDataset
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
+from marginface.text import printable
 
 
 def is_image_file(path: Path) -> bool:
     """True for a file whose extension is one of :data:`IMAGE_EXTENSIONS` (any case)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+
+
+def list_image_files(folder: str | os.PathLike) -> list[str]:
+    """Image files under ``folder`` (recursively), as sorted POSIX paths relative to it: how
+    ``align --detect``, ``embed`` and ``search`` list a folder of photos.
+
+    Only regular files are listed (a FIFO named ``x.jpg`` is not a photo). A symlinked folder
+    is followed when it leads to a folder inside ``folder``; one that leads outside, or to a
+    folder above it (a loop), is skipped, and a warning says how many were and why. File
+    names may hold any bytes: a name that is not UTF-8 keeps its bytes as surrogate escapes
+    (``os.fsdecode``)."""
+    folder = Path(folder)
+    root = folder.resolve()
+    outside, looped = [], []
+    files = []
+    pending = [(folder, "", (root,))]  # folder, its relative prefix, the real folders above
+    while pending:
+        directory, prefix, above = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                relative = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    real = Path(entry.path).resolve()
+                    pending.append((Path(entry.path), relative + "/", (*above, real)))
+                elif entry.is_symlink() and entry.is_dir():
+                    real = Path(entry.path).resolve()
+                    if real != root and root not in real.parents:
+                        outside.append(relative)
+                    elif real in above:
+                        looped.append(relative)
+                    else:
+                        pending.append((Path(entry.path), relative + "/", (*above, real)))
+                elif entry.is_file() and is_image_file(Path(entry.name)):
+                    files.append(relative)
+    for links, why in ((outside, "lead outside it"), (looped, "lead to a folder above them")):
+        if links:
+            warnings.warn(
+                f"skipped {len(links)} linked folder(s) under {printable(folder)} that {why} "
+                f"(e.g. {printable(links[0])})",
+                stacklevel=2,
+            )
+    return sorted(files, key=lambda name: name.split("/"))  # as sorted Paths would be
 
 
 def scan_folder(root: str | os.PathLike) -> tuple[list[str], list[Path], np.ndarray]:

@@ -23,6 +23,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from marginface.text import cut, printable
+
 #: The pip package whose wheel holds the weight files, and the version measured with.
 WEIGHTS_PACKAGE = "facenet-pytorch"
 WEIGHTS_VERSION = "2.6.0"
@@ -143,10 +145,20 @@ def weights_folder(folder: str | os.PathLike | None = None) -> Path:
 def load_networks(folder: str | os.PathLike | None = None) -> tuple[PNet, RNet, ONet]:
     """The three networks with their pretrained weights, in eval mode (on the CPU)."""
     root = weights_folder(folder)
+    env = os.environ.get(WEIGHTS_ENV) if folder is None else None
     nets = (PNet(), RNet(), ONet())
     for net, name in zip(nets, ("pnet", "rnet", "onet"), strict=True):
-        state = torch.load(root / f"{name}.pt", map_location="cpu", weights_only=True)
-        net.load_state_dict(state)
+        path = root / f"{name}.pt"
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except Exception as exc:  # noqa: BLE001 - any failure: these are not the weights
+            where = f" (from {WEIGHTS_ENV}={printable(env)})" if env else ""
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(
+                f"MTCNN weights {path}{where} are not the {name.upper()} weights of "
+                f"{WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}: {cut(first, 200)}"
+            ) from None
         net.eval()
         net.requires_grad_(False)
     return nets

@@ -14,7 +14,7 @@ from marginface.data.base import BadImageWarning
 from marginface.data.folder import scan_folder
 from marginface.data.recordio import check_identity_name, names_path, write_pack, write_property
 from marginface.data.transforms import decode_image
-from marginface.files import check_writable_file
+from marginface.files import check_writable_file, read_bytes
 
 
 @dataclass
@@ -52,8 +52,8 @@ def pack_folder(
         for path, label in tqdm(
             list(zip(paths, labels, strict=True)), desc="packing", unit="img", disable=not progress
         ):
-            data = path.read_bytes()
             try:
+                data = read_bytes(path, "image")
                 image = decode_image(data)
             except OSError as exc:  # transforms.UnreadableImage
                 bad.append(path)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from marginface.data.base import BadImageWarning, FaceDataset
 from marginface.data.transforms import load_tensor
-from marginface.files import atomic_paths, atomic_write_text, read_text
+from marginface.files import atomic_paths, atomic_write_text, open_regular, read_text
 
 MAGIC = 0xCED7230A
 _MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -133,7 +133,7 @@ class RecordReader:
 
     def _handle(self):
         if self._file is None or self._pid != os.getpid():
-            self._file = open(self.rec_path, "rb")  # noqa: SIM115 - held for the reader's life
+            self._file = open_regular(self.rec_path, "RecordIO file")  # held for the reader's life
             self._pid = os.getpid()
         return self._file
 

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from marginface.files import atomic_write
+from marginface.files import atomic_write, open_regular
 
 #: File extensions read as images by folder datasets (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pbm", ".tif", ".tiff")
@@ -54,9 +54,13 @@ def decode_image(source: bytes | str | os.PathLike) -> Image.Image:
 
 def _decode(source: bytes | str | os.PathLike) -> Image.Image:
     if isinstance(source, bytes | bytearray | memoryview):
-        image = Image.open(io.BytesIO(bytes(source)))
-    else:
-        image = Image.open(source)
+        return _decode_file(io.BytesIO(bytes(source)))
+    with open_regular(source, "image") as f:  # never a FIFO or a device
+        return _decode_file(f)
+
+
+def _decode_file(f) -> Image.Image:
+    image = Image.open(f)
     with image:
         image.load()  # decode now: truncation errors surface here, not later
         if image.mode == "RGB":

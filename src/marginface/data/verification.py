@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from marginface.data.base import FaceDataset, ImagesOnly
 from marginface.data.restricted_pickle import DamagedPickle, RefusedPickle, load_restricted
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
-from marginface.files import atomic_write, read_text, resolve_inside
+from marginface.files import atomic_write, check_writable_file, read_text, resolve_inside
 
 
 @dataclass
@@ -221,6 +221,7 @@ def pairs_to_bin(
 
     from marginface.data.transforms import decode_image
 
+    check_writable_file(output, "output")  # before any image is read
     paths, issame = read_pairs_txt(pairs_file, folder)
     images: list[bytes] = []
     encoded: dict[Path, bytes] = {}

@@ -23,6 +23,7 @@ from marginface.evaluation.embed import EmbedOptions
 from marginface.evaluation.metrics import FARS, far_key, jsonable_metrics
 from marginface.evaluation.report import Report
 from marginface.files import atomic_write_text, read_text
+from marginface.text import short_repr
 
 
 @dataclass
@@ -124,7 +125,9 @@ def _read_list(list_file: str | os.PathLike, root: Path, index_of: dict[Path, in
         p = Path(entry)
         p = (p if p.is_absolute() else root / p).resolve()
         if p not in index_of:
-            raise ValueError(f"{list_file} line {number}: {entry} is not an image of {root}")
+            raise ValueError(
+                f"{list_file} line {number}: {short_repr(entry)} is not an image of {root}"
+            )
         out.append(index_of[p])
     if not out:
         raise ValueError(f"{list_file} names no image")

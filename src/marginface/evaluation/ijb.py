@@ -35,6 +35,45 @@ from torch.utils.data import Dataset
 
 from marginface.evaluation.embed import EmbedOptions, embed_dataset
 from marginface.evaluation.metrics import FARS, far_key
+from marginface.files import read_text, resolve_inside
+from marginface.text import short_repr
+
+_INT64 = np.iinfo(np.int64)
+
+
+def _ids(path: Path, rows: list[list[str]], first: int) -> np.ndarray:
+    """The integer columns ``first:`` of ``rows`` as int64; ValueError naming the file and line
+    for a field that is not an integer or does not fit in 64 bits (ids are int64)."""
+    out = np.empty((len(rows), len(rows[0]) - first), dtype=np.int64)
+    for number, row in enumerate(rows):
+        for column, text in enumerate(row[first:]):
+            try:
+                value = int(text)
+            except ValueError:
+                value = None
+            if value is None or not _INT64.min <= value <= _INT64.max:
+                raise ValueError(
+                    f"{path} row {number + 1}: {short_repr(text)} is not an integer id "
+                    f"(ids are 64-bit integers, |id| < 2^63)"
+                )
+            out[number, column] = value
+    return out
+
+
+def _numbers(path: Path, rows: list[list[str]]) -> np.ndarray:
+    """Columns ``1:`` of ``rows`` as finite floats; ValueError naming the file and row otherwise."""
+    out = np.empty((len(rows), len(rows[0]) - 1), dtype=np.float64)
+    for number, row in enumerate(rows):
+        try:
+            out[number] = [float(v) for v in row[1:]]
+        except ValueError:
+            out[number] = np.nan
+        if not np.isfinite(out[number]).all():
+            raise ValueError(
+                f"{path} row {number + 1}: landmarks and score must be finite numbers, got "
+                f"{short_repr(' '.join(row[1:]))}"
+            )
+    return out
 
 
 @dataclass
@@ -55,10 +94,8 @@ class IJBMeta:
 
 
 def _rows(path: Path, fields: int | None = None) -> list[list[str]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"IJB metadata file {path} does not exist")
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path, "IJB metadata file").splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -100,9 +137,12 @@ def read_ijb_meta(root: str | os.PathLike, target: str | None = None) -> IJBMeta
             f"{prefix}_name_5pts_score.txt lists {len(faces)} images but "
             f"{prefix}_face_tid_mid.txt {len(tid_mid)}"
         )
-    numbers = np.array([[float(v) for v in row[1:]] for row in faces])
-    ids = np.array([[int(v) for v in row[1:]] for row in tid_mid], dtype=np.int64)
-    pair_array = np.array([[int(v) for v in row] for row in pairs], dtype=np.int64)
+    numbers = _numbers(meta / f"{prefix}_name_5pts_score.txt", faces)
+    ids = _ids(meta / f"{prefix}_face_tid_mid.txt", tid_mid, 1)
+    pair_array = _ids(meta / f"{prefix}_template_pair_label.txt", pairs, 0)
+    crops = root / "loose_crop"
+    for number, row in enumerate(faces, start=1):  # every crop inside ROOT/loose_crop
+        resolve_inside(crops, row[0], f"{meta / f'{prefix}_name_5pts_score.txt'} row {number}")
     known = set(ids[:, 0].tolist())
     unknown = sorted(set(pair_array[:, :2].reshape(-1).tolist()) - known)
     if unknown:
@@ -135,7 +175,8 @@ class AlignedLooseCrops(Dataset):
         from marginface.data.align import align_face
         from marginface.data.transforms import decode_image, to_tensor
 
-        path = self.meta.root / "loose_crop" / self.meta.names[index]
+        name = self.meta.names[index]
+        path = resolve_inside(self.meta.root / "loose_crop", name, f"IJB image {index}")
         image = decode_image(path)
         return to_tensor(align_face(image, self.meta.landmarks[index], self.image_size))
 

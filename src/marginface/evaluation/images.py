@@ -28,11 +28,14 @@ def is_image_path(path: Path) -> bool:
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted; ValueError when there are none."""
+    """Image files under ``folder`` (recursively, symlinked folders inside it followed: see
+    :func:`~marginface.data.folder.list_image_files`), sorted; ValueError when none."""
+    from marginface.data.folder import list_image_files
+
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
+    files = [folder / name for name in list_image_files(folder)]
     if not files:
         raise ValueError(
             f"no image files under {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})"

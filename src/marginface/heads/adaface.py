@@ -30,7 +30,8 @@ class AdaFace(MarginHead):
     EMA of the batch mean and (unbiased) standard deviation of a, initialised 20 and 100 as in
     the reference; each labelled call in training mode first updates them,
     ``mu <- t_alpha * mean(a) + (1 - t_alpha) * mu`` (same for sigma; a batch of one
-    sample leaves sigma unchanged), then computes z with the new values.
+    sample leaves sigma unchanged), then computes z with the new values. A batch with NaN or
+    infinite features leaves both as they were (:attr:`running_statistics`).
 
     Args:
         s: scale (64).  m: margin (0.4).  h: concentration of z (0.333).
@@ -38,6 +39,7 @@ class AdaFace(MarginHead):
     """
 
     eps: float = 1e-3
+    running_statistics = True
 
     def __init__(
         self,

@@ -56,6 +56,12 @@ class MarginHead(nn.Module):
     #: w * margin(cos) + (1 - w) * cos. 1 (the head as published) unless a training schedule
     #: warms the margin up (``TrainConfig.margin_warmup_epochs``); not saved with the weights.
     margin_weight: float = 1.0
+    #: True for heads whose :meth:`update_state` keeps running statistics of the batches
+    #: (AdaFace's norm mean/std, CurricularFace's t): a batch with a non-finite target cosine
+    #: or feature norm (NaN or inf features) is left out of them, with a warning the first
+    #: time, rather than making them NaN for every later batch. The check costs one scalar
+    #: device-to-host copy per training call of such a head.
+    running_statistics: ClassVar[bool] = False
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0) -> None:
         super().__init__()
@@ -88,6 +94,27 @@ class MarginHead(nn.Module):
 
     def update_state(self, cos_y: Tensor, norms: Tensor) -> None:
         """Advance training state; called once per labelled call in training mode (detached)."""
+
+    def _advance_state(self, cos_y: Tensor, norms: Tensor) -> None:
+        """:meth:`update_state`, skipped for a non-finite batch where the head keeps
+        :attr:`running_statistics`."""
+        if self.running_statistics and not self._finite_batch(cos_y, norms):
+            return
+        self.update_state(cos_y, norms)
+
+    def _finite_batch(self, *values: Tensor) -> bool:
+        ok = bool(torch.stack([torch.isfinite(v).all() for v in values]).all())
+        if not ok and not getattr(self, "_warned_non_finite", False):
+            import warnings
+
+            warnings.warn(
+                f"{self.head_name}: a training batch with NaN or infinite features was left out "
+                "of the head's running statistics (said once per head)",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+            self._warned_non_finite = True
+        return ok
 
     def target(self, cos_y: Tensor, norms: Tensor) -> Tensor:
         """The target cosine: :meth:`margin`, blended with the plain cosine while the margin
@@ -246,7 +273,7 @@ class MarginHead(nn.Module):
 
     def _margin_parts(self, cos_y: Tensor, norms: Tensor, scale: Tensor):
         if self.training:
-            self.update_state(cos_y.detach(), norms.detach())
+            self._advance_state(cos_y.detach(), norms.detach())
         target = scale * self.target(cos_y, norms)
         return target, self.negative_modulation(cos_y, norms)
 
@@ -366,7 +393,7 @@ class MarginHead(nn.Module):
             self.update_scale(lse_old, cos_y)
             scale = self.row_scale(norms)
         if self.training:
-            self.update_state(cos_y, norms.detach())
+            self._advance_state(cos_y, norms.detach())
         neg = self.negative_modulation(cos_y, norms.detach())
         lse_neg, z_y = fused_margin_terms(
             xn,

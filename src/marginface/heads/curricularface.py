@@ -32,7 +32,11 @@ class CurricularFace(MarginHead):
     Args:
         s: scale (64).  m: angular margin in radians (0.5).
         momentum: EMA momentum of t (0.01).
+
+    A batch with NaN or infinite features leaves ``t`` as it was (:attr:`running_statistics`).
     """
+
+    running_statistics = True
 
     def __init__(
         self,

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
+from marginface.text import cut, short_repr
+
 if TYPE_CHECKING:
     from marginface.heads.base import MarginHead
 
@@ -81,7 +83,7 @@ def list_heads() -> list[str]:
 
 def head_class(name: str) -> type[MarginHead]:
     if name not in _HEADS:
-        raise ValueError(f"unknown head {name!r}; valid heads: {', '.join(list_heads())}")
+        raise ValueError(f"unknown head {short_repr(name)}; valid heads: {', '.join(list_heads())}")
     return _HEADS[name]
 
 
@@ -105,7 +107,8 @@ def create_head(name: str, embedding_size: int, num_classes: int, **hparams: obj
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
         raise ValueError(
-            f"unknown hyperparameter(s) {', '.join(unknown)} for head {name!r}; "
+            f"unknown hyperparameter(s) {', '.join(cut(str(k), 100) for k in unknown[:5])} "
+            f"for head {short_repr(name)}; "
             f"valid: {', '.join(f'{k}={v!r}' for k, v in valid.items()) or '(none)'}"
         )
     for key, value in hparams.items():
@@ -123,11 +126,17 @@ def _check_hparam(head: str, key: str, value: object, default: object) -> None:
         ok, kind = isinstance(value, str), "a string"
     elif isinstance(default, int | float) or default is None:
         number = isinstance(value, int | float) and not isinstance(value, bool)
+        try:  # an int beyond float range (m=10**400) is not a usable hyperparameter either
+            finite = number and math.isfinite(float(value))
+        except OverflowError:
+            finite = False
         if isinstance(default, int) and not isinstance(default, bool):
-            number = number and float(value).is_integer()
-        ok = (number and math.isfinite(value)) or (default is None and value is None)
+            finite = finite and float(value).is_integer()
+        ok = finite or (default is None and value is None)
         kind = "a finite number" if not isinstance(default, int) else "a whole number"
     else:
         return
     if not ok:
-        raise ValueError(f"head {head!r} hyperparameter {key}: must be {kind}, got {value!r}")
+        raise ValueError(
+            f"head {head!r} hyperparameter {key}: must be {kind}, got {short_repr(value)}"
+        )

@@ -6,21 +6,37 @@ Keys: ``format``, ``backbone`` and ``head`` (state dicts, the head's state buffe
 done in all, ``seed``: the data-order seed), ``best`` (best validation score so far),
 ``config`` (the TrainConfig as a dict), ``model_info`` (as in ``model.json``), ``world_size``.
 Only tensors and plain Python values: it loads with ``torch.load(weights_only=True)``.
+
+Integrity: ``checksum`` holds the sha256 of everything else in the file (every tensor's dtype,
+shape and bytes, every plain value's repr, in order; :func:`payload_digest`), recorded when
+saving and checked when loading (:func:`load_checkpoint`), so a flipped bit anywhere in a
+tensor's data is a ValueError naming the file rather than silently changed weights. A
+checkpoint written before checksums existed (no ``checksum`` key) still loads, unchecked.
+
+Resuming (:func:`check_resumable`) also refuses a checkpoint whose weights or optimizer state
+hold NaN or inf (a run would continue from a broken state), and one whose backbone or head
+does not fit the run being built (another architecture, or data that gained or lost an
+identity), naming the cause.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
-from marginface.files import atomic_torch_save
+from marginface.files import atomic_torch_save, open_regular
 
 FORMAT = 1
+#: the name of the digest in ``checksum`` (what :func:`payload_digest` computes)
+DIGEST = "sha256-tensors-and-values-1"
 
 
 def capture_rng() -> dict[str, Any]:
@@ -62,24 +78,142 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _leaves(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, leaf) of a payload in order: dict keys in insertion order, list items by index."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _leaves(item, f"{where}/{key!r}")
+    elif isinstance(value, list | tuple):
+        yield f"{where}:{type(value).__name__}{len(value)}", None
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{where}[{index}]")
+    else:
+        yield where, value
+
+
+def payload_digest(payload: Mapping[str, Any]) -> str:
+    """The sha256 (hex) of a checkpoint's contents but its ``checksum``: each tensor's path,
+    dtype, shape and bytes, each plain value's path and repr."""
+    digest = hashlib.sha256()
+    for where, value in _leaves({k: v for k, v in payload.items() if k != "checksum"}):
+        digest.update(where.encode("utf-8", "backslashreplace") + b"\0")
+        if isinstance(value, torch.Tensor):
+            t = value.detach().to("cpu").contiguous()
+            digest.update(f"{t.dtype}{tuple(t.shape)}".encode() + b"\0")
+            if t.numel():
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode("utf-8", "backslashreplace") + b"\0")
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus the format version) atomically to ``path``."""
-    return atomic_torch_save({"format": FORMAT, **payload}, path)
+    """Write ``payload`` (plus the format version and its checksum) atomically to ``path``."""
+    blob = {"format": FORMAT, **payload}
+    blob["checksum"] = {"digest": DIGEST, "value": payload_digest(blob)}
+    return atomic_torch_save(blob, path)
+
+
+def verify_checksum(blob: Mapping[str, Any], path: str | os.PathLike) -> bool:
+    """Check the ``checksum`` of a loaded checkpoint: ValueError naming ``path`` when its
+    contents changed since it was written; False for a checkpoint without one (older)."""
+    recorded = blob.get("checksum") if isinstance(blob, Mapping) else None
+    if recorded is None:
+        return False
+    if not isinstance(recorded, Mapping) or recorded.get("digest") != DIGEST:
+        raise ValueError(f"{path}: unknown checksum {str(recorded)[:80]!r}; not a checkpoint "
+                         "this version of marginface wrote")  # fmt: skip
+    if payload_digest(blob) != recorded.get("value"):
+        raise ValueError(
+            f"{path}: checksum mismatch: its contents changed after it was written (a damaged "
+            "copy or disk, a flipped bit); it cannot be trusted. Use another copy, or start "
+            "the run again"
+        )
+    return True
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read a training checkpoint; ValueError naming the file when it is not one."""
+    """Read a training checkpoint; ValueError naming the file when it is not one or its
+    checksum does not match (:func:`verify_checksum`)."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-    try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise ValueError(f"{path}: cannot read the checkpoint ({exc})") from exc
+    with open_regular(path, "checkpoint") as f:
+        try:
+            blob = torch.load(f, map_location=map_location, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise ValueError(f"{path}: cannot read the checkpoint ({exc})") from exc
     needed = ("backbone", "head", "optimizer", "scheduler", "rng", "position", "config")
     missing = [k for k in needed if not isinstance(blob, dict) or k not in blob]
     if missing:
         raise ValueError(f"{path}: not a marginface training checkpoint (lacks {missing})")
     if blob.get("format") != FORMAT:
         raise ValueError(f"{path}: checkpoint format {blob.get('format')}, expected {FORMAT}")
+    verify_checksum(blob, path)
     return blob
+
+
+def _first_non_finite(value: Any, where: str) -> str | None:
+    """The path of the first floating tensor under ``value`` holding NaN or inf, or None."""
+    for path, leaf in _leaves(value, where):
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.numel():
+            if not bool(torch.isfinite(leaf).all()):
+                return path
+    return None
+
+
+def _shown(path: str) -> str:
+    return path.replace("/'", ".").replace("'", "").lstrip(".")
+
+
+def check_resumable(
+    blob: Mapping[str, Any],
+    path: str | os.PathLike,
+    backbone: nn.Module,
+    num_classes: int,
+    head_state: Mapping[str, Any] | None = None,
+) -> None:
+    """ValueError naming ``path`` and the cause unless the checkpoint ``blob`` can continue the
+    run being built: its weights and optimizer state finite, its number of classes
+    ``num_classes`` (the data's identities now), its backbone's and (``head_state``: the new
+    head's full state, where it is at hand) head's keys and shapes those of the run's."""
+    for part in ("backbone", "head", "optimizer"):
+        bad = _first_non_finite(blob.get(part), part)
+        if bad is not None:
+            raise ValueError(
+                f"--resume from {path}: {_shown(bad)} holds NaN or inf values; a run cannot "
+                "continue from it (start again, or from a copy saved before it broke)"
+            )
+    names = (blob.get("model_info") or {}).get("identity_names")
+    saved = len(names) if isinstance(names, list) and names else None
+    if saved is None and isinstance(blob.get("head"), Mapping):
+        weight = blob["head"].get("weight")
+        sub = int((blob.get("model_info") or {}).get("head_kwargs", {}).get("k", 1) or 1)
+        if isinstance(weight, torch.Tensor) and weight.dim() == 2:
+            saved = weight.shape[0] // max(sub, 1)
+    if saved is not None and saved != num_classes:
+        raise ValueError(
+            f"--resume from {path}: the checkpoint's head has {saved} classes but the data now "
+            f"has {num_classes} identities (the dataset gained or lost identities since the "
+            "run started); resume with the same data, or start a new run"
+        )
+    from marginface.backbones.checkpoint import state_dict_mismatch
+
+    missing, unexpected, misshaped = state_dict_mismatch(backbone, blob["backbone"])
+    problems = [(p, k) for p, k in (("missing", missing), ("unexpected", unexpected),
+                                     ("mis-shaped", misshaped)) if k]  # fmt: skip
+    if head_state is not None and isinstance(blob.get("head"), Mapping):
+        misshaped_head = [
+            f"{k}: file {tuple(blob['head'][k].shape)} vs model {tuple(v.shape)}"
+            for k, v in head_state.items()
+            if isinstance(v, torch.Tensor)
+            and isinstance(blob["head"].get(k), torch.Tensor)
+            and tuple(blob["head"][k].shape) != tuple(v.shape)
+        ]
+        if misshaped_head:
+            problems.append(("mis-shaped head", misshaped_head))
+    if problems:
+        text = "; ".join(f"{label} keys: {', '.join(keys[:3])}" for label, keys in problems)
+        raise ValueError(
+            f"--resume from {path}: the checkpoint does not fit the model being built ({text})"
+        )

@@ -18,6 +18,9 @@ from typing import Any
 
 import yaml
 
+from marginface.settings import load_settings
+from marginface.text import cut
+
 AMP_MODES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "poly", "constant")
@@ -279,7 +282,7 @@ def normalize_keys(values: Mapping[str, Any], source: str = "config") -> dict[st
     unknown = sorted(set(out) - set(valid_keys()))
     if unknown:
         raise ValueError(
-            f"{source}: unknown config key(s) {', '.join(unknown)}; "
+            f"{source}: unknown config key(s) {', '.join(cut(k, 100) for k in unknown[:5])}; "
             f"valid keys: {', '.join(valid_keys())}"
         )
     return out
@@ -291,10 +294,7 @@ def load_yaml(path: str | os.PathLike) -> dict[str, Any]:
 
     path = Path(path)
     text = read_text(path, "config file")
-    try:
-        values = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ValueError(f"config file {path}: not valid YAML ({exc})") from exc
+    values = load_settings(text, f"config file {path}") or {}
     return normalize_keys(values, f"config file {path}")
 
 
@@ -317,13 +317,11 @@ def config_to_yaml(config: TrainConfig) -> str:
 
 def parse_value(text: str) -> Any:
     """A command-line value: ``64`` -> int, ``0.5`` / ``1e-4`` -> float, ``true`` -> bool,
-    ``[1, 2]`` -> list (YAML), anything else the string itself."""
+    ``[1, 2]`` -> list (YAML, read by :func:`marginface.settings.load_settings`: no aliases,
+    bounded nesting), anything else the string itself."""
     for kind in (int, float):
         try:
             return kind(text)
         except ValueError:
             pass
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+    return load_settings(text, "", text_if_invalid=True)

@@ -18,16 +18,19 @@ from marginface.files import atomic_write_text
 
 
 def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a ``log.jsonl`` (a torn last line, from a crash, is skipped)."""
+    """The records of a ``log.jsonl`` (a torn last line, from a crash, or any line that is
+    not a JSON object, is skipped)."""
     path = Path(path)
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             continue
+        if isinstance(record, dict):  # anything else is not a record of ours
+            records.append(record)
     return records
 
 

@@ -391,6 +391,8 @@ class Trainer:
                 f"--resume from {path}: saved with {blob.get('world_size')} processes, now "
                 f"{self.env.world_size}; the data order would differ"
             )
+        head_state = None if self.cfg.partial_fc else self.model.head.full_state_dict()
+        ckpt.check_resumable(blob, path, self.model.backbone, self.num_classes, head_state)
         self.model.backbone.load_state_dict(blob["backbone"])
         self.model.head.load_full_state_dict(blob["head"])
         self.optimizer.load_state_dict(blob["optimizer"])
