@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from marginface.cli._use import add_detector_arguments, add_option
+from marginface.cli._use import add_detect_cache_argument, add_detector_arguments, add_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_detector_arguments(p)
+    add_detect_cache_argument(p)
     p.set_defaults(func=run)
 
 
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     args.device = options.device
     check_writable_dir(args.output, "--output")
     # a pair must be scored even when no face is found: the whole photo then (counted)
-    aligner = make_aligner(args, 112, fallback=True)
+    aligner = make_aligner(args, 112, fallback=True, cache=True)
     result = run_evaluation(
         args.checkpoint,
         args.pairs,
@@ -138,6 +139,13 @@ def run(args: argparse.Namespace) -> int:
     for ckpt, m in result.ijb.items():
         tars = ", ".join(f"TAR@{far} {100 * t:.2f}%" for far, t in sorted(m["tar_at_far"].items()))
         print(f"{ckpt} / {m['target']} 1:1: {m['num_pairs']} template pairs, {tars}")
+    if aligner is not None:
+        cache = aligner.cache
+        where = f" in {cache.root.parent}" if cache.root is not None else " (this run only)"
+        print(
+            f"faces: {cache.misses} photos detected, {cache.hits} look-ups answered by the "
+            f"detection cache{where}"
+        )
     for w in result.warnings:
         print(f"warning: {w}")
     print(f"wrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from marginface.data.verification import distinct_images
 from marginface.evaluation.metrics import verification_metrics
 
 
@@ -161,6 +162,9 @@ def evaluate_pairs(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Verification metrics of ``model`` on a pair set.
 
+    Each distinct image is embedded once, however many pairs name it
+    (:func:`marginface.data.verification.distinct_images`).
+
     Args:
         pairs: a ``marginface.data.PairSet``: ``.images`` (2N images; pair k is images 2k and
             2k+1) and ``.issame`` (N booleans).
@@ -180,7 +184,9 @@ def evaluate_pairs(
             f"pair set {name!r}: {num_images} images for {len(issame)} pairs "
             f"(expected {2 * len(issame)})"
         )
-    embeddings = embed_dataset(model, pairs.images, options)
+    first, inverse = distinct_images(pairs.images)
+    images = pairs.images if len(first) == num_images else Subset(pairs.images, first.tolist())
+    embeddings = embed_dataset(model, images, options)[inverse]
     scores = pair_scores(embeddings)
     folds = max(2, min(n_folds, len(issame)))
     metrics = verification_metrics(scores, issame, n_folds=folds, threshold_grid=threshold_grid)

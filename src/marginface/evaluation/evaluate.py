@@ -184,7 +184,9 @@ def run_evaluation(
         aligner: the images are raw photos: a :class:`marginface.data.detect.FaceAligner` that
             detects and aligns each face (to each checkpoint's image size). It should fall back
             to the whole photo when it finds no face (a pair must still be scored); those photos
-            are counted in a warning (with ``options.workers`` 0).
+            are counted in a warning (with ``options.workers`` 0). An aligner with a
+            ``cache`` (:class:`marginface.data.detect_cache.DetectionCache`) detects each
+            photo once for all the checkpoints (and, with a cache folder, for later runs).
 
     Returns: an :class:`EvaluationResult` (also written to ``output`` when given).
     """
@@ -248,6 +250,7 @@ def run_evaluation(
             "probe_list": None if probe_list is None else str(probe_list),
             "title": title,
             "detect": aligner is not None,
+            "detect_cache": _cache_folder(aligner),
             "threshold_grid": threshold_grid,
             "ijb": None if ijb is None else str(ijb),
         },
@@ -290,6 +293,12 @@ def run_evaluation(
             result.warnings.append(
                 f"identification set: {id_sets[size].num_bad} unreadable images replaced"
             )
+    cache = getattr(aligner, "cache", None)
+    if cache is not None and cache.write_error is not None:
+        result.warnings.append(
+            f"the detection cache {cache.root} could not be written ({cache.write_error}): the "
+            "faces found were kept for this run only"
+        )
     misses = sum(a.misses for a in aligners.values() if a is not None)
     if misses:
         result.warnings.append(
@@ -318,6 +327,11 @@ def small_set_warnings(names: Sequence[str], pair_sets: Sequence, n_folds: int) 
     return out
 
 
+def _cache_folder(aligner: Any) -> str | None:
+    cache = getattr(aligner, "cache", None)
+    return None if cache is None or cache.root is None else str(cache.root.parent)
+
+
 def _aligner_for(aligner: Any, size: int) -> Any:
     """A copy of ``aligner`` (sharing its detector) that aligns to ``size``, or None."""
     if aligner is None:
@@ -327,6 +341,7 @@ def _aligner_for(aligner: Any, size: int) -> Any:
     out = copy.copy(aligner)
     out.image_size = size
     out.misses = 0
+    out.missed = set()
     return out
 
 
