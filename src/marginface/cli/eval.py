@@ -56,7 +56,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cap on generated genuine pairs for dataset specs (default 3000)",
     )
     p.add_argument(
-        "--folds", type=int, default=10, metavar="K", help="folds of the accuracy (default 10)"
+        "--folds",
+        type=int,
+        metavar="K",
+        help="folds of the accuracy (default: what a pairs file's header says, LFW's 10 300: "
+        "10; else 10)",
+    )
+    p.add_argument(
+        "--fold-seed",
+        type=int,
+        metavar="SEED",
+        help="cut the folds from the pairs shuffled by SEED (default: in file order, LFW's "
+        "protocol), for a list ordered by class",
     )
     p.add_argument(
         "--identification",
@@ -96,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from marginface.files import check_writable_dir
 
     check_positive(args.max_pairs, "--max-pairs")
-    if args.folds < 2:
+    if args.folds is not None and args.folds < 2:
         raise ValueError(
             f"--folds must be >= 2 (a threshold is chosen on the other folds), got {args.folds}"
         )
@@ -111,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         options=options,
         max_pairs=args.max_pairs,
         n_folds=args.folds,
+        fold_seed=args.fold_seed,
         threshold_grid=args.threshold_grid,
         identification=args.identification,
         gallery_list=args.gallery_list,

@@ -30,6 +30,9 @@ class PairSet:
     images: Dataset
     issame: np.ndarray
     name: str
+    #: what the pairs file's header says: ``(folds, genuine pairs per fold)`` (LFW's
+    #: ``10 300``: 10 folds of 300 genuine then 300 impostor pairs); None without a header
+    header: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.issame = np.asarray(self.issame, dtype=bool)
@@ -270,16 +273,31 @@ def _guess_folder(pairs_file: Path, first_name: str | None) -> Path:
     return parent
 
 
+def _header(fields: list[str]) -> tuple[int, int] | None:
+    """``(folds, genuine pairs per fold)`` of a header line, or None when it is not one: LFW's
+    ``10 300`` (10 folds of 300 genuine then 300 impostor pairs), or a single ``N`` (one set
+    of N genuine then N impostor pairs, as pairsDevTrain.txt)."""
+    if not 1 <= len(fields) <= 2 or not all(f.isdigit() for f in fields):
+        return None
+    return (int(fields[0]), int(fields[1])) if len(fields) == 2 else (1, int(fields[0]))
+
+
+def read_pairs_header(pairs_file: str | os.PathLike) -> tuple[int, int] | None:
+    """The header of an LFW ``pairs.txt``: ``(folds, genuine pairs per fold)``, or None."""
+    lines = read_text(pairs_file, "pairs file").splitlines()
+    return _header(lines[0].split()) if lines else None
+
+
 def read_pairs_txt(
     pairs_file: str | os.PathLike, folder: str | os.PathLike | None = None
 ) -> tuple[list[Path], np.ndarray]:
     """Parse an LFW ``pairs.txt``: ``(image paths (2N), issame (N))``.
 
     Lines are ``name i j`` (same person) or ``name1 i name2 j``; a first line of one or two
-    integers (folds, pairs per fold) is a header. Image ``i`` of ``name`` is
-    ``FOLDER/name/name_%04d.jpg``; ``folder`` defaults to the folder holding ``pairs_file`` (or
-    the sub-folder of it that holds the first named person). A name that leads outside FOLDER
-    (``..``, an absolute path, a symlink out) is refused.
+    integers (folds, genuine pairs per fold: :func:`read_pairs_header`) is a header. Image
+    ``i`` of ``name`` is ``FOLDER/name/name_%04d.jpg``; ``folder`` defaults to the folder
+    holding ``pairs_file`` (or the sub-folder of it that holds the first named person). A name
+    that leads outside FOLDER (``..``, an absolute path, a symlink out) is refused.
     """
     pairs_file = Path(pairs_file)
     rows: list[tuple[int, list[str]]] = []
@@ -287,8 +305,8 @@ def read_pairs_txt(
         fields = line.split()
         if not fields:
             continue
-        if number == 1 and len(fields) <= 2 and all(f.isdigit() for f in fields):
-            continue  # header: folds and pairs per fold
+        if number == 1 and _header(fields) is not None:
+            continue  # header: folds and pairs per fold (read_pairs_header)
         if len(fields) not in (3, 4):
             raise ValueError(
                 f"{pairs_file} line {number}: expected 'name i j' or 'name1 i name2 j', "
@@ -327,7 +345,8 @@ def open_pairs_txt(
     name = Path(folder).name if folder is not None else Path(pairs_file).parent.name
     dataset = EncodedImages(paths, image_size, origin=str(pairs_file))
     dataset.aligner = aligner
-    return PairSet(_TensorsOnly(dataset), issame, name or "pairs")
+    header = read_pairs_header(pairs_file)
+    return PairSet(_TensorsOnly(dataset), issame, name or "pairs", header=header)
 
 
 # ---------------------------------------------------------------------------------------------
