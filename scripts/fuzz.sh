@@ -4,6 +4,7 @@
 # per target (default 100000). Not part of the test suite. A crashing input is saved under
 # tests/fuzz/crashers/TARGET/ (the suite replays every file there) and the script fails.
 #   scripts/fuzz.sh [RUNS] [TARGET ...]
+export MARGINFACE_ENV=dev  # atheris is a development tool (.venv-dev)
 . "$(dirname "$0")/env.sh"
 RUNS="${1:-100000}"
 shift || true
