@@ -46,7 +46,8 @@ def test_embed_detect_equals_embedding_the_aligned_crops(trained_run, photos, tm
          "--quiet"], capsys,
     )  # fmt: skip
     assert code == 0, err
-    assert f"skipped image {photos / 'noise' / 'noise_0001.png'} (no face found)" in out
+    noise = photos / "noise" / "noise_0001.png"
+    assert f"marginface embed: warning: skipped image {noise} (no face found)" in out
     code, out, err = _run(
         [
             "embed",

@@ -71,7 +71,8 @@ def test_embed_skips_unreadable_image(trained_run, face_folder, tmp_path, capsys
         capsys,
     )
     assert code == 0, err
-    assert "skipped unreadable image" in stdout and "broken.jpg" in stdout
+    assert "marginface embed: warning: skipped unreadable image" in stdout
+    assert "broken.jpg" in stdout
     with np.load(out) as data:
         assert list(data["names"]) == [f"person00_000{k}.png" for k in (1, 2, 3)]
         assert data["embeddings"].shape == (3, 16)

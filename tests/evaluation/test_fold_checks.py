@@ -87,5 +87,8 @@ def test_the_cli_prints_the_fold_warning(tmp_path, saved_model, capsys):
     code = main(["eval", "--checkpoint", str(saved_model), "--pairs", str(pairs_file),
                  "--output", str(tmp_path / "out"), "--quiet"])  # fmt: skip
     out = capsys.readouterr().out
-    assert code == 0 and "warning: pair set lfw: of its 10 folds (in file order)" in out
+    assert (
+        code == 0
+        and "marginface eval: warning: pair set lfw: of its 10 folds (in file order)" in out
+    )
     assert "only genuine" in (tmp_path / "out" / "report.md").read_text()

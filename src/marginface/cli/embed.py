@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         paths = find_images(source)
         emb, kept, failed = embed_files(model, paths, size, options, aligner)
         for path, why in failed.items():
-            print(f"warning: skipped {describe_failure(path, why)}")
+            print(f"marginface embed: warning: skipped {describe_failure(path, why)}")
         names = [p.relative_to(source).as_posix() for p in kept]
     else:
         from marginface.data import open_dataset
@@ -70,7 +70,10 @@ def run(args: argparse.Namespace) -> int:
         arrays["labels"] = labels
         arrays["identity_names"] = np.asarray(list(dataset.identity_names), dtype=str)
         if dataset.num_bad:
-            print(f"warning: {dataset.num_bad} unreadable images were replaced by readable ones")
+            print(
+                f"marginface embed: warning: {dataset.num_bad} unreadable images were replaced "
+                "by readable ones"
+            )
     arrays["embeddings"] = emb.astype(np.float32)
     arrays["names"] = np.asarray(names, dtype=str)
     buf = io.BytesIO()

@@ -159,6 +159,6 @@ def run(args: argparse.Namespace) -> int:
             f"detection cache{where}"
         )
     for w in result.warnings:
-        print(f"warning: {w}")
+        print(f"marginface eval: warning: {w}")
     print(f"wrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")
     return 0

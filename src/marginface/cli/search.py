@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"query image {query} does not exist")
     emb, kept, failed = embed_files(model, paths, size, options, aligner)
     for path, why in failed.items():
-        print(f"warning: skipped {describe_failure(path, why)}")
+        print(f"marginface search: warning: skipped {describe_failure(path, why)}")
     if emb.shape[1] != gallery.shape[1]:
         raise ValueError(
             f"checkpoint {args.checkpoint} gives {emb.shape[1]}-d embeddings but gallery "
