@@ -58,6 +58,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, flip: bool = True) -> N
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def check_files_exist(*files: tuple[str, str]) -> None:
+    """FileNotFoundError ``WHAT PATH does not exist`` for the first ``(what, path)`` that is not
+    a file: called before a command's heavy imports (torch, the model), so that a mistyped path
+    is said at once, not after seconds of loading."""
+    from pathlib import Path
+
+    for what, path in files:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{what} {path} does not exist")
+
+
 def check_positive(value: int, name: str) -> None:
     """ValueError unless ``value`` >= 1."""
     if value < 1:
