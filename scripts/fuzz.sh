@@ -8,6 +8,7 @@
 # tests/fuzz/crashers/TARGET/ (bin/ for structured; the suite replays every file there) and the
 # script fails.
 #   scripts/fuzz.sh [RUNS] [TARGET ...]
+export MARGINFACE_ENV=dev  # atheris is a development tool (.venv-dev)
 . "$(dirname "$0")/env.sh"
 RUNS="${1:-100000}"
 shift || true

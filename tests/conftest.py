@@ -22,6 +22,13 @@ torch.set_num_threads(1)
 collect_ignore = ["parallel/gpu_smoke.py", "fuzz/run.py"]
 
 
+@pytest.fixture(autouse=True)
+def _detect_cache_in_tmp(tmp_path, monkeypatch):
+    """The detection cache (marginface.data.detect_cache) of each test in its own folder,
+    never the user's ~/.cache."""
+    monkeypatch.setenv("MARGINFACE_DETECT_CACHE", str(tmp_path / "detect-cache"))
+
+
 @pytest.fixture(scope="session")
 def saved_model(tmp_path_factory):
     """An untrained small_cnn (8-d, 16x16 input) saved with save_model: a run folder holding

@@ -102,7 +102,17 @@ def test_eval_detect_on_a_pairs_list(trained_run, photos, tmp_path, capsys):
          "--output", str(out), "--folds", "2", "--quiet"], capsys,
     )  # fmt: skip
     assert code == 0, err
-    # the photo without a face is used whole, and said so (once per use: 2 pairs hold it)
-    assert "marginface eval: warning: the detector found no face in 2 photos" in err
+    # the photo without a face is used whole, and said so (once: 2 pairs name it)
+    assert "marginface eval: warning: the detector found no face in 1 photos" in err
+    assert "faces: 4 photos detected, 0 look-ups answered by the detection cache in " in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["photos"]["num_pairs"] == 5
+    # the next run on the same photos detects nothing (the cache folder: conftest's
+    # MARGINFACE_DETECT_CACHE), and scores the same
+    code, stdout, err = _run(
+        ["eval", "--checkpoint", str(trained_run), "--pairs", f"{pairs}::{photos}", "--detect",
+         "--output", str(tmp_path / "again"), "--folds", "2", "--quiet"], capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "faces: 0 photos detected, 4 look-ups answered" in stdout
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == metrics

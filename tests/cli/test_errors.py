@@ -115,7 +115,11 @@ def test_bad_model_json(capsys, saved_model, tmp_path, text, message):
     run_dir.mkdir()
     (run_dir / "model.pt").write_bytes((saved_model / "model.pt").read_bytes())
     (run_dir / "model.json").write_text(text)
-    line = one_line(capsys, "verify", "x.png", "y.png", "--checkpoint", run_dir)
+    for name in ("x.png", "y.png"):  # images that exist: the model is checked next
+        (tmp_path / name).write_bytes(b"")
+    line = one_line(
+        capsys, "verify", tmp_path / "x.png", tmp_path / "y.png", "--checkpoint", run_dir
+    )
     assert message in line and "model.json" in line
 
 
@@ -126,9 +130,11 @@ def test_missing_device_is_named(capsys, saved_model, tmp_path, command):
     argv = {
         "eval": ["--pairs", "synthetic:4x2", "--output", tmp_path / "o"],
         "embed": ["synthetic:2x2", "--output", tmp_path / "e.npz"],
-        "verify": ["a.png", "b.png"],
-        "search": ["a.png", "--gallery", tmp_path / "g.npz"],
+        "verify": [tmp_path / "a.png", tmp_path / "b.png"],
+        "search": [tmp_path / "a.png", "--gallery", tmp_path / "g.npz"],
     }[command]
+    for name in ("a.png", "b.png"):  # inputs that exist (checked first): the device is next
+        (tmp_path / name).write_bytes(b"")
     if command == "search":
         np.savez(tmp_path / "g.npz", embeddings=np.ones((1, 8)), names=np.array(["a"]))
     line = one_line(capsys, command, *argv, "--checkpoint", saved_model, "--device", "cuda:99")

@@ -78,7 +78,9 @@ def test_cli_default_scale_is_auto_logged_saved_and_summarised(cli, tmp_path, ca
     assert cli(*TINY, "--epochs", "2", "--output", out, "--margin-warmup-epochs", "1") == 0
     printed = capsys.readouterr()
     expected = auto_scale(marginface.create_head("arcface", 4, 2), 8)
-    assert f"s=auto -> {expected:.2f} for 8 classes" in printed.out
+    # said once, before the first step (stderr, above the progress bar), not again at the end
+    said = f"s=auto -> {expected:.2f} for 8 classes"
+    assert (printed.out + printed.err).count(said) == 1 and said in printed.err
     assert "nearer their own class centre than any other:" in printed.out
     events = {r["event"]: r for r in read_jsonl(out / "log.jsonl") if r["type"] == "event"}
     assert events["scale"]["s"] == pytest.approx(expected, abs=1e-4) and events["scale"]["rule"]

@@ -61,6 +61,17 @@ def add_model_arguments(parser: argparse.ArgumentParser, flip: bool = True) -> N
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def check_files_exist(*files: tuple[str, str]) -> None:
+    """FileNotFoundError ``WHAT PATH does not exist`` for the first ``(what, path)`` that is not
+    a file: called before a command's heavy imports (torch, the model), so that a mistyped path
+    is said at once, not after seconds of loading."""
+    from pathlib import Path
+
+    for what, path in files:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{what} {path} does not exist")
+
+
 def check_positive(value: int, name: str) -> None:
     """ValueError unless ``value`` >= 1."""
     if value < 1:
@@ -176,14 +187,51 @@ def detector_options(args: argparse.Namespace) -> dict:
     return {"min_face_size": size, "thresholds": thresholds}
 
 
-def make_aligner(args: argparse.Namespace, image_size: int, fallback: bool = False):
-    """A :class:`~marginface.data.detect.FaceAligner` when ``--detect`` is given, else None."""
+def add_detect_cache_argument(parser: argparse.ArgumentParser) -> None:
+    """``--detect-cache DIR`` (where the faces found are kept by photo content)."""
+    parser.add_argument(
+        "--detect-cache",
+        metavar="DIR",
+        help="--detect: keep the faces found, by photo content (SHA-256) and detector "
+        "settings, in DIR, so that the next model or run on the same photos does not detect "
+        "them again; 'off' = this run only (default: $MARGINFACE_DETECT_CACHE, else "
+        "~/.cache/marginface/detections)",
+    )
+
+
+def detect_cache_folder(args: argparse.Namespace):
+    """The detection cache folder of ``--detect-cache`` (its default: see
+    :func:`marginface.data.detect_cache.default_cache_folder`); None = memory only."""
+    from pathlib import Path
+
+    from marginface.data.detect_cache import default_cache_folder
+
+    given = getattr(args, "detect_cache", None)
+    if given is None:
+        return default_cache_folder()
+    return None if given.strip().lower() == "off" else Path(given).expanduser()
+
+
+def make_aligner(
+    args: argparse.Namespace, image_size: int, fallback: bool = False, cache: bool = False
+):
+    """A :class:`~marginface.data.detect.FaceAligner` when ``--detect`` is given, else None.
+
+    ``cache``: the aligner keeps the faces it finds by photo content
+    (:class:`~marginface.data.detect_cache.DetectionCache`), in memory and in the folder of
+    ``--detect-cache``.
+    """
     if not getattr(args, "detect", False):
         return None
     from marginface.data.detect import FaceAligner, FaceDetector
 
     detector = FaceDetector(device=args.device, **detector_options(args))
-    return FaceAligner(detector, image_size, args.select, fallback=fallback)
+    faces = None
+    if cache:
+        from marginface.data.detect_cache import DetectionCache
+
+        faces = DetectionCache(detector.settings(), detect_cache_folder(args))
+    return FaceAligner(detector, image_size, args.select, fallback=fallback, cache=faces)
 
 
 def describe_failure(path, why: str) -> str:

@@ -5,6 +5,19 @@ from __future__ import annotations
 import argparse
 
 
+def _default(name: str) -> str:
+    """``default V`` of a :class:`~marginface.demo.config.DemoConfig` field, and its
+    ``--quick`` value where that differs: the help says what the demo uses."""
+    from marginface.demo.config import QUICK, DemoConfig
+
+    value = DemoConfig.__dataclass_fields__[name].default
+    text = f"default {value:g}" if isinstance(value, float) else f"default {value}"
+    if name in QUICK and QUICK[name] != value:
+        quick = QUICK[name]
+        text += f"; --quick: {quick:g}" if isinstance(quick, float) else f"; --quick: {quick}"
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
@@ -23,22 +36,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated heads (default softmax,sphereface,cosface,arcface)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a small run (seconds; CI's smoke test)"
+        "--quick",
+        action="store_true",
+        help="a small run, CI's smoke test: smaller data, model and schedule (the --quick values "
+        "below); about a minute on 2 quiet cores (docs/demo.md)",
     )
     parser.add_argument("--output", default="demo_output", help="report folder (demo_output)")
     parser.add_argument(
         "--seeds", type=int, default=1, help="train each head with seeds 0..N-1 (default 1)"
     )
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    parser.add_argument("--epochs", type=int, help="training epochs of the comparison")
-    parser.add_argument("--batch-size", type=int, help="batch size of the comparison")
     parser.add_argument(
-        "--optimizer", choices=("adamw", "sgd"), help="optimizer of every run (default adamw)"
+        "--epochs", type=int, help=f"training epochs of the comparison ({_default('epochs')})"
     )
-    parser.add_argument("--lr", type=float, help="learning rate of the comparison")
-    parser.add_argument("--embedding-size", type=int, help="embedding width of the comparison")
-    parser.add_argument("--image-size", type=int, help="image side in pixels")
-    parser.add_argument("--difficulty", type=float, help="synthetic difficulty 0..4 (default 1)")
+    parser.add_argument(
+        "--batch-size", type=int, help=f"batch size of the comparison ({_default('batch_size')})"
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=("adamw", "sgd"),
+        help=f"optimizer of every run ({_default('optimizer')})",
+    )
+    parser.add_argument(
+        "--lr", type=float, help=f"learning rate of the comparison ({_default('lr')})"
+    )
+    parser.add_argument(
+        "--embedding-size",
+        type=int,
+        help=f"embedding width of the comparison ({_default('embedding_size')})",
+    )
+    parser.add_argument(
+        "--image-size", type=int, help=f"image side in pixels ({_default('image_size')})"
+    )
+    parser.add_argument(
+        "--difficulty",
+        type=float,
+        help=f"synthetic difficulty 0..4 ({_default('difficulty')})",
+    )
     parser.add_argument(
         "--data", metavar="SPEC", help="training data instead of the synthetic identities "
         "(a folder of identity folders, a .rec pack, or a synthetic: spec)",

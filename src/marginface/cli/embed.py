@@ -31,6 +31,11 @@ def run(args: argparse.Namespace) -> int:
     import io
     from pathlib import Path
 
+    if ":" not in args.input and not Path(args.input).exists():  # before the heavy imports
+        raise FileNotFoundError(
+            f"input {args.input} does not exist (a folder of images, or a dataset spec such as "
+            "a .rec file or synthetic:20x5)"
+        )
     import numpy as np
 
     from marginface.backbones.checkpoint import load_model

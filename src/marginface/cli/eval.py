@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from marginface.cli._errors import print_warning
-from marginface.cli._use import add_detector_arguments, add_option
+from marginface.cli._use import add_detect_cache_argument, add_detector_arguments, add_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,7 +57,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cap on generated genuine pairs for dataset specs (default 3000)",
     )
     p.add_argument(
-        "--folds", type=int, default=10, metavar="K", help="folds of the accuracy (default 10)"
+        "--folds",
+        type=int,
+        metavar="K",
+        help="folds of the accuracy (default: what a pairs file's header says, LFW's 10 300: "
+        "10; else 10)",
+    )
+    p.add_argument(
+        "--fold-seed",
+        type=int,
+        metavar="SEED",
+        help="cut the folds from the pairs shuffled by SEED (default: in file order, LFW's "
+        "protocol), for a list ordered by class",
     )
     p.add_argument(
         "--identification",
@@ -86,6 +97,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_detector_arguments(p)
+    add_detect_cache_argument(p)
     p.set_defaults(func=run)
 
 
@@ -96,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from marginface.files import check_writable_dir
 
     check_positive(args.max_pairs, "--max-pairs")
-    if args.folds < 2:
+    if args.folds is not None and args.folds < 2:
         raise ValueError(
             f"--folds must be >= 2 (a threshold is chosen on the other folds), got {args.folds}"
         )
@@ -104,13 +116,14 @@ def run(args: argparse.Namespace) -> int:
     args.device = options.device
     check_writable_dir(args.output, "--output")
     # a pair must be scored even when no face is found: the whole photo then (counted)
-    aligner = make_aligner(args, 112, fallback=True)
+    aligner = make_aligner(args, 112, fallback=True, cache=True)
     result = run_evaluation(
         args.checkpoint,
         args.pairs,
         options=options,
         max_pairs=args.max_pairs,
         n_folds=args.folds,
+        fold_seed=args.fold_seed,
         threshold_grid=args.threshold_grid,
         identification=args.identification,
         gallery_list=args.gallery_list,
@@ -139,6 +152,13 @@ def run(args: argparse.Namespace) -> int:
     for ckpt, m in result.ijb.items():
         tars = ", ".join(f"TAR@{far} {100 * t:.2f}%" for far, t in sorted(m["tar_at_far"].items()))
         print(f"{ckpt} / {m['target']} 1:1: {m['num_pairs']} template pairs, {tars}")
+    if aligner is not None:
+        cache = aligner.cache
+        where = f" in {cache.root.parent}" if cache.root is not None else " (this run only)"
+        print(
+            f"faces: {cache.misses} photos detected, {cache.hits} look-ups answered by the "
+            f"detection cache{where}"
+        )
     for w in result.warnings:
         print_warning(w)
     print(f"wrote {paths['metrics']}, {paths['markdown']}, {paths['html']}")

@@ -54,6 +54,11 @@ def _load_gallery(path: str):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from marginface.cli._use import check_files_exist
+
+    if not Path(args.query).is_dir():  # checked before the heavy imports
+        check_files_exist(("query image", args.query))
+    check_files_exist(("gallery", args.gallery))
     from marginface.backbones.checkpoint import load_model
     from marginface.cli._use import check_positive, describe_failure, embed_options, make_aligner
     from marginface.evaluation.images import embed_files, find_images

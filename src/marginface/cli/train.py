@@ -293,8 +293,6 @@ def run(args: argparse.Namespace) -> int:
         f"trained {result.steps} steps ({result.stopped}) in {result.train_time_s:.1f} s, "
         f"last loss {last:.4f}; model: {result.output_dir / 'model.pt'}"
     )
-    if result.scale is not None:
-        print(result.scale.describe())
     if result.summary is not None:
         print(
             f"training images nearer their own class centre than any other: "

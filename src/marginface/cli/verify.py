@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import math
 
+    from marginface.cli._use import check_files_exist
+
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise ValueError(f"--threshold must be a finite number, got {args.threshold}")
+    check_files_exist(("image", args.image_a), ("image", args.image_b))  # before torch
     import torch
 
     from marginface.backbones.checkpoint import load_model
@@ -35,8 +40,6 @@ def run(args: argparse.Namespace) -> int:
     from marginface.evaluation.embed import embed_images
     from marginface.evaluation.images import load_image
 
-    if args.threshold is not None and not math.isfinite(args.threshold):
-        raise ValueError(f"--threshold must be a finite number, got {args.threshold}")
     args.device = str(resolve_device(args.device, what="--device"))
     model, info = load_model(args.checkpoint)
     threshold = args.threshold if args.threshold is not None else info.get("threshold")

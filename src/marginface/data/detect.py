@@ -122,6 +122,28 @@ class FaceDetector:
         self.device = torch.device(device)
         self.max_batch = int(max_batch)
         self.pnet, self.rnet, self.onet = (n.to(self.device) for n in load_networks(weights))
+        self._settings: dict | None = None
+
+    def settings(self) -> dict:
+        """What decides the faces found (the key of :mod:`marginface.data.detect_cache`): the
+        minimum face size, thresholds, pyramid factor and a digest of the three networks'
+        weights (not the device)."""
+        if self._settings is None:
+            import hashlib
+
+            digest = hashlib.sha256()
+            for net in (self.pnet, self.rnet, self.onet):
+                for name, tensor in sorted(net.state_dict().items()):
+                    digest.update(name.encode())
+                    digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            self._settings = {
+                "detector": "mtcnn",
+                "min_face_size": self.min_face_size,
+                "thresholds": list(self.thresholds),
+                "factor": self.factor,
+                "weights": digest.hexdigest()[:16],
+            }
+        return dict(self._settings)
 
     # ------------------------------------------------------------------------------------------
     def scales(self, height: int, width: int) -> list[float]:
@@ -286,8 +308,11 @@ class FaceAligner:
         detector: a :class:`FaceDetector`.
         image_size: side of the aligned crop (112 is the standard).
         select: which face of several (see :data:`SELECTIONS`).
-        fallback: with no face found, return the photo unchanged (counted in :attr:`misses`)
-            instead of raising :class:`NoFaceError`.
+        fallback: with no face found, return the photo unchanged (counted in :attr:`misses`,
+            once per photo when it comes with a key) instead of raising :class:`NoFaceError`.
+        cache: a :class:`marginface.data.detect_cache.DetectionCache` of the detector's
+            faces by photo content: a photo passed with its ``key`` (:func:`load_tensor` does
+            so) is detected only when the cache does not hold it. None = detect every call.
     """
 
     def __init__(
@@ -296,6 +321,7 @@ class FaceAligner:
         image_size: int | tuple[int, int] = 112,
         select: str = "largest",
         fallback: bool = False,
+        cache=None,
     ) -> None:
         if select not in SELECTIONS:
             raise ValueError(
@@ -305,12 +331,20 @@ class FaceAligner:
         self.image_size = image_size
         self.select = select
         self.fallback = fallback
+        self.cache = cache
         self.misses = 0
+        self.missed: set[str] = set()
 
-    def find(self, image: Image.Image | np.ndarray) -> Face | None:
-        """The chosen face of one photo, or None."""
+    def find(self, image: Image.Image | np.ndarray, key: str | None = None) -> Face | None:
+        """The chosen face of one photo, or None. ``key`` (the photo's content key) looks the
+        faces up in :attr:`cache` first, and stores them there when they had to be found."""
         array = as_rgb_array(image)
-        return select_face(self.detector.detect_one(array), array.shape[:2], self.select)
+        faces = None if key is None or self.cache is None else self.cache.get(key)
+        if faces is None:
+            faces = self.detector.detect_one(array)
+            if key is not None and self.cache is not None:
+                self.cache.put(key, faces)
+        return select_face(faces, array.shape[:2], self.select)
 
     def align(self, image: Image.Image, face: Face) -> Image.Image:
         """The aligned crop of ``face`` in ``image``."""
@@ -318,11 +352,14 @@ class FaceAligner:
 
         return align_face(image, face.landmarks, self.image_size)
 
-    def __call__(self, image: Image.Image) -> Image.Image:
-        face = self.find(image)
+    def __call__(self, image: Image.Image, key: str | None = None) -> Image.Image:
+        face = self.find(image, key)
         if face is None:
             if self.fallback:
-                self.misses += 1
+                if key is None or key not in self.missed:
+                    self.misses += 1
+                if key is not None:
+                    self.missed.add(key)
                 return image
             raise NoFaceError("no face found")
         return self.align(image, face)

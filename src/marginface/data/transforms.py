@@ -125,9 +125,22 @@ def load_tensor(
 
     ``aligner`` (a :class:`marginface.data.detect.FaceAligner`) turns a raw photo into the
     aligned crop of its face first; it raises ``NoFaceError`` (a ValueError) when there is none.
+    An aligner with a ``cache`` is given the photo's content key (SHA-256 of its bytes), so
+    that a photo it has seen is not detected again.
     """
-    image = decode_image(source)
-    if aligner is not None:
-        image = aligner(image)
+    if aligner is not None and getattr(aligner, "cache", None) is not None:
+        # the aligner keeps the faces it found by the photo's content: read the bytes once,
+        # key them, decode them
+        from marginface.data.detect_cache import content_key
+
+        if isinstance(source, bytes | bytearray | memoryview):
+            data = bytes(source)
+        else:
+            data = Path(source).read_bytes()
+        image = aligner(decode_image(data), key=content_key(data))
+    else:
+        image = decode_image(source)
+        if aligner is not None:
+            image = aligner(image)
     tensor = to_tensor(resize(image, image_size))
     return random_flip(tensor) if augment else tensor

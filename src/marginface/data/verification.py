@@ -6,6 +6,7 @@ A :class:`PairSet` holds ``images`` (a Dataset of 2N image tensors; pair k is im
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 from collections.abc import Sequence
@@ -29,6 +30,9 @@ class PairSet:
     images: Dataset
     issame: np.ndarray
     name: str
+    #: what the pairs file's header says: ``(folds, genuine pairs per fold)`` (LFW's
+    #: ``10 300``: 10 folds of 300 genuine then 300 impostor pairs); None without a header
+    header: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.issame = np.asarray(self.issame, dtype=bool)
@@ -84,6 +88,42 @@ class _TensorsOnly(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.dataset[index][0]
+
+
+def distinct_images(images: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Which images of a pair set are the same image: ``(first, inverse)`` with
+    ``images[first[inverse[i]]]`` the same image as ``images[i]``, so that each distinct image
+    is loaded (and detected, and embedded) once however many pairs name it. LFW's 6,000 pairs
+    name 12,000 images of which 7,701 are distinct.
+
+    Same image: the same resolved file (pairs.txt), the same bytes (a ``.bin``, whose images
+    are stored once per pair), the same dataset item (generated pairs). Any other dataset
+    counts every position as its own image.
+    """
+    keys: list | None = None
+    if isinstance(images, _TensorsOnly):
+        sources = images.dataset.sources
+        keys = [
+            hashlib.sha256(s).digest()
+            if isinstance(s, bytes | bytearray)
+            else os.path.realpath(os.fspath(s))
+            for s in sources
+        ]
+    elif isinstance(images, ImagesOnly):
+        keys = images.indices.tolist()
+    if keys is None:
+        n = len(images)
+        return np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64)
+    slot: dict = {}
+    first: list[int] = []
+    inverse = np.empty(len(keys), dtype=np.int64)
+    for i, key in enumerate(keys):
+        k = slot.get(key)
+        if k is None:
+            k = slot[key] = len(first)
+            first.append(i)
+        inverse[i] = k
+    return np.asarray(first, dtype=np.int64), inverse
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,16 +313,31 @@ def _guess_folder(pairs_file: Path, first_name: str | None) -> Path:
     return parent
 
 
+def _header(fields: list[str]) -> tuple[int, int] | None:
+    """``(folds, genuine pairs per fold)`` of a header line, or None when it is not one: LFW's
+    ``10 300`` (10 folds of 300 genuine then 300 impostor pairs), or a single ``N`` (one set
+    of N genuine then N impostor pairs, as pairsDevTrain.txt)."""
+    if not 1 <= len(fields) <= 2 or not all(f.isdigit() for f in fields):
+        return None
+    return (int(fields[0]), int(fields[1])) if len(fields) == 2 else (1, int(fields[0]))
+
+
+def read_pairs_header(pairs_file: str | os.PathLike) -> tuple[int, int] | None:
+    """The header of an LFW ``pairs.txt``: ``(folds, genuine pairs per fold)``, or None."""
+    lines = read_text(pairs_file, "pairs file").splitlines()
+    return _header(lines[0].split()) if lines else None
+
+
 def read_pairs_txt(
     pairs_file: str | os.PathLike, folder: str | os.PathLike | None = None
 ) -> tuple[list[Path], np.ndarray]:
     """Parse an LFW ``pairs.txt``: ``(image paths (2N), issame (N))``.
 
     Lines are ``name i j`` (same person) or ``name1 i name2 j``; a first line of one or two
-    integers (folds, pairs per fold) is a header. Image ``i`` of ``name`` is
-    ``FOLDER/name/name_%04d.jpg``; ``folder`` defaults to the folder holding ``pairs_file`` (or
-    the sub-folder of it that holds the first named person). A name that leads outside FOLDER
-    (``..``, an absolute path, a symlink out) is refused.
+    integers (folds, genuine pairs per fold: :func:`read_pairs_header`) is a header. Image
+    ``i`` of ``name`` is ``FOLDER/name/name_%04d.jpg``; ``folder`` defaults to the folder
+    holding ``pairs_file`` (or the sub-folder of it that holds the first named person). A name
+    that leads outside FOLDER (``..``, an absolute path, a symlink out) is refused.
     """
     pairs_file = Path(pairs_file)
     rows: list[tuple[int, list[str]]] = []
@@ -290,8 +345,8 @@ def read_pairs_txt(
         fields = line.split()
         if not fields:
             continue
-        if number == 1 and len(fields) <= 2 and all(f.isdigit() for f in fields):
-            continue  # header: folds and pairs per fold
+        if number == 1 and _header(fields) is not None:
+            continue  # header: folds and pairs per fold (read_pairs_header)
         if len(fields) not in (3, 4):
             raise ValueError(
                 f"{pairs_file} line {number}: expected 'name i j' or 'name1 i name2 j', "
@@ -330,7 +385,8 @@ def open_pairs_txt(
     name = Path(folder).name if folder is not None else Path(pairs_file).parent.name
     dataset = EncodedImages(paths, image_size, origin=str(pairs_file))
     dataset.aligner = aligner
-    return PairSet(_TensorsOnly(dataset), issame, name or "pairs")
+    header = read_pairs_header(pairs_file)
+    return PairSet(_TensorsOnly(dataset), issame, name or "pairs", header=header)
 
 
 # ---------------------------------------------------------------------------------------------

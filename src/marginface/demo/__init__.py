@@ -8,9 +8,36 @@ picture); writes ``report.html``, ``report.md`` and ``metrics.json``.
     from marginface.demo import make_config, run_demo
     outcome = run_demo(make_config(quick=True, output="demo_quick"))
     print(outcome.table)
+
+The names are imported on first use, so that ``marginface.demo.config`` (plain settings, which
+``marginface demo --help`` reads for its defaults) is imported without torch.
 """
 
-from marginface.demo.config import DemoConfig, make_config
-from marginface.demo.pipeline import DemoOutcome, run_demo
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+#: public name -> the module that defines it (imported on first use)
+_LAZY = {
+    "DemoConfig": "marginface.demo.config",
+    "make_config": "marginface.demo.config",
+    "DemoOutcome": "marginface.demo.pipeline",
+    "run_demo": "marginface.demo.pipeline",
+}
+
+if TYPE_CHECKING:
+    from marginface.demo.config import DemoConfig, make_config
+    from marginface.demo.pipeline import DemoOutcome, run_demo
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'marginface.demo' has no attribute {name!r}")
+
 
 __all__ = ["DemoConfig", "DemoOutcome", "make_config", "run_demo"]

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
+from marginface.data.verification import distinct_images
 from marginface.evaluation.metrics import verification_metrics
 
 
@@ -158,8 +159,12 @@ def evaluate_pairs(
     *,
     n_folds: int = 10,
     threshold_grid: str = "exact",
+    fold_seed: int | None = None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Verification metrics of ``model`` on a pair set.
+
+    Each distinct image is embedded once, however many pairs name it
+    (:func:`marginface.data.verification.distinct_images`).
 
     Args:
         pairs: a ``marginface.data.PairSet``: ``.images`` (2N images; pair k is images 2k and
@@ -168,6 +173,9 @@ def evaluate_pairs(
         n_folds: folds of the LFW-style accuracy; lowered to the number of pairs when there
             are fewer pairs than folds.
         threshold_grid: ``exact`` or ``insightface`` (see :mod:`marginface.evaluation.metrics`).
+        fold_seed: None: the folds are cut from the pairs in their order (LFW's protocol);
+            a seed: from the pairs shuffled by it (:func:`fold_order`), for a list whose order
+            is not LFW's (all genuine pairs first). Only the accuracy depends on the folds.
 
     Returns: ``(metrics, scores)``: the dict of
     :func:`~marginface.evaluation.metrics.verification_metrics` and the (N,) cosine scores.
@@ -180,8 +188,27 @@ def evaluate_pairs(
             f"pair set {name!r}: {num_images} images for {len(issame)} pairs "
             f"(expected {2 * len(issame)})"
         )
-    embeddings = embed_dataset(model, pairs.images, options)
+    first, inverse = distinct_images(pairs.images)
+    images = pairs.images if len(first) == num_images else Subset(pairs.images, first.tolist())
+    embeddings = embed_dataset(model, images, options)[inverse]
     scores = pair_scores(embeddings)
     folds = max(2, min(n_folds, len(issame)))
-    metrics = verification_metrics(scores, issame, n_folds=folds, threshold_grid=threshold_grid)
+    order = fold_order(len(issame), fold_seed)
+    metrics = verification_metrics(
+        scores[order], issame[order], n_folds=folds, threshold_grid=threshold_grid
+    )
     return metrics, scores
+
+
+def fold_order(n: int, fold_seed: int | None = None) -> np.ndarray:
+    """The order in which ``n`` pairs are cut into folds: as given (None), or shuffled by
+    ``fold_seed``.
+
+    >>> fold_order(4).tolist()
+    [0, 1, 2, 3]
+    >>> sorted(fold_order(4, fold_seed=1).tolist())
+    [0, 1, 2, 3]
+    """
+    if fold_seed is None:
+        return np.arange(n)
+    return np.random.default_rng([fold_seed, 23]).permutation(n)

@@ -152,7 +152,8 @@ def run_evaluation(
     options: EmbedOptions | None = None,
     *,
     max_pairs: int = 3000,
-    n_folds: int = 10,
+    n_folds: int | None = None,
+    fold_seed: int | None = None,
     threshold_grid: str = "exact",
     identification: str | None = None,
     gallery_list: str | os.PathLike | None = None,
@@ -176,7 +177,12 @@ def run_evaluation(
         identification: a dataset spec (folder of identity sub-folders) for rank-1 / rank-5 /
             CMC; ``gallery_list`` / ``probe_list`` (text files of image paths relative to the
             folder) override the default split (first image of each identity = gallery).
-        max_pairs, n_folds: passed to ``open_pairs`` and the metrics.
+        max_pairs: passed to ``open_pairs``.
+        n_folds: folds of the accuracy; None: what a pairs file's header says (LFW's
+            ``10 300``: 10), else 10. A header that disagrees with a given ``n_folds``, and a
+            fold that holds one class only, are warnings (:func:`fold_warnings`).
+        fold_seed: cut the folds from the pairs shuffled by this seed (None: in order, LFW's
+            protocol); see :func:`marginface.evaluation.embed.fold_order`.
         ijb: an IJB-B or IJB-C folder (``meta/`` and ``loose_crop/``): 1:1 template
             verification as InsightFace's eval_ijbc.py computes it
             (:mod:`marginface.evaluation.ijb`); ``ijb_target`` IJBB or IJBC when the folder
@@ -187,7 +193,9 @@ def run_evaluation(
         aligner: the images are raw photos: a :class:`marginface.data.detect.FaceAligner` that
             detects and aligns each face (to each checkpoint's image size). It should fall back
             to the whole photo when it finds no face (a pair must still be scored); those photos
-            are counted in a warning (with ``options.workers`` 0).
+            are counted in a warning (with ``options.workers`` 0). An aligner with a
+            ``cache`` (:class:`marginface.data.detect_cache.DetectionCache`) detects each
+            photo once for all the checkpoints (and, with a cache folder, for later runs).
 
     Returns: an :class:`EvaluationResult` (also written to ``output`` when given).
     """
@@ -213,6 +221,10 @@ def run_evaluation(
         for size in sizes
     }
     names = pair_set_names(pairs, [p.name for p in pair_sets[sizes[0]]])
+    folds = {
+        name: folds_of(pair_set, n_folds)
+        for name, pair_set in zip(names, pair_sets[sizes[0]], strict=True)
+    }
     id_sets = {}
     split: tuple[list[int], list[int]] | None = None
     if identification is not None:
@@ -244,24 +256,34 @@ def run_evaluation(
             "batch_size": options.batch_size,
             "device": str(options.device),
             "max_pairs": max_pairs,
-            "n_folds": n_folds,
+            "n_folds": n_folds if n_folds is not None else _one_value(folds),
+            "folds": folds,
+            "fold_seed": fold_seed,
             "pairs": list(pairs),
             "identification": identification,
             "gallery_list": None if gallery_list is None else str(gallery_list),
             "probe_list": None if probe_list is None else str(probe_list),
             "title": title,
             "detect": aligner is not None,
+            "detect_cache": _cache_folder(aligner),
             "threshold_grid": threshold_grid,
             "ijb": None if ijb is None else str(ijb),
         },
     )
-    result.warnings += small_set_warnings(names, pair_sets[sizes[0]] if sizes else [], n_folds)
+    for name, pair_set in zip(names, pair_sets[sizes[0]] if sizes else [], strict=True):
+        result.warnings += small_set_warnings([name], [pair_set], folds[name])
+        result.warnings += fold_warnings(name, pair_set, folds[name], n_folds, fold_seed)
     for ckpt in loaded:
         result.verification[ckpt.name] = {}
         result.scores[ckpt.name] = {}
         for name, pair_set in zip(names, pair_sets[ckpt.image_size], strict=True):
             metrics, scores = evaluate_pairs(
-                ckpt.model, pair_set, options, n_folds=n_folds, threshold_grid=threshold_grid
+                ckpt.model,
+                pair_set,
+                options,
+                n_folds=folds[name],
+                threshold_grid=threshold_grid,
+                fold_seed=fold_seed,
             )
             result.verification[ckpt.name][name] = metrics
             result.scores[ckpt.name][name] = (scores, np.asarray(pair_set.issame, dtype=bool))
@@ -293,6 +315,12 @@ def run_evaluation(
             result.warnings.append(
                 f"identification set: {id_sets[size].num_bad} unreadable images replaced"
             )
+    cache = getattr(aligner, "cache", None)
+    if cache is not None and cache.write_error is not None:
+        result.warnings.append(
+            f"the detection cache {cache.root} could not be written ({cache.write_error}): the "
+            "faces found were kept for this run only"
+        )
     misses = sum(a.misses for a in aligners.values() if a is not None)
     if misses:
         result.warnings.append(
@@ -301,6 +329,87 @@ def run_evaluation(
     if output is not None:
         write_evaluation(result, output)
     return result
+
+
+def folds_of(pair_set: Any, n_folds: int | None) -> int:
+    """The folds of a pair set's accuracy: ``n_folds`` when given, else its file's header's
+    folds when it has two or more, else 10."""
+    if n_folds is not None:
+        return n_folds
+    header = getattr(pair_set, "header", None)
+    return header[0] if header is not None and header[0] >= 2 else 10
+
+
+def _one_value(folds: dict[str, int]) -> int | None:
+    values = set(folds.values())
+    return values.pop() if len(values) == 1 else None
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"1-3, 5"``."""
+    out: list[str] = []
+    for n in numbers:
+        if out and out[-1].split("-")[-1] == str(n - 1):
+            out[-1] = f"{out[-1].split('-')[0]}-{n}"
+        else:
+            out.append(str(n))
+    return ", ".join(out)
+
+
+def fold_warnings(
+    name: str,
+    pair_set: Any,
+    folds: int,
+    n_folds: int | None = None,
+    fold_seed: int | None = None,
+) -> list[str]:
+    """Warnings about the accuracy's folds of one pair set, each with what to do:
+
+    - its file's header (``folds pairs-per-fold``, LFW style) says other folds than the
+      ``n_folds`` asked for, or more or fewer pairs than the file holds;
+    - a fold holds genuine pairs only, or impostor pairs only (a list ordered by class, cut in
+      order): its threshold is chosen on folds unlike it and the accuracy's +- means nothing.
+    """
+    from marginface.evaluation.embed import fold_order
+    from marginface.evaluation.metrics import fold_indices
+
+    out = []
+    issame = np.asarray(pair_set.issame, dtype=bool)
+    n = len(issame)
+    header = getattr(pair_set, "header", None)
+    if header is not None:
+        k, per = header
+        if n_folds is not None and k >= 2 and k != n_folds:
+            out.append(
+                f"pair set {name}: its header says {k} folds, evaluated in --folds {n_folds} "
+                f"as asked (leave --folds out to follow the header)"
+            )
+        if 2 * k * per != n:
+            out.append(
+                f"pair set {name}: its header says {k} fold(s) of {per} genuine + {per} "
+                f"impostor pairs ({2 * k * per}), the file holds {n} pairs: it is not the "
+                "file the header was written for (a cut or edited list?)"
+            )
+    if n < folds:
+        return out
+    order = fold_order(n, fold_seed)
+    parts = fold_indices(n, max(2, folds))
+    genuine = [i + 1 for i, f in enumerate(parts) if issame[order[f]].all()]
+    impostor = [i + 1 for i, f in enumerate(parts) if not issame[order[f]].any()]
+    if genuine or impostor:
+        held = "; ".join(
+            f"fold(s) {_ranges(which)} only {kind} pairs"
+            for which, kind in ((genuine, "genuine"), (impostor, "impostor"))
+            if which
+        )
+        how = "in file order" if fold_seed is None else f"shuffled by --fold-seed {fold_seed}"
+        out.append(
+            f"pair set {name}: of its {len(parts)} folds ({how}), {held}: each fold's threshold "
+            "is chosen on folds unlike it, so the accuracy and its +- mean nothing. Use the "
+            "official pairs file (each of its folds holds both), or cut the folds from the "
+            "pairs shuffled: --fold-seed 0"
+        )
+    return out
 
 
 def small_set_warnings(names: Sequence[str], pair_sets: Sequence, n_folds: int) -> list[str]:
@@ -321,6 +430,11 @@ def small_set_warnings(names: Sequence[str], pair_sets: Sequence, n_folds: int) 
     return out
 
 
+def _cache_folder(aligner: Any) -> str | None:
+    cache = getattr(aligner, "cache", None)
+    return None if cache is None or cache.root is None else str(cache.root.parent)
+
+
 def _aligner_for(aligner: Any, size: int) -> Any:
     """A copy of ``aligner`` (sharing its detector) that aligns to ``size``, or None."""
     if aligner is None:
@@ -330,6 +444,7 @@ def _aligner_for(aligner: Any, size: int) -> Any:
     out = copy.copy(aligner)
     out.image_size = size
     out.misses = 0
+    out.missed = set()
     return out
 
 
@@ -343,6 +458,15 @@ def write_evaluation(result: EvaluationResult, output: str | os.PathLike) -> dic
     paths = report.write(output)
     atomic_write_text(output / "metrics.json", text)
     return {**paths, "metrics": output / "metrics.json"}
+
+
+def _folds_text(settings: dict[str, Any]) -> str:
+    """How the accuracy's folds were cut, for the report: ``10 folds in order``."""
+    k = settings.get("n_folds", 10)
+    if k is None:
+        k = "per pair set: " + ", ".join(f"{n} {v}" for n, v in settings["folds"].items()) + ","
+    seed = settings.get("fold_seed")
+    return f"{k} folds " + ("in order" if seed is None else f"of the pairs shuffled by seed {seed}")
 
 
 def _pct(x: float) -> str:
@@ -366,7 +490,7 @@ def build_report(result: EvaluationResult) -> Report:
             f"{len(result.checkpoints)} checkpoint(s) on {len(result.pair_set_names)} pair "
             f"set(s). Cosine similarity of L2-normalised embeddings"
             f"{' with flip test' if s.get('flip', True) else ' (no flip test)'}; accuracy is "
-            f"LFW-style: {s.get('n_folds', 10)} folds in order, threshold chosen on the other "
+            f"LFW-style: {_folds_text(s)}, threshold chosen on the other "
             f"folds (mean +- std"
             + (
                 "; thresholds from InsightFace's grid of squared distances 0, 0.01, ..., 3.99"
@@ -490,7 +614,7 @@ def _verification_section(report, result, plot_roc, plot_score_histograms, plot_
             acc,
             "accuracy",
             errors=std,
-            title=f"Verification accuracy ({result.settings.get('n_folds', 10)}-fold mean +- std)",
+            title=f"Verification accuracy ({_folds_text(result.settings)}: mean +- std)",
         )
         report.add_figure(fig, "accuracy", caption="Checkpoints side by side")
     report.add_section("Score distributions", level=3)
