@@ -295,8 +295,8 @@ def run(args: argparse.Namespace) -> int:
             f"training images nearer their own class centre than any other: "
             f"{result.summary['nearer_own_share']:.1%} of {result.summary['images']}"
         )
-    for message in result.warnings:
-        print(f"marginface train: warning: {message}", file=sys.stderr)
+    if result.verdict is not None:
+        print(f"verdict: {result.verdict.line}")
     if result.best is not None:
         print(
             f"best validation: score {result.best['score']:.4f} at step {result.best['step']} "
