@@ -99,8 +99,10 @@ def test_cli_default_scale_is_auto_logged_saved_and_summarised(cli, tmp_path, ca
 def test_cli_stalled_scale_warns_during_and_after_the_run(cli, tmp_path, capsys):
     out = tmp_path / "run"
     assert cli(*TINY, "--epochs", "2", "--output", out, "--head-s", "64") == 0
-    err = capsys.readouterr().err
-    assert err.count("s=64 is high for 8 classes") == 2  # when seen, and again at the end
+    printed = capsys.readouterr()
+    assert printed.err.count("s=64 is high for 8 classes") == 1  # when seen (at step 4) ...
+    verdict = [line for line in printed.out.splitlines() if line.startswith("verdict:")]
+    assert "s=64 is high for 8 classes" in verdict[0]  # ... and at the end, in the verdict
     watch = [r for r in read_jsonl(out / "log.jsonl") if r.get("event") == "loss_watch"]
     assert len(watch) == 1 and watch[0]["step"] == 4  # 50% of 8 steps
 

@@ -300,6 +300,8 @@ def run(args: argparse.Namespace) -> int:
         )
     for message in result.warnings:
         print_warning(message)
+    if result.verdict is not None:
+        print(f"verdict: {result.verdict.line}")
     if result.best is not None:
         print(
             f"best validation: score {result.best['score']:.4f} at step {result.best['step']} "

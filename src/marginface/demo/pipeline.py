@@ -21,6 +21,9 @@ from marginface.demo.progress import DemoProgress
 from marginface.demo.runner import RunResult, ToyResult, run_head, steps_of
 from marginface.demo.toy import train_toy
 
+#: torch threads of the 2-D / 3-D toy stage (see :func:`_run`)
+TOY_THREADS = 1
+
 
 @dataclass
 class DemoOutcome:
@@ -155,11 +158,21 @@ def _run(cfg: DemoConfig) -> DemoOutcome:
 
     toys: list[ToyResult] = []
     t0 = time.perf_counter()
-    for dim in cfg.toy_dims:
-        for head in cfg.heads:
-            toy = train_toy(data["toy"], head, cfg.toy_head_kwargs.get(head, {}), dim, seed=0)
-            toys.append(toy)
-            progress.write(f"  {head} {dim}-D toy: final loss {toy.final_loss:.4f}")
+    threads = torch.get_num_threads()
+    # The toy's operations are tiny (an MLP on a few hundred images): on one thread they run
+    # as fast as on two and give the same numbers, while more threads than free cores make
+    # each of a step's few dozen parallel regions wait for a descheduled thread (13x slower
+    # beside two busy processes on 2 cores: docs/demo.md, benchmarks/toy_threads.py).
+    torch.set_num_threads(TOY_THREADS)
+    try:
+        for dim in cfg.toy_dims:
+            for head in cfg.heads:
+                kwargs = cfg.toy_head_kwargs.get(head, {})
+                toy = train_toy(data["toy"], head, kwargs, dim, seed=0)
+                toys.append(toy)
+                progress.write(f"  {head} {dim}-D toy: final loss {toy.final_loss:.4f}")
+    finally:
+        torch.set_num_threads(threads)
     timings["2-D/3-D toys"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -17,12 +17,10 @@ from marginface.evaluation.angles import nearer_own_share
 from marginface.evaluation.metrics import far_key
 from marginface.evaluation.report import Report
 from marginface.files import atomic_write_text
+from marginface.training.verdict import CONVERGED_SHARE, is_trained
 
 FARS = (1e-3, 1e-4)
 BASELINE = "softmax"
-#: a run counts as trained when at least this share of its training samples is nearer its own
-#: class centre than any other
-CONVERGED_SHARE = 0.95
 
 
 def run_summary(r: RunResult) -> dict[str, Any]:
@@ -155,7 +153,7 @@ def convergence_lines(heads: Mapping[str, Mapping[str, Any]]) -> list[str]:
     for head, agg in heads.items():
         shares = [r["nearer_own_share"] for r in agg["runs"]]
         low = min(shares)
-        state = "trained" if low >= CONVERGED_SHARE else "NOT trained to the end"
+        state = "trained" if is_trained(low) else "NOT trained to the end"
         lines.append(
             f"- {head}: {', '.join(f'{100 * x:.1f}%' for x in shares)} of the training samples "
             f"nearer their own class centre than any other ({state}; the demo asks "

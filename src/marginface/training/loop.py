@@ -51,6 +51,7 @@ from marginface.training.preflight import (
 )
 from marginface.training.sampler import EpochBatchSampler, SeededItems
 from marginface.training.validation import Validator, flat_metrics, score_of
+from marginface.training.verdict import Verdict, training_verdict
 from marginface.training.watch import LossWatch, resolve_scale
 
 _log = logging.getLogger("marginface.train")
@@ -88,7 +89,9 @@ class TrainResult:
     ``scale``: how the head's scale was set (:class:`marginface.training.watch.ScaleChoice`).
     ``warnings``: what the loss watch reported. ``summary``: at the end (None when off or
     interrupted) ``nearer_own_share``, the share of ``images`` training images (up to
-    ``summary_images``) nearer their own class centre than any other.
+    ``summary_images``) nearer their own class centre than any other. ``verdict``: the
+    one-line verdict on the final numbers of the whole run
+    (:class:`marginface.training.verdict.Verdict`: ``trained``, ``line``).
     """
 
     output_dir: Path
@@ -103,6 +106,7 @@ class TrainResult:
     scale: Any = None
     warnings: list[str] = field(default_factory=list)
     summary: dict[str, Any] | None = None
+    verdict: Verdict | None = None
 
 
 class TrainModule(nn.Module):
@@ -692,6 +696,8 @@ class Trainer:
         barrier(self.env)
         elapsed = time.perf_counter() - t_start
         self.logger.event("stop", position["step"], reason=stopped, train_time_s=elapsed)
+        summary = self._summary() if stopped != "interrupted" else None
+        verdict = self._verdict(stopped, position["step"], summary)
         return TrainResult(
             output_dir=self.output,
             history=self.history,
@@ -704,8 +710,24 @@ class Trainer:
             validation=self.last_validation,
             scale=self.scale_choice,
             warnings=list(self.warnings),
-            summary=self._summary() if stopped != "interrupted" else None,
+            summary=summary,
+            verdict=verdict,
         )
+
+    def _verdict(self, stopped: str, step: int, summary: dict[str, Any] | None) -> Verdict:
+        """The one-line verdict from the final numbers of the whole run (logged)."""
+        losses = [r["loss"] for r in self.history]
+        verdict = training_verdict(
+            stopped=stopped,
+            steps=step,
+            total_steps=self.total_steps,
+            summary=summary,
+            stalled=self.watch.final_message(),
+            loss_first=losses[0] if losses else None,
+            loss_last=losses[-1] if losses else None,
+        )
+        self.logger.event("verdict", step, trained=verdict.trained, line=verdict.line)
+        return verdict
 
     def _epoch(self, position: dict[str, int], ddp: nn.Module) -> tuple[dict[str, int], str]:
         """The rest of the epoch of ``position``: its steps, then validation and a checkpoint

@@ -94,8 +94,10 @@ class LossWatch:
         watched = plain or self.scale is not None
         self.chance = chance_loss(head, num_classes) if watched else None
         self.check_step = max(1, math.ceil(share * total_steps)) if share > 0 else None
+        self.enabled = share > 0
         self.recent: deque[float] = deque(maxlen=max(5, (self.check_step or 0) // 10))
         self.first: float | None = None
+        self.last_step = 0
         self.warning: str | None = None
 
     def update(self, step: int, loss: float) -> str | None:
@@ -103,6 +105,7 @@ class LossWatch:
         if self.first is None:
             self.first = loss
         self.recent.append(loss)
+        self.last_step = step
         if self.chance is None or self.check_step is None or self.warning is not None:
             return None
         if step < self.check_step:
@@ -113,6 +116,18 @@ class LossWatch:
             return None
         self.warning = self._message(step, level)
         return self.warning
+
+    def final_message(self) -> str | None:
+        """The warning on the final numbers (the mean of the last steps fed, at the last step)
+        when the loss is still on the plateau at the end, else None (also when the watch is
+        off); whether or not the check warned halfway (a resumed run feeds the steps before
+        its interruption first, so this judges the whole run)."""
+        if self.chance is None or not self.enabled or not self.recent:
+            return None
+        level = sum(self.recent) / len(self.recent)
+        if level <= STALLED_ABOVE * self.chance:
+            return None
+        return self._message(self.last_step, level)
 
     def _message(self, step: int, level: float) -> str:
         c = self.num_classes
