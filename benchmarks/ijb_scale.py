@@ -62,7 +62,8 @@ def write_protocol(root: Path, scale: float, dim: int, seed: int = 0) -> dict[st
         f.writelines(f"{name} {marks} {s:.4f}\n" for name, s in zip(names, faceness, strict=True))
     with open(meta / "ijbc_face_tid_mid.txt", "w") as f:
         f.writelines(
-            f"{name} {template_ids[w]} {m}\n" for name, w, m in zip(names, which, media, strict=True)
+            f"{name} {template_ids[w]} {m}\n"
+            for name, w, m in zip(names, which, media, strict=True)
         )
     by_subject: dict[int, np.ndarray] = {}
     order = np.argsort(subject_of, kind="stable")
