@@ -83,3 +83,22 @@ def test_errors(monkeypatch):
     monkeypatch.setattr(index_module, "faiss_available", lambda: False)
     with pytest.raises(ValueError, match=r"needs faiss \(pip install faiss-cpu\)"):
         build_index(g, kind="hnsw")
+
+
+@needs_faiss
+def test_an_index_filled_block_by_block_equals_one_built_whole():
+    from marginface.evaluation.index import approximate_index
+
+    g, q = gallery_and_queries(rows=2000)
+    whole = build_index(g, kind="hnsw")
+    blocks = approximate_index("hnsw", 32, 2000)
+    with pytest.raises(ValueError, match="the index is empty"):
+        blocks.search(q)
+    for start in range(0, 2000, 300):
+        blocks.add(g[start : start + 300])
+    assert blocks.size == 2000
+    # (a graph built by several threads depends on their timing: recall, not identity)
+    assert recall_at_1(blocks.search(q, 1)[1], g, q) >= 0.97
+    assert recall_at_1(whole.search(q, 1)[1], g, q) >= 0.97
+    with pytest.raises(ValueError, match=r"rows must be \(N, 32\)"):
+        blocks.add(np.ones((2, 8)))

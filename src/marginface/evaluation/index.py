@@ -46,6 +46,20 @@ class GalleryIndex:
     params: dict[str, Any] = field(default_factory=dict)
     _gallery: np.ndarray | None = None
     _faiss: Any = None
+    _quantizer: Any = None  # kept alive beside the IVF index that points to it
+
+    def add(self, rows: ArrayLike) -> None:
+        """Add gallery ``rows`` (N, D) to an approximate index (their indices follow the rows
+        already added)."""
+        if self._faiss is None:
+            raise ValueError("an exact index is built whole by build_index; it takes no add()")
+        block = np.asarray(rows, dtype=np.float32)
+        if block.ndim != 2 or block.shape[1] != self.dim:
+            raise ValueError(f"rows must be (N, {self.dim}), got shape {block.shape}")
+        if not np.all(np.isfinite(block)):
+            raise ValueError("gallery rows hold non-finite values (NaN or inf)")
+        self._faiss.add(np.ascontiguousarray(_normalise(block)))
+        self.size = int(self._faiss.ntotal)
 
     def search(self, queries: ArrayLike, top_k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """``(scores (Q, k) float32, indices (Q, k) int64)``, best first; ``k`` = min(top_k,
@@ -58,6 +72,8 @@ class GalleryIndex:
             )
         if top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {top_k}")
+        if self.size == 0:
+            raise ValueError("the index is empty: add gallery rows first")
         k = min(top_k, self.size)
         if self._faiss is None:
             return cosine_search(q, self._gallery, top_k=k, backend=self.params["backend"])
@@ -72,21 +88,13 @@ ADD_BLOCK = 1 << 18
 
 
 def _gallery_rows(gallery: ArrayLike) -> np.ndarray:
-    """``gallery`` as a (G, D) array, checked block by block: a float32 array (or a memory map
-    of one, e.g. ``np.load(path, mmap_mode="r")``) is never copied whole."""
+    """``gallery`` as a (G, D) array; an array (or a memory map of one, e.g.
+    ``np.load(path, mmap_mode="r")``) is not copied: the approximate kinds read it block by
+    block, checking each."""
     g = gallery if isinstance(gallery, np.ndarray) else np.asarray(gallery, dtype=np.float32)
     if g.ndim != 2 or g.shape[0] == 0 or g.shape[1] == 0:
         raise ValueError(f"gallery must be a non-empty (N, D) matrix, got shape {g.shape}")
-    for start in range(0, len(g), ADD_BLOCK):
-        if not np.all(np.isfinite(g[start : start + ADD_BLOCK])):
-            raise ValueError("gallery holds non-finite values (NaN or inf)")
     return g
-
-
-def _add_in_blocks(index: Any, g: np.ndarray) -> None:
-    for start in range(0, len(g), ADD_BLOCK):
-        block = np.asarray(g[start : start + ADD_BLOCK], dtype=np.float32)
-        index.add(np.ascontiguousarray(_normalise(block)))
 
 
 def hnsw_bytes(size: int, dim: int, links: int = 32) -> int:
@@ -143,6 +151,36 @@ def build_index(
     if kind == "exact":
         exact = _as_matrix(g, "gallery")
         return GalleryIndex("exact", size, dim, {"backend": backend}, _gallery=exact)
+    rng = np.random.default_rng(seed)
+    sample = g[np.sort(rng.choice(size, min(size, train_rows), replace=False))]
+    index = approximate_index(
+        kind, dim, size, sample, links=links, ef_search=ef_search, cells=cells, probes=probes,
+        code_bytes=code_bytes, seed=seed,
+    )  # fmt: skip
+    for start in range(0, size, ADD_BLOCK):
+        index.add(g[start : start + ADD_BLOCK])
+    return index
+
+
+def approximate_index(
+    kind: str,
+    dim: int,
+    size: int,
+    sample: ArrayLike | None = None,
+    *,
+    links: int = 32,
+    ef_search: int = 128,
+    cells: int | None = None,
+    probes: int = 32,
+    code_bytes: int | None = None,
+    seed: int = 0,
+) -> GalleryIndex:
+    """An empty ``hnsw`` or ``ivfpq`` index for about ``size`` rows of dimension ``dim``, to be
+    filled block by block with :meth:`GalleryIndex.add` (a gallery larger than memory as float32,
+    e.g. 10M x 512 = 20 GB, goes in this way). IVF-PQ trains on ``sample`` (rows like the
+    gallery's, e.g. a random subset). Parameters as :func:`build_index`."""
+    if kind not in ("hnsw", "ivfpq"):
+        raise ValueError(f"approximate index kind must be hnsw or ivfpq, got {kind!r}")
     if not faiss_available():
         raise ValueError(f"index kind {kind!r} needs faiss (pip install faiss-cpu)")
     import faiss
@@ -150,25 +188,23 @@ def build_index(
     if kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, links, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efSearch = ef_search
-        _add_in_blocks(index, g)
         params = {"links": links, "ef_search": ef_search}
-        return GalleryIndex("hnsw", size, dim, params, _faiss=index)
+        return GalleryIndex("hnsw", 0, dim, params, _faiss=index)
     cells = cells or int(min(65_536, max(1, 4 * math.sqrt(size))))
     code_bytes = code_bytes or max(1, dim // 8)
     if dim % code_bytes:
         raise ValueError(f"code_bytes must divide the dimension {dim}, got {code_bytes}")
-    if size < max(cells, 256):
+    rows = 0 if sample is None else len(sample)
+    if rows < max(cells, 256):
         raise ValueError(
             f"an IVF-PQ index of {cells} cells needs at least {max(cells, 256)} gallery rows to "
-            f"train on, got {size}: use kind='exact' or 'hnsw'"
+            f"train on, got {rows}: use kind='exact' or 'hnsw'"
         )
     quantizer = faiss.IndexFlatIP(dim)
     index = faiss.IndexIVFPQ(quantizer, dim, cells, code_bytes, 8, faiss.METRIC_INNER_PRODUCT)
     index.cp.seed = seed
-    rng = np.random.default_rng(seed)
-    sample = g[np.sort(rng.choice(size, min(size, train_rows), replace=False))]
+    index.pq.cp.seed = seed
     index.train(np.ascontiguousarray(_normalise(np.asarray(sample, dtype=np.float32))))
-    _add_in_blocks(index, g)
     index.nprobe = min(probes, cells)
     params = {"cells": cells, "probes": index.nprobe, "code_bytes": code_bytes}
-    return GalleryIndex("ivfpq", size, dim, params, _faiss=index)
+    return GalleryIndex("ivfpq", 0, dim, params, _faiss=index, _quantizer=quantizer)
