@@ -7,6 +7,7 @@ processes resumes at 1 and at 3 with the documented data position."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,7 +72,11 @@ def single_node(out: Path, extra: list[str]) -> None:
     finish(torchrun(["--standalone", "--nnodes", "1", "--nproc-per-node", "2"], train))
 
 
-@pytest.mark.parametrize("extra", [[], ["--sample-rate", "0.5"]], ids=["dense", "partial_fc"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], pytest.param(["--sample-rate", "0.5"], marks=pytest.mark.slow)],
+    ids=["dense", "partial_fc"],
+)
 def test_two_nodes_equal_one_node_of_two_processes(tmp_path, extra):
     single_node(tmp_path / "one", extra)
     port = free_port()
@@ -112,6 +117,7 @@ def worker_pids(agent: subprocess.Popen) -> list[int]:
     return children
 
 
+@pytest.mark.slow
 def test_sigterm_to_every_worker_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     launcher = ["--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
     longer = ["--epochs", "30", "--log-every", "1"]  # 120 steps: long enough to be stopped
@@ -143,7 +149,7 @@ def test_sigterm_to_every_worker_saves_a_checkpoint_that_resumes_exactly(tmp_pat
     assert_same(weights(out), weights(tmp_path / "whole"))
 
 
-def test_resume_at_another_world_size(tmp_path, capsys):
+def test_resume_at_another_world_size(tmp_path):
     from marginface.cli import main
 
     out = tmp_path / "run"
@@ -152,8 +158,6 @@ def test_resume_at_another_world_size(tmp_path, capsys):
     # 3 steps of 2 x 4: the first 24 images of epoch 0 are done. One process, batch 4:
     # batch 6 of epoch 0 is the first that starts at or after image 24.
     one = tmp_path / "one"
-    import shutil
-
     shutil.copytree(out, one)
     assert main(["train", *RUN, "--output", str(one), "--resume"]) == 0
     note = next(r for r in read_jsonl(one / "log.jsonl") if r.get("event") == "reshard")
@@ -164,7 +168,6 @@ def test_resume_at_another_world_size(tmp_path, capsys):
         0,
         6,
     )
-    assert "resuming a run saved by 2 process(es) with 1" in capsys.readouterr().out
     steps = [r["step"] for r in read_jsonl(one / "log.jsonl") if r["type"] == "train"]
     assert steps == list(range(1, 3 + 2 + 2 * 8 + 1))  # 2 more of epoch 0, 8 of each next
     # three processes, batch 4: 12 images a step, epoch 0 has 2 steps (24 images): done
