@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from marginface.cli import main
+from marginface.evaluation.search import faiss_available
 
 
 def _run(argv, capsys):
@@ -59,6 +60,13 @@ def test_embed_folder_and_search(trained_run, face_folder, tmp_path, capsys):
     assert lines[0] == f"{query}:" and len(lines) == 4
     assert lines[1].split()[1] == "person02/person02_0002.png"
     assert float(lines[1].split()[2]) == pytest.approx(1.0, abs=1e-4)
+    if faiss_available():  # an approximate index finds the same first hit on 18 rows
+        search = ["search", str(query), "--gallery", str(out), "--checkpoint", str(trained_run)]
+        code, stdout, err = _run([*search, "--index", "hnsw", "--top-k", "3"], capsys)
+        assert code == 0, err
+        lines = stdout.splitlines()
+        assert lines[0] == "hnsw index of 18 gallery rows (approximate search)"
+        assert lines[2].split()[1] == "person02/person02_0002.png" and len(lines) == 5
 
 
 def test_embed_skips_unreadable_image(trained_run, face_folder, tmp_path, capsys):

@@ -90,3 +90,15 @@ def test_ties_count_for_the_probe():
     gallery = np.array([[1, 0], [1, 0]], dtype=np.float32)
     ranks = probe_ranks(gallery, [0, 1], np.array([[1, 0]], dtype=np.float32), [1])
     assert ranks.tolist() == [1]
+
+
+def test_probe_ranks_within_a_memory_bound_equal_the_whole_chunk():
+    rng = np.random.default_rng(3)
+    gallery = rng.normal(size=(300, 8)).astype(np.float32)
+    gallery_labels = rng.integers(0, 60, 300)
+    probes = rng.normal(size=(50, 8)).astype(np.float32)
+    probe_labels = rng.integers(0, 70, 50)  # some without a gallery image: rank 0
+    whole = probe_ranks(gallery, gallery_labels, probes, probe_labels)
+    one_at_a_time = probe_ranks(gallery, gallery_labels, probes, probe_labels, memory=1)
+    assert (whole == 0).any() and whole.max() > 1
+    np.testing.assert_array_equal(one_at_a_time, whole)

@@ -14,7 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="find the most similar gallery faces of a query image (or folder of images)",
         description=(
             "Embeds QUERY (an image file or a folder of images) and prints the top-k gallery "
-            "entries by cosine similarity (exact search: torch, or faiss when installed)."
+            "entries by cosine similarity (exact search up to 1M gallery rows, an approximate "
+            "faiss index above; --index)."
         ),
     )
     p.add_argument("query", metavar="QUERY", help="image file or folder of images")
@@ -23,7 +24,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--top-k", type=int, default=5, metavar="K", help="results per query (default 5)"
     )
     p.add_argument(
-        "--backend", choices=["auto", "torch", "faiss"], default="auto", help="search backend"
+        "--index",
+        choices=["auto", "exact", "hnsw", "ivfpq"],
+        default="auto",
+        help="exact search, or an approximate faiss index (HNSW; IVF-PQ for galleries too big "
+        "for memory as float32); auto: exact up to 1,000,000 gallery rows (default auto)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=["auto", "torch", "faiss"],
+        default="auto",
+        help="exact search's backend (default auto: faiss when installed)",
     )
     add_model_arguments(p)
     add_detector_arguments(p)
@@ -62,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from marginface.backbones.checkpoint import load_model
     from marginface.cli._use import check_positive, describe_failure, embed_options, make_aligner
     from marginface.evaluation.images import embed_files, find_images
-    from marginface.evaluation.search import cosine_search
+    from marginface.evaluation.index import build_index
     from marginface.text import printable
 
     check_positive(args.top_k, "--top-k")
@@ -87,9 +98,13 @@ def run(args: argparse.Namespace) -> int:
             f"checkpoint {args.checkpoint} gives {emb.shape[1]}-d embeddings but gallery "
             f"{args.gallery} holds {gallery.shape[1]}-d ones (embedded by another model?)"
         )
-    scores, indices = cosine_search(emb, gallery, top_k=args.top_k, backend=args.backend)
+    index = build_index(gallery, kind=args.index, backend=args.backend)
+    if index.kind != "exact":
+        print(f"{index.kind} index of {index.size:,} gallery rows (approximate search)")
+    scores, indices = index.search(emb, top_k=args.top_k)
     for path, row_s, row_i in zip(kept, scores, indices, strict=True):
         print(f"{printable(path)}:")
         for rank, (s, i) in enumerate(zip(row_s, row_i, strict=True), start=1):
-            print(f"  {rank}. {printable(names[i])}  {s:.4f}")
+            if i >= 0:
+                print(f"  {rank}. {printable(names[i])}  {s:.4f}")
     return 0

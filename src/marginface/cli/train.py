@@ -47,7 +47,11 @@ _TYPED: dict[str, tuple[type, str]] = {
     "num_workers": (int, "data loader worker processes (0: this process)"),
     "device": (str, "auto, cpu, cuda or cuda:N"),
     "max_steps": (int, "stop (with a resumable checkpoint) after this many optimizer steps"),
-    "checkpoint_every": (int, "also save checkpoint.pt every N steps (0: epoch ends only)"),
+    "checkpoint_every": (
+        int,
+        "also save checkpoint.pt every N optimizer steps (0: epoch ends only); what a restarted "
+        "or requeued job resumes from",
+    ),
     "log_every": (int, "write log.jsonl / TensorBoard every N steps"),
     "poly_power": (float, "power of the polynomial decay (InsightFace: 2)"),
     "min_lr": (float, "learning rate at the end of the decay"),
@@ -73,6 +77,7 @@ _METAVAR = {
 _FLAGS = {
     "val_max_pairs": ("--max-pairs", ["--val-max-pairs"]),
     "num_workers": ("--workers", ["--num-workers"]),
+    "checkpoint_every": ("--save-every", ["--checkpoint-every"]),
 }
 
 _HEAD_PREFIX = "head_hp_"

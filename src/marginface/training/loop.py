@@ -11,8 +11,10 @@ RNG states and the data position (epoch, micro-batch in the epoch, step).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -202,6 +204,7 @@ class Trainer:
         self.on_step = on_step
         # what the run learns as it goes (a resumed run starts from the checkpoint's)
         self.history: list[dict[str, Any]] = []
+        self.reshard: dict[str, int] | None = None  # resumed at another world size
         self.best: dict[str, Any] | None = None
         self.last_validation: dict[str, dict[str, Any]] = {}
         self.threshold: float | None = None
@@ -390,11 +393,7 @@ class Trainer:
         path = self.output / "checkpoint.pt"
         blob = ckpt.load_checkpoint(path, map_location="cpu")  # RNG states must stay on CPU
         _check_resume_config(self.cfg, blob["config"], path)
-        if blob.get("world_size", 1) != self.env.world_size:
-            raise ValueError(
-                f"--resume from {path}: saved with {blob.get('world_size')} processes, now "
-                f"{self.env.world_size}; the data order would differ"
-            )
+        saved_world = int(blob.get("world_size", 1))
         head_state = None if self.cfg.partial_fc else self.model.head.full_state_dict()
         ckpt.check_resumable(blob, path, self.model.backbone, self.num_classes, head_state)
         self.model.backbone.load_state_dict(blob["backbone"])
@@ -405,10 +404,39 @@ class Trainer:
         self.best = blob.get("best")
         self.threshold = (blob.get("model_info") or {}).get("threshold")
         position = {k: int(blob["position"][k]) for k in ("epoch", "batch", "step")}
+        if saved_world != self.env.world_size:
+            position = self._reshard_position(position, saved_world)
         if self.env.is_main:
             kept = truncate_log(self.output / "log.jsonl", position["step"])
             self.history = [r for r in kept if r.get("type") == "train"]
         return position, blob["rng"]
+
+    def _reshard_position(self, position: dict[str, int], saved_world: int) -> dict[str, int]:
+        """Where a run saved by ``saved_world`` processes continues with this many.
+
+        An epoch's permutation does not depend on the number of processes, and its first
+        ``batch x batch_size x saved_world`` items are the ones already trained on. The run goes
+        on at the first batch of the new world size that starts at or after that many items
+        (skipping fewer than one global batch of this epoch), on a step boundary; past the
+        epoch's last batch it goes on with the next epoch."""
+        cfg, world = self.cfg, self.env.world_size
+        done = position["batch"] * cfg.batch_size * saved_world
+        global_batch = cfg.batch_size * world * cfg.accumulate
+        batch = -(-done // global_batch) * cfg.accumulate
+        moved = {"epoch": position["epoch"], "batch": batch, "step": position["step"]}
+        if batch >= self.micro_per_epoch:
+            moved = {"epoch": position["epoch"] + 1, "batch": 0, "step": position["step"]}
+        reached = min(batch, self.micro_per_epoch) * cfg.batch_size * world
+        skipped = max(0, reached - done)
+        self.reshard = {
+            "saved_world_size": saved_world,
+            "world_size": world,
+            "items_done": done,
+            "items_skipped": skipped,
+            "epoch": moved["epoch"],
+            "batch": moved["batch"],
+        }
+        return moved
 
     # ------------------------------------------------------------------------ validation
     def validate(self, step: int, epoch: int) -> None:
@@ -650,6 +678,15 @@ class Trainer:
             device=str(env.device),
             steps=self.total_steps,
         )
+        if self.reshard is not None:
+            note = self.reshard
+            self.logger.event("reshard", position["step"], **note)
+            self._say(
+                f"resuming a run saved by {note['saved_world_size']} process(es) with "
+                f"{note['world_size']}: epoch {note['epoch']} goes on after its first "
+                f"{note['items_done']} images ({note['items_skipped']} skipped to reach a whole "
+                "global batch)"
+            )
         choice = self.scale_choice
         self.logger.event(
             "scale", position["step"], head=cfg.head, s=choice.value, rule=choice.rule
@@ -779,6 +816,24 @@ class Trainer:
         )
 
 
+def resume_after_restart(cfg: TrainConfig) -> TrainConfig:
+    """``cfg`` with ``resume`` set when torchrun restarted this job (``--max-restarts``: its
+    ``TORCHELASTIC_RESTART_COUNT`` > 0) and the run folder holds a checkpoint: the restarted
+    group goes on from the last checkpoint by itself, as a requeued job given ``--resume``
+    does. A restart before the first checkpoint starts the run again."""
+    restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if cfg.resume or not restarts.isdigit() or int(restarts) == 0:
+        return cfg
+    if not (Path(cfg.output) / "checkpoint.pt").is_file():
+        return cfg
+    print(
+        f"marginface train: restart {restarts} of this torchrun job: resuming from "
+        f"{Path(cfg.output) / 'checkpoint.pt'}",
+        flush=True,
+    )
+    return dataclasses.replace(cfg, resume=True)
+
+
 def train(
     config: TrainConfig | dict[str, Any],
     *,
@@ -802,6 +857,7 @@ def train(
     NaN/inf loss, ValueError / OSError for bad settings or a full / unwritable output folder.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    cfg = resume_after_restart(cfg)
     env = setup_distributed(cfg.device)
     try:
         return Trainer(cfg, env, dataset, on_step).run()
