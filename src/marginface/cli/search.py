@@ -57,7 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from marginface.backbones.checkpoint import load_model
-    from marginface.cli._use import check_positive, describe_failure, embed_options, make_aligner
+    from marginface.cli._use import (
+        check_positive,
+        describe_failure,
+        embed_options,
+        make_aligner,
+        model_flip,
+    )
     from marginface.evaluation.images import embed_files, find_images
     from marginface.evaluation.search import cosine_search
 
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     args.device = options.device
     gallery, names = _load_gallery(args.gallery)
     model, info = load_model(args.checkpoint)
+    options = options.replace(flip=model_flip(args, info))
     size = int(info.get("image_size") or 112)
     aligner = make_aligner(args, size)
     query = Path(args.query)
