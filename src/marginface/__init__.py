@@ -22,12 +22,12 @@ _LAZY = {
     "list_heads": "marginface.heads",
     "create_backbone": "marginface.backbones",
     "list_backbones": "marginface.backbones",
-    "import_model": "marginface.backbones.importing",
+    "import_model": "marginface.evaluation.importing",
 }
 
 if TYPE_CHECKING:
     from marginface.backbones import create_backbone, list_backbones
-    from marginface.backbones.importing import import_model
+    from marginface.evaluation.importing import import_model
     from marginface.heads import create_head, list_heads
 
 

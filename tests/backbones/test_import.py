@@ -14,9 +14,9 @@ from torch import nn
 import marginface
 from marginface.backbones import create_backbone, load_model, save_model
 from marginface.backbones.contract import check_contract, contract_of
-from marginface.backbones.importing import INSIGHTFACE_CONTRACT, import_model
 from marginface.backbones.recognise import infer_backbone_info
 from marginface.cli import main
+from marginface.evaluation.importing import INSIGHTFACE_CONTRACT, import_model
 
 SIZE = 32
 

@@ -195,8 +195,9 @@ def load_model(
 
     ``path``: a run folder (its ``model.pt``, else its ``checkpoint.pt``), a ``model.pt`` with
     ``model.json`` beside it, a training ``checkpoint.pt`` (keys ``model_info``, ``backbone``),
-    or a bare state dict such as a released InsightFace ``backbone.pth`` (architecture
-    inferred from its names and shapes, see :mod:`marginface.backbones.recognise`).
+    or a bare InsightFace iResNet / ``mbf`` state dict such as a released ``backbone.pth``
+    (architecture inferred from its names and shapes, see
+    :mod:`marginface.backbones.recognise`).
     """
     file = _resolve(Path(path))
     try:
@@ -218,11 +219,16 @@ def load_model(
         else:
             from marginface.backbones.recognise import infer_backbone_info
 
-            info = infer_backbone_info(state) if isinstance(state, Mapping) else None
+            # released InsightFace weights only: another model's size is in its model.json
+            info = None
+            if isinstance(state, Mapping):
+                info = infer_backbone_info(state)
+                if info is not None and not info["backbone"].startswith(("iresnet", "mbf")):
+                    info = None
             if info is None:
                 raise FileNotFoundError(
-                    f"{file}: no {js.name} beside it to say which backbone it is (and its names "
-                    f"and shapes are not those of a registered backbone)"
+                    f"{file}: no {js.name} beside it to say which backbone it is (and it is not "
+                    f"an InsightFace iResNet or mbf state dict; marginface import reads others)"
                 )
     if not isinstance(state, Mapping):
         raise ValueError(f"{file}: expected a state dict, got {type(state).__name__}")
