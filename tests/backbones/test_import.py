@@ -265,3 +265,41 @@ def test_contract_checked(bad, word):
 
 def test_public_api():
     assert marginface.import_model is import_model
+
+
+class ManyOps(nn.Module):
+    """A network whose ONNX export holds the ops of published models beyond Conv/BN/PReLU:
+    a computed flatten (Shape, Gather, Unsqueeze, Concat, Reshape), ReLU6 (Clip), pools, Pad,
+    Concat of feature maps, Transpose, Sigmoid, Sub/Mul/Div by constants, MatMul."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, stride=2, padding=(0, 1))
+        self.bn = nn.BatchNorm2d(12)
+        self.proj = nn.Parameter(torch.randn(12 * 4 * 4, 10) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x - 0.25) * 2.0 / 1.5
+        a = nn.functional.relu6(self.conv(nn.functional.pad(x, (1, 0, 1, 0))))
+        x = torch.cat([a, torch.sigmoid(a)], dim=1)
+        x = nn.functional.avg_pool2d(self.bn(x), 2)
+        x = nn.functional.max_pool2d(x, 2, stride=2)
+        x = x.transpose(2, 3)
+        return torch.matmul(x.reshape(x.size(0), -1), self.proj)
+
+
+def test_converter_ops_of_published_models(tmp_path):
+    from marginface.evaluation.export import export_onnx
+
+    net = randomised(ManyOps())
+    path = tmp_path / "ops.onnx"
+    export_onnx(net, path, SIZE, batch_sizes=(1, 3))
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Shape", "Gather", "Concat", "Reshape", "Clip", "Pad", "Transpose"} <= ops, ops
+    info = import_model(path, tmp_path / "imp", image_size=SIZE)
+    assert info["source"]["check"]["max_abs_diff_normalized"] <= 1e-4
+    model, _ = load_model(tmp_path / "imp")
+    x = images(3)
+    assert np.abs(embed(model, x) - embed(net, x)).max() <= 1e-4

@@ -32,9 +32,9 @@ from marginface.backbones.registry import register_backbone
 
 #: ONNX ops the converter implements (default domain)
 SUPPORTED = (
-    "Add AveragePool BatchNormalization Cast Clip Concat Constant Conv Div Dropout Flatten Gather "
-    "Gemm GlobalAveragePool Identity LeakyRelu MatMul MaxPool Mul Pad PRelu ReduceMean Relu "
-    "Reshape Shape Sigmoid Squeeze Sub Tanh Transpose Unsqueeze"
+    "Add AveragePool BatchNormalization Cast Clip Concat Constant ConstantOfShape Conv Div Dropout "
+    "Flatten Gather Gemm GlobalAveragePool Identity LeakyRelu MatMul MaxPool Mul Pad PRelu "
+    "ReduceMean Relu Reshape Shape Sigmoid Slice Squeeze Sub Tanh Transpose Unsqueeze"
 ).split()
 
 #: ops whose inputs at these positions are weights learnt by fine-tuning (module parameters)
@@ -349,6 +349,21 @@ def _run(node: Mapping[str, Any], args: list[Any], module: nn.Module | None) -> 
         return x
     if op == "Cast":
         return x.to(DTYPES[int(attrs["to"])])
+    if op == "ConstantOfShape":
+        dtype = NAME_DTYPES[attrs.get("dtype", "float32")]
+        return torch.full(_ints(x), attrs.get("value", 0.0), dtype=dtype)
+    if op == "Slice":
+        starts, ends = _ints(args[1]), _ints(args[2])
+        axes = _ints(args[3]) if len(args) > 3 and args[3] is not None else range(len(starts))
+        steps = _ints(args[4]) if len(args) > 4 and args[4] is not None else [1] * len(starts)
+        for axis, start, end, step in zip(axes, starts, ends, steps, strict=True):
+            axis %= x.dim()
+            picked = range(*slice(start, end, step).indices(x.shape[axis]))
+            if step == 1:
+                x = x.narrow(axis, picked.start, len(picked))
+            else:
+                x = torch.index_select(x, axis, torch.tensor(list(picked), device=x.device))
+        return x
     raise ValueError(f"ONNX node {node['name']!r}: op {op} is not supported")
 
 
@@ -489,6 +504,12 @@ def convert_onnx(
             src = node.input[0]
             arrays[node.output[0]] = array(src) if src in inits else arrays[src]
             continue
+        if node.op_type == "ConstantOfShape":
+            fill = np.asarray(attrs.pop("value", np.zeros(1, dtype=np.float32))).reshape(-1)
+            if fill.size != 1 or torch.from_numpy(fill.copy()).dtype not in DTYPE_NAMES:
+                raise ValueError(f"{label}: ConstantOfShape's value must be one number")
+            attrs["dtype"] = DTYPE_NAMES[torch.from_numpy(fill.copy()).dtype]
+            attrs["value"] = fill.item()
         entry: dict[str, Any] = {
             "op": node.op_type,
             "name": node.name or f"node{index}",
@@ -497,6 +518,23 @@ def convert_onnx(
             "attrs": {k: v for k, v in attrs.items() if not isinstance(v, np.ndarray)},
             "shapes": {},
         }
+        known = [n for n in node.input if n]
+        if node.op_type not in PARAM_NAMES and all(n in inits or n in arrays for n in known):
+            # every input is a constant (shape arithmetic of an export): computed now, once
+            values = [
+                torch.from_numpy(np.array(array(n) if n in inits else arrays[n])) if n else None
+                for n in node.input
+            ]
+            try:
+                result = _run(entry, values, None)
+            except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                raise ValueError(
+                    f"{label} (op {node.op_type}): cannot compute it ({exc})"
+                ) from None
+            results = result if isinstance(result, tuple) else (result,)
+            for name, value in zip(node.output, results, strict=False):
+                arrays[name] = value.numpy()
+            continue
         weights = PARAM_NAMES.get(node.op_type, {})
         module_inputs = {
             pos: name
