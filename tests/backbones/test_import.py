@@ -303,3 +303,37 @@ def test_converter_ops_of_published_models(tmp_path):
     model, _ = load_model(tmp_path / "imp")
     x = images(3)
     assert np.abs(embed(model, x) - embed(net, x)).max() <= 1e-4
+
+
+class FlattenByView(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=4, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.conv(x)).view(x.size(0), -1))
+
+
+def test_onnx_with_a_fixed_batch_takes_any_batch(tmp_path):
+    """A file exported for batches of 1 (its flatten a Reshape to [1, -1]) converts to a
+    module that takes any batch, and embeds each image as onnxruntime does."""
+    import warnings
+
+    net = FlattenByView().eval()
+    path = tmp_path / "batch1.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (images(1),), str(path), input_names=["data"], dynamo=False)
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    import_model(path, tmp_path / "imp")
+    model, _ = load_model(tmp_path / "imp")
+    x = images(3)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    theirs = np.concatenate(
+        [session.run(None, {"data": x[i : i + 1].numpy()})[0] for i in range(3)]
+    )
+    assert np.abs(embed(model, x) - unit(theirs)).max() <= 1e-4

@@ -443,10 +443,14 @@ def _check_node(node: Any, attrs: Mapping[str, Any], label: str) -> None:
 
 
 def convert_onnx(
-    model: Any, source: str = "ONNX model"
+    model: Any, source: str = "ONNX model", batch: int | None = None
 ) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """``(graph description, state dict)`` of an ONNX ``ModelProto`` with one input and one
     output; ValueError naming ``source`` and the node for anything not supported (nothing runs).
+
+    ``batch``: the batch size the file fixes, if any: a constant ``Reshape`` shape starting with
+    it starts with 0 instead (ONNX: "this dimension of the input"), so that the module takes any
+    batch (the importer checks that it does).
     """
     from onnx import numpy_helper
 
@@ -573,6 +577,19 @@ def convert_onnx(
                     entry["pre_pad"] = [pads[1], pads[3], pads[0], pads[2]]
                     entry["attrs"]["pads"] = [0, 0, 0, 0]
         nodes.append(entry)
+    if batch is not None:
+        for entry in nodes:
+            shape = entry["inputs"][1] if entry["op"] == "Reshape" else None
+            if (
+                shape
+                and (shape in inits or shape in arrays)
+                and not entry["attrs"].get("allowzero")
+            ):
+                value = np.array(array(shape) if shape in inits else arrays[shape])
+                if value.ndim == 1 and len(value) > 1 and value[0] == batch:
+                    value[0] = 0
+                    arrays[f"{shape}:any_batch"] = value
+                    entry["inputs"][1] = f"{shape}:any_batch"
     # every other constant input (initializer or Constant node) becomes a buffer
     for entry in nodes:
         for name in entry["inputs"]:

@@ -279,8 +279,8 @@ def onnx_backbone(
     from marginface.backbones.onnx_graph import OnnxGraph, convert_onnx
 
     model = _read_onnx(path)
-    description, state = convert_onnx(model, str(path))  # unsupported ops: refused here
     size, batch = _onnx_input_size(model, path, image_size)
+    description, state = convert_onnx(model, str(path), batch)  # unsupported ops: refused here
     contract, meta = _onnx_contract(model)
     contract = {**contract, **contract_flags, "size": size}
     net = OnnxGraph(1, description, size)
@@ -307,6 +307,7 @@ def onnx_backbone(
             f"{path}: the converted module differs from onnxruntime by {diff:.3g} (max abs "
             f"difference of L2-normalised embeddings; accepted {atol:g}): not imported"
         )
+    _check_any_batch(net, inputs[0][:1], path, atol)
     dim = int(ours[0].shape[1])
     info = {
         "backbone": "onnx_graph",
@@ -316,6 +317,28 @@ def onnx_backbone(
     if isinstance(meta.get("threshold"), int | float):
         info["threshold"] = float(meta["threshold"])
     return net, info, contract, diff
+
+
+def _check_any_batch(net: nn.Module, one: torch.Tensor, path: Path, atol: float) -> None:
+    """The converted module embeds a batch of 3 as it embeds each image alone (every command
+    embeds in batches, whatever batch size the file fixed)."""
+    gen = torch.Generator().manual_seed(2)
+    batch = torch.cat([one, one + 0.1 * torch.randn(one.shape, generator=gen), one.flip(3)])
+    try:
+        together = _embedding_of(net, batch, path)
+        alone = np.concatenate([_embedding_of(net, batch[i : i + 1], path) for i in range(3)])
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"{path}: the converted graph does not take a batch of 3 images ({first}); it "
+            "fixes its batch size in a way marginface cannot undo"
+        ) from None
+    diff = float(np.max(np.abs(_unit(together) - _unit(alone))))
+    if not diff <= atol:
+        raise ValueError(
+            f"{path}: the converted graph embeds an image differently in a batch of 3 than "
+            f"alone (max abs difference {diff:.3g}); its batch size seems fixed"
+        )
 
 
 # --- TorchScript -----------------------------------------------------------------------------
