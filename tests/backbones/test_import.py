@@ -337,3 +337,42 @@ def test_onnx_with_a_fixed_batch_takes_any_batch(tmp_path):
         [session.run(None, {"data": x[i : i + 1].numpy()})[0] for i in range(3)]
     )
     assert np.abs(embed(model, x) - unit(theirs)).max() <= 1e-4
+
+
+def test_onnx_normalising_inside_its_graph_gets_raw_pixels(tmp_path):
+    """InsightFace's rule (ArcFaceONNX): a Sub and a Mul among the first nodes' names mean
+    the graph normalises itself (converted mxnet models): mean 0, std 1."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.eye(3 * 8 * 8, 6, dtype=np.float32), "w")
+    nodes = [
+        helper.make_node("Sub", ["data", "m"], ["a"], name="_minusscalar0"),
+        helper.make_node("Mul", ["a", "s"], ["b"], name="_mulscalar0"),
+        helper.make_node("Flatten", ["b"], ["c"], name="flatten0"),
+        helper.make_node("MatMul", ["c", "w"], ["fc1"], name="fc1"),
+    ]
+    consts = [
+        numpy_helper.from_array(np.array(127.5, dtype=np.float32), "m"),
+        numpy_helper.from_array(np.array(0.0078125, dtype=np.float32), "s"),
+        weight,
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mx",
+        [helper.make_tensor_value_info("data", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, None)],
+        initializer=consts,
+    )
+    path = tmp_path / "mx.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    info = import_model(path, tmp_path / "imp")
+    assert info["input"]["mean"] == [0.0] * 3 and info["input"]["std"] == [1.0] * 3
+    assert info["backbone_kwargs"]["embedding_size"] == 6
+    # marginface's tensor of pixel p reaches the graph as p, which it maps to (p - 127.5) / 128
+    model, _ = load_model(tmp_path / "imp")
+    pixels = torch.randint(0, 256, (2, 3, 8, 8)).float()
+    with torch.inference_mode():
+        got = model(pixels / 127.5 - 1)
+    expected = ((pixels - 127.5) * 0.0078125).reshape(2, -1)[:, :6]
+    assert torch.allclose(got, expected, atol=1e-5)
