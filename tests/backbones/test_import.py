@@ -298,11 +298,19 @@ def test_converter_ops_of_published_models(tmp_path):
 
     ops = {n.op_type for n in onnx.load(str(path)).graph.node}
     assert {"Shape", "Gather", "Concat", "Reshape", "Clip", "Pad", "Transpose"} <= ops, ops
-    info = import_model(path, tmp_path / "imp", image_size=SIZE)
+    info = import_model(path, tmp_path / "imp", image_size=SIZE, colour="BGR")
     assert info["source"]["check"]["max_abs_diff_normalized"] <= 1e-4
-    model, _ = load_model(tmp_path / "imp")
+    model, _ = load_model(tmp_path / "imp", contract=False)
     x = images(3)
     assert np.abs(embed(model, x) - embed(net, x)).max() <= 1e-4
+    # the imported graph exports again (its computed shapes stay computed: any batch), and
+    # imports back with its contract
+    again = tmp_path / "again.onnx"
+    assert main(["export", "--checkpoint", str(tmp_path / "imp"), "--output", str(again)]) == 0
+    info2 = import_model(again, tmp_path / "imp2")
+    assert info2["input"] == info["input"]
+    model2, _ = load_model(tmp_path / "imp2", contract=False)
+    assert np.abs(embed(model2, x) - embed(net, x)).max() <= 1e-4
 
 
 class FlattenByView(nn.Module):

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.onnx.operators import reshape_from_tensor_shape, shape_as_tensor
 
 from marginface.backbones.registry import register_backbone
 
@@ -282,14 +283,22 @@ def _run(node: Mapping[str, Any], args: list[Any], module: nn.Module | None) -> 
         if len(args) > 2 and args[2] is not None:
             out = out + float(attrs.get("beta", 1.0)) * args[2]
         return out
-    if op == "Flatten":
-        axis = int(attrs.get("axis", 1)) % max(x.dim(), 1)
-        return x.reshape(int(np.prod(x.shape[:axis])), -1) if axis else x.reshape(1, -1)
+    if op == "Flatten":  # to 2-D: (prod of dims before axis, prod of the rest)
+        axis = int(attrs.get("axis", 1))
+        axis = axis + x.dim() if axis < 0 else axis
+        if axis == 0:
+            return x.reshape(1, -1)
+        head = x.flatten(0, axis - 1) if axis > 1 else x
+        return head.flatten(1) if axis < x.dim() else head.reshape(-1, 1)
     if op == "Reshape":
-        shape = _ints(args[1])
-        if not attrs.get("allowzero", 0):
-            shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
-        return x.reshape(shape)
+        target = args[1].long()
+        if not attrs.get("allowzero", 0) and bool((target == 0).any()):
+            current = shape_as_tensor(x)[: target.numel()].to(target.device)
+            head = target[: current.numel()]
+            target = torch.cat([torch.where(head == 0, current, head), target[current.numel() :]])
+        if torch.jit.is_tracing():  # an ONNX export of the module: keep the shape computed
+            return reshape_from_tensor_shape(x, target)
+        return x.reshape(_ints(target))
     if op == "Transpose":
         perm = attrs.get("perm") or list(reversed(range(x.dim())))
         return x.permute(*perm)
@@ -325,8 +334,7 @@ def _run(node: Mapping[str, Any], args: list[Any], module: nn.Module | None) -> 
             return F.pad(x, padding, value=value)
         return F.pad(x, padding, mode=mode)
     if op == "Shape":
-        shape = list(x.shape)[attrs.get("start", 0) : attrs.get("end")]
-        return torch.tensor(shape, dtype=torch.int64)
+        return shape_as_tensor(x)[attrs.get("start", 0) : attrs.get("end")]
     if op == "Gather":
         axis = int(attrs.get("axis", 0)) % x.dim()
         idx = args[1].long() % x.shape[axis]

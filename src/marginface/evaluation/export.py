@@ -85,7 +85,13 @@ def verify_onnx(
         x = torch.rand((b, 3, image_size, image_size), generator=gen) * 2 - 1
         with torch.inference_mode():
             expected = model(x).float().numpy().astype(np.float64)
-        got = session.run(None, {input_name: x.numpy()})[0].astype(np.float64)
+        try:
+            got = session.run(None, {input_name: x.numpy()})[0].astype(np.float64)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"ONNX model {path}: onnxruntime cannot run it on a batch of {b} ({first})"
+            ) from None
         if got.shape != expected.shape:
             raise ValueError(
                 f"ONNX model {path}: output shape {got.shape} for batch {b}, "
