@@ -149,3 +149,18 @@ def test_output_that_holds_a_model_is_left_alone(capsys, tmp_path):
     assert main(["import", str(pth), "--output", str(target)]) == 2
     assert "already holds a model" in capsys.readouterr().err
     assert (target / "model.json").read_bytes() == before
+
+
+def test_constant_of_huge_shape_refused(capsys, tmp_path):
+    import numpy as np
+    from onnx import numpy_helper
+
+    huge = numpy_helper.from_array(np.array([1 << 20, 1 << 20], dtype=np.int64), "shape")
+    nodes = [
+        helper.make_node("ConstantOfShape", ["shape"], ["big"], name="bomb"),
+        helper.make_node("Flatten", ["x"], ["f"]),
+        helper.make_node("Add", ["f", "big"], ["y"]),
+    ]
+    path = onnx_file(tmp_path / "bomb.onnx", nodes, [out("y")], inits=[huge])
+    line = import_error(capsys, tmp_path, path)
+    assert "bomb" in line and "ConstantOfShape" in line

@@ -47,6 +47,10 @@ WEIGHT_INPUTS = {
     "MatMul": (1,),
 }
 
+#: largest tensor a ConstantOfShape node may make (far beyond a face model's; a bigger one is a
+#: damaged or hostile file, not a tensor to allocate)
+MAX_ELEMENTS = 1 << 28
+
 #: ONNX TensorProto data types -> torch dtypes (those a face model's graph uses)
 DTYPES = {
     1: torch.float32,
@@ -359,7 +363,10 @@ def _run(node: Mapping[str, Any], args: list[Any], module: nn.Module | None) -> 
         return x.to(DTYPES[int(attrs["to"])])
     if op == "ConstantOfShape":
         dtype = NAME_DTYPES[attrs.get("dtype", "float32")]
-        return torch.full(_ints(x), attrs.get("value", 0.0), dtype=dtype)
+        shape = _ints(x)
+        if any(n < 0 for n in shape) or int(np.prod(shape, dtype=np.float64)) > MAX_ELEMENTS:
+            raise ValueError(f"ONNX node {node['name']!r}: ConstantOfShape of shape {shape}")
+        return torch.full(shape, attrs.get("value", 0.0), dtype=dtype)
     if op == "Slice":
         starts, ends = _ints(args[1]), _ints(args[2])
         axes = _ints(args[3]) if len(args) > 3 and args[3] is not None else range(len(starts))
