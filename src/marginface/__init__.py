@@ -22,10 +22,12 @@ _LAZY = {
     "list_heads": "marginface.heads",
     "create_backbone": "marginface.backbones",
     "list_backbones": "marginface.backbones",
+    "import_model": "marginface.evaluation.importing",
 }
 
 if TYPE_CHECKING:
     from marginface.backbones import create_backbone, list_backbones
+    from marginface.evaluation.importing import import_model
     from marginface.heads import create_head, list_heads
 
 
@@ -43,4 +45,11 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["__version__", "create_backbone", "create_head", "list_backbones", "list_heads"]
+__all__ = [
+    "__version__",
+    "create_backbone",
+    "create_head",
+    "import_model",
+    "list_backbones",
+    "list_heads",
+]

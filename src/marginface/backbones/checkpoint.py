@@ -10,6 +10,9 @@ to rebuild and use it::
     identity_names   the training identities (list) or None
     threshold        best verification threshold if known, else None
     head, head_kwargs the margin head it was trained with (name and hyperparameters)
+    input            the input contract: size, colour, mean, std, flip_test (absent: marginface's
+                     own, see :mod:`marginface.backbones.contract`)
+    source           where an imported model came from: format, path, sha256, licence
 
 Both are written through :mod:`marginface.files` (a temporary name, then a rename), so a
 crash never leaves a half-written file where a good one was.
@@ -26,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from marginface.backbones.contract import apply_input_contract, check_contract
 from marginface.backbones.registry import create_backbone
 from marginface.files import atomic_torch_save, atomic_write_text, open_regular, read_text
 
@@ -86,6 +90,7 @@ def complete_info(info: Mapping[str, Any], source: str = "model info") -> dict[s
     threshold = out["threshold"]
     if threshold is not None and not isinstance(threshold, int | float):
         raise ValueError(f"{source}: threshold must be a number or null, got {threshold!r}")
+    out["input"] = check_contract(out.get("input"), out["image_size"], source)
     return out
 
 
@@ -180,14 +185,19 @@ def _resolve(path: Path) -> Path:
 
 
 def load_model(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", contract: bool = True
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a saved backbone: ``(backbone in eval mode, info)``.
 
+    With ``contract`` (the default) the backbone takes marginface's image tensors (RGB,
+    ``(p - 127.5) / 127.5``) and converts them to its own input contract (``info["input"]``,
+    :func:`~marginface.backbones.contract.apply_input_contract`); without, it takes its own.
+
     ``path``: a run folder (its ``model.pt``, else its ``checkpoint.pt``), a ``model.pt`` with
     ``model.json`` beside it, a training ``checkpoint.pt`` (keys ``model_info``, ``backbone``),
-    or a bare InsightFace iResNet state dict such as a released ``backbone.pth`` (architecture
-    inferred from its shapes, see :func:`infer_iresnet_info`).
+    or a bare InsightFace iResNet / ``mbf`` state dict such as a released ``backbone.pth``
+    (architecture inferred from its names and shapes, see
+    :mod:`marginface.backbones.recognise`).
     """
     file = _resolve(Path(path))
     with open_regular(file, "checkpoint") as f:  # never a FIFO or a device
@@ -211,11 +221,18 @@ def load_model(
 
             info = load_json(read_text(js, "model info"), str(js))
         else:
-            info = infer_iresnet_info(state) if isinstance(state, Mapping) else None
+            from marginface.backbones.recognise import infer_backbone_info
+
+            # released InsightFace weights only: another model's size is in its model.json
+            info = None
+            if isinstance(state, Mapping):
+                info = infer_backbone_info(state)
+                if info is not None and not info["backbone"].startswith(("iresnet", "mbf")):
+                    info = None
             if info is None:
                 raise FileNotFoundError(
                     f"{file}: no {js.name} beside it to say which backbone it is (and it is not "
-                    f"an InsightFace iResNet state dict)"
+                    f"an InsightFace iResNet or mbf state dict; marginface import reads others)"
                 )
     if not isinstance(state, Mapping):
         raise ValueError(f"{file}: expected a state dict, got {type(state).__name__}")
@@ -225,4 +242,6 @@ def load_model(
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source}: {exc}") from None
     load_state_checked(model, state, str(file))
+    if contract:
+        apply_input_contract(model, info["input"])
     return model.to(map_location).eval(), info

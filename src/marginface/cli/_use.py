@@ -56,7 +56,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, flip: bool = True) -> N
             "--no-flip",
             dest="flip",
             action="store_false",
-            help="embed images only, without adding the mirrored image's embedding",
+            default=None,
+            help="embed images only, without adding the mirrored image's embedding (default: "
+            "the flip test when the model's input contract says its authors used it)",
         )
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -70,6 +72,14 @@ def check_files_exist(*files: tuple[str, str]) -> None:
     for what, path in files:
         if not Path(path).is_file():
             raise FileNotFoundError(f"{what} {path} does not exist")
+
+
+def model_flip(args: argparse.Namespace, info: dict) -> bool:
+    """The flip test for a loaded model: off with ``--no-flip``, else its input contract's
+    ``flip_test`` (marginface's own models: on)."""
+    if getattr(args, "flip", None) is False:
+        return False
+    return bool(info.get("input", {}).get("flip_test", True))
 
 
 def check_positive(value: int, name: str) -> None:
@@ -91,7 +101,7 @@ def embed_options(args: argparse.Namespace, progress: bool | None = None):
         raise ValueError(f"--workers must be >= 0, got {workers}")
     return EmbedOptions(
         batch_size=args.batch_size,
-        flip=args.flip,
+        flip=args.flip is not False,
         device=str(resolve_device(args.device, what="--device")),
         workers=workers,
         progress=not getattr(args, "quiet", False) if progress is None else progress,

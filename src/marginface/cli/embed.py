@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from marginface.backbones.checkpoint import load_model
-    from marginface.cli._use import describe_failure, embed_options, make_aligner
+    from marginface.cli._use import describe_failure, embed_options, make_aligner, model_flip
     from marginface.evaluation.embed import embed_dataset
     from marginface.evaluation.images import embed_files, find_images
     from marginface.files import atomic_write_bytes, check_writable_file
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--output must be a .npz file, got {out}")
     check_writable_file(out, "--output")
     model, info = load_model(args.checkpoint)
+    options = options.replace(flip=model_flip(args, info))
     size = int(info.get("image_size") or 112)
     aligner = make_aligner(args, size)
     arrays: dict[str, np.ndarray] = {}

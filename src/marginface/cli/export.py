@@ -12,8 +12,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="export a checkpoint to ONNX (dynamic batch axis), checked with onnxruntime",
         description=(
-            "Writes OUT.onnx (--output) mapping 'input' (B, 3, S, S) in [-1, 1] to 'embedding' "
-            "(B, D) (raw, not normalised). The file appears only once onnxruntime agrees with "
+            "Writes OUT.onnx (--output) mapping 'input' (B, 3, S, S) to 'embedding' (B, D) (raw, "
+            "not normalised); the input is the model's own contract (colour order, mean, std: "
+            "marginface's models take RGB (p - 127.5) / 127.5), written with the embedding size "
+            "and threshold into the file's metadata (key 'marginface'), where marginface import "
+            "reads it back. The file appears only once onnxruntime agrees with "
             "PyTorch on random inputs of several batch sizes: max abs difference <= --atol on "
             "the normalised embeddings, and on the raw outputs relative to their magnitude "
             "where it exceeds 1."
@@ -34,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from marginface.backbones.checkpoint import load_model
-    from marginface.evaluation.export import check_opset, export_onnx
+    from marginface.evaluation.export import check_opset, export_onnx, onnx_metadata
     from marginface.files import check_writable_file
 
     if Path(args.output).suffix != ".onnx":
@@ -43,14 +46,23 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--atol must be a number > 0, got {args.atol}")
     check_opset(args.opset)
     check_writable_file(args.output, "--output")
-    model, info = load_model(args.checkpoint)
+    model, info = load_model(args.checkpoint, contract=False)
     size = int(info.get("image_size") or 112)
-    result = export_onnx(model, args.output, image_size=size, opset=args.opset, atol=args.atol)
+    result = export_onnx(
+        model,
+        args.output,
+        image_size=size,
+        opset=args.opset,
+        atol=args.atol,
+        metadata=onnx_metadata(info),
+    )
+    c = info["input"]
     print(
         f"wrote {result['path']}: input (batch, 3, {size}, {size}) -> embedding (batch, "
         f"{result['embedding_size']}); onnxruntime vs PyTorch max abs difference "
         f"{result['max_abs_diff_normalized']:.2e} on normalised embeddings, "
         f"{result['max_abs_diff']:.2e} on raw outputs up to {result['output_scale']:.3g} "
-        f"(atol {args.atol:g})"
+        f"(atol {args.atol:g}); input contract {c['colour']}, (p - mean) / std with mean "
+        f"{c['mean']}, std {c['std']}, flip test {'on' if c['flip_test'] else 'off'}"
     )
     return 0

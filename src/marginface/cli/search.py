@@ -71,7 +71,13 @@ def run(args: argparse.Namespace) -> int:
         check_files_exist(("query image", args.query))
     check_files_exist(("gallery", args.gallery))
     from marginface.backbones.checkpoint import load_model
-    from marginface.cli._use import check_positive, describe_failure, embed_options, make_aligner
+    from marginface.cli._use import (
+        check_positive,
+        describe_failure,
+        embed_options,
+        make_aligner,
+        model_flip,
+    )
     from marginface.evaluation.images import embed_files, find_images
     from marginface.evaluation.index import build_index
     from marginface.text import printable
@@ -81,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     args.device = options.device
     gallery, names = _load_gallery(args.gallery)
     model, info = load_model(args.checkpoint)
+    options = options.replace(flip=model_flip(args, info))
     size = int(info.get("image_size") or 112)
     aligner = make_aligner(args, size)
     query = Path(args.query)

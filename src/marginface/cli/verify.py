@@ -50,13 +50,13 @@ def run(args: argparse.Namespace) -> int:
             f"checkpoint {args.checkpoint} stores no verification threshold; pass --threshold "
             "(e.g. the best_threshold in the metrics.json of marginface eval)"
         )
-    from marginface.cli._use import make_aligner
+    from marginface.cli._use import make_aligner, model_flip
 
     size = int(info.get("image_size") or 112)
     aligner = make_aligner(args, size)
     images = torch.stack([load_image(p, size, aligner) for p in (args.image_a, args.image_b)])
     model.to(args.device)
-    emb = embed_images(model, images.to(args.device), flip=args.flip)
+    emb = embed_images(model, images.to(args.device), flip=model_flip(args, info))
     score = float((emb[0] * emb[1]).sum())
     verdict = "same" if score >= threshold else "different"
     print(f"score {score:.4f}  {verdict}  (threshold {threshold:.4f})")

@@ -2,11 +2,16 @@
 
 The graph maps ``input`` (B, 3, H, W) float32 to ``embedding`` (B, D), with a dynamic batch
 axis B.  Embeddings are the raw backbone output (not normalised, no flip test), exactly what
-``model(x)`` gives in PyTorch.  The file is written to a temporary name beside the target,
-checked (several batch sizes of random inputs, max abs difference <= ``atol``) and only then
-renamed into place; a failed check leaves nothing behind.  The check (:func:`verify_onnx`)
-bounds the max abs difference of the normalised embeddings by ``atol`` (1e-4), and that of
-the raw outputs by ``atol`` times their magnitude where it exceeds 1.
+``model(x)`` gives in PyTorch, fed the model's own input contract (colour order, mean, std; a
+hook of :func:`marginface.backbones.contract.apply_input_contract` is left out of the export).
+``metadata`` (e.g. the contract, written by ``marginface export`` under the key ``marginface``,
+:func:`onnx_metadata`) goes into the file's ``metadata_props``.
+
+The file is written to a temporary name beside the target, checked (several batch sizes of
+random inputs, max abs difference <= ``atol``) and only then renamed into place; a failed
+check leaves nothing behind.  The check (:func:`verify_onnx`) bounds the max abs difference of
+the normalised embeddings by ``atol`` (1e-4), and that of the raw outputs by ``atol`` times
+their magnitude where it exceeds 1.
 """
 
 from __future__ import annotations
@@ -80,7 +85,13 @@ def verify_onnx(
         x = torch.rand((b, 3, image_size, image_size), generator=gen) * 2 - 1
         with torch.inference_mode():
             expected = model(x).float().numpy().astype(np.float64)
-        got = session.run(None, {input_name: x.numpy()})[0].astype(np.float64)
+        try:
+            got = session.run(None, {input_name: x.numpy()})[0].astype(np.float64)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime's own error types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValueError(
+                f"ONNX model {path}: onnxruntime cannot run it on a batch of {b} ({first})"
+            ) from None
         if got.shape != expected.shape:
             raise ValueError(
                 f"ONNX model {path}: output shape {got.shape} for batch {b}, "
@@ -119,6 +130,27 @@ def check_opset(opset: int) -> None:
         raise ValueError(f"--opset must be in {MIN_OPSET}..{newest} (onnx here), got {opset}")
 
 
+#: the metadata_props key holding marginface's JSON description of an exported model
+METADATA_KEY = "marginface"
+
+
+def onnx_metadata(info: dict[str, Any]) -> dict[str, str]:
+    """The ``metadata_props`` of a model exported with model info ``info``: under
+    :data:`METADATA_KEY`, JSON with its input contract, embedding size, backbone and threshold
+    (and calibration, when the info has one), read back by ``marginface import``."""
+    import json
+
+    described = {
+        "input": info["input"],
+        "embedding_size": info["backbone_kwargs"]["embedding_size"],
+        "backbone": info["backbone"],
+        "threshold": info.get("threshold"),
+    }
+    if info.get("calibration") is not None:
+        described["calibration"] = info["calibration"]
+    return {METADATA_KEY: json.dumps(described)}
+
+
 def export_onnx(
     model: nn.Module,
     path: str | os.PathLike,
@@ -126,6 +158,7 @@ def export_onnx(
     opset: int = 17,
     atol: float = 1e-4,
     batch_sizes: tuple[int, ...] = (1, 3, 8),
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Export ``model`` to ONNX at ``path`` (dynamic batch axis), verified with onnxruntime.
 
@@ -136,6 +169,7 @@ def export_onnx(
         opset: ONNX opset version.
         atol: largest accepted max abs difference to PyTorch.
         batch_sizes: batch sizes checked (several, to prove the batch axis is dynamic).
+        metadata: string key -> string value pairs for the file's ``metadata_props``.
 
     Returns: ``{"path", "max_abs_diff", "max_abs_diff_normalized", "output_scale", "opset",
     "image_size", "embedding_size"}``.
@@ -150,7 +184,9 @@ def export_onnx(
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"ONNX output path must end with .onnx, got {path}")
-    model = copy.deepcopy(model).float().cpu().eval()
+    from marginface.backbones.contract import remove_input_contract
+
+    model = remove_input_contract(copy.deepcopy(model).float().cpu().eval())
     example = torch.zeros((2, 3, image_size, image_size))
     with torch.inference_mode():
         out = model(example)
@@ -163,6 +199,12 @@ def export_onnx(
         except Exception as exc:  # noqa: BLE001 - torch's exporter raises many kinds
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"ONNX export at opset {opset} failed: {first}") from exc
+        if metadata:
+            proto = onnx.load(str(tmp))
+            for key, value in metadata.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = str(key), str(value)
+            onnx.save(proto, str(tmp))
         onnx.checker.check_model(str(tmp))
         check = verify_onnx(model, str(tmp), image_size, batch_sizes=batch_sizes, atol=atol)
     return {
