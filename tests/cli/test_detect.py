@@ -82,7 +82,10 @@ def test_verify_detect(trained_run, photos, capsys):
     code, out, err = _run([*base, "--detect"], capsys)
     assert code == 0, err
     with_detect = float(out.split()[1])
-    code, out, err = _run(base, capsys)
+    code, out, err = _run(base, capsys)  # whole photos: detected by default
+    assert code == 0, err
+    assert float(out.split()[1]) == with_detect
+    code, out, err = _run([*base, "--no-detect"], capsys)
     without = float(out.split()[1])
     # aligned, the two photos of one face give nearly the same crop; resized whole, they do not
     assert with_detect > 0.95 and with_detect > without
@@ -105,3 +108,39 @@ def test_eval_detect_on_a_pairs_list(trained_run, photos, tmp_path, capsys):
     assert "the detector found no face in 2 photos" in stdout
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["photos"]["num_pairs"] == 5
+
+
+def test_default_detection_whole_photo_vs_crop(trained_run, photos, tmp_path, capsys):
+    """By default a whole photo (the astronaut, 256 px) is detected and aligned, and a crop of
+    the model's size (16 px) is taken as an aligned crop: the photo's score against its own
+    aligned crop is that of the crop with itself; with --no-detect the photo is squashed."""
+    crops = tmp_path / "crops"
+    argv = ["align", str(photos / "eileen"), "--detect", "--output", str(crops)]
+    assert _run([*argv, "--image-size", "16", "--quiet"], capsys)[0] == 0
+    crop = crops / "eileen_0001.png"
+    photo = photos / "eileen" / "eileen_0001.jpg"
+    base = ["--checkpoint", str(trained_run), "--threshold", "0.5"]
+    code, out, err = _run(["verify", str(photo), str(crop), *base], capsys)
+    assert code == 0, err
+    assert float(out.split()[1]) == pytest.approx(1.0, abs=1e-5)
+    code, out, err = _run(["verify", str(photo), str(crop), *base, "--no-detect"], capsys)
+    assert code == 0, err
+    assert float(out.split()[1]) < 0.99
+    # an explicit --detect detects in the crop too (16 px: no face found there)
+    code, _, err = _run(["verify", str(photo), str(crop), *base, "--detect"], capsys)
+    assert code == 2 and "no face found in" in err
+
+
+def test_crops_alone_never_load_the_detector():
+    from PIL import Image
+
+    from marginface.data.detect import CropsOrPhotos
+
+    def refuse():
+        raise AssertionError("the detector was built for a crop")
+
+    auto = CropsOrPhotos(refuse, 16)
+    crop = Image.new("RGB", (16, 16))
+    assert auto(crop) is crop and (auto.crops, auto.photos, auto.misses) == (1, 0, 0)
+    with pytest.raises(AssertionError, match="built for a crop"):
+        auto(Image.new("RGB", (16, 17)))  # not square: a photo

@@ -65,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return BAD_INPUT
     debug = debug_requested(argv)
     prog = f"marginface {args.command}"
+    if "checkpoint" in vars(args) and not args.checkpoint:  # a command that needs a model
+        from marginface.cli._model import MISSING_MODEL
+
+        print(f"{prog}: error: {MISSING_MODEL}", file=sys.stderr)
+        return BAD_INPUT
     format_warning = warnings.formatwarning
     if not debug:
         warnings.formatwarning = lambda message, *_, **__: f"{prog}: warning: {message}\n"

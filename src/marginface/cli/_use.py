@@ -36,13 +36,12 @@ class HideAliases(argparse.HelpFormatter):
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, flip: bool = True) -> None:
-    """``--checkpoint`` (required), ``--device``, ``--batch-size``, ``--no-flip`` and
-    ``--quiet``."""
+    """``--checkpoint`` (needed: when missing, :func:`marginface.cli.main` says where a model
+    comes from), ``--device``, ``--batch-size``, ``--no-flip`` and ``--quiet``."""
     parser.add_argument(
         "--checkpoint",
-        required=True,
         metavar="PATH",
-        help="run folder, model.pt (with model.json) or checkpoint.pt",
+        help="the model: a run folder, model.pt (with model.json) or checkpoint.pt (needed)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     if flip:
@@ -120,10 +119,30 @@ def head_kwargs_for(given: Any, heads: Sequence[str], flag: str = "--head-kwargs
     return out
 
 
-def add_detector_arguments(parser: argparse.ArgumentParser, switch: bool = True) -> None:
+def add_detector_arguments(
+    parser: argparse.ArgumentParser, switch: bool = True, auto: bool = False
+) -> None:
     """The face detector's options; with ``switch``, also ``--detect`` (off by default: the
-    images are taken as aligned crops)."""
-    if switch:
+    images are taken as aligned crops); with ``auto``, detection is on by default for every
+    image that is not a crop of the model's size, ``--no-detect`` turns it off
+    (:class:`marginface.data.detect.CropsOrPhotos`)."""
+    if switch and auto:
+        parser.add_argument(
+            "--detect",
+            action="store_const",
+            const=True,
+            default=None,
+            help="detect the face (MTCNN) and align it to the ArcFace template in every "
+            "image (default: in every image that is not already a crop of the model's size)",
+        )
+        parser.add_argument(
+            "--no-detect",
+            dest="detect",
+            action="store_const",
+            const=False,
+            help="the images are aligned crops: no detection, each resized to the model's size",
+        )
+    elif switch:
         parser.add_argument(
             "--detect",
             action="store_true",
@@ -165,13 +184,22 @@ def detector_options(args: argparse.Namespace) -> dict:
 
 
 def make_aligner(args: argparse.Namespace, image_size: int, fallback: bool = False):
-    """A :class:`~marginface.data.detect.FaceAligner` when ``--detect`` is given, else None."""
-    if not getattr(args, "detect", False):
+    """A :class:`~marginface.data.detect.FaceAligner` when ``--detect`` is given, None with
+    ``--no-detect`` (or no switch), and by default (``detect`` None) a
+    :class:`~marginface.data.detect.CropsOrPhotos`: crops of ``image_size`` pass, any other
+    image is detected and aligned (the detector is loaded at the first such image)."""
+    detect = getattr(args, "detect", False)
+    if detect is False:
         return None
-    from marginface.data.detect import FaceAligner, FaceDetector
+    from marginface.data.detect import CropsOrPhotos, FaceAligner, FaceDetector
 
-    detector = FaceDetector(device=args.device, **detector_options(args))
-    return FaceAligner(detector, image_size, args.select, fallback=fallback)
+    options = detector_options(args)
+
+    def aligner() -> FaceAligner:
+        detector = FaceDetector(device=args.device, **options)
+        return FaceAligner(detector, image_size, args.select, fallback=fallback)
+
+    return aligner() if detect else CropsOrPhotos(aligner, image_size)
 
 
 def describe_failure(path, why: str) -> str:

@@ -1,7 +1,8 @@
 """Verification pair sets: InsightFace ``.bin`` files, LFW ``pairs.txt``, generated pairs.
 
 A :class:`PairSet` holds ``images`` (a Dataset of 2N image tensors; pair k is images 2k and
-2k + 1), ``issame`` (bool ndarray, N) and ``name``. ``len(pairs) == N``.
+2k + 1), ``issame`` (bool ndarray, N), ``name`` and, where the set knows them, ``groups``: the
+identity of each pair (its first face's), for a bootstrap over identities. ``len(pairs) == N``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,24 @@ from marginface.files import atomic_write, read_text, resolve_inside
 
 @dataclass
 class PairSet:
-    """Images of N pairs (2N images: pair k is ``images[2k]``, ``images[2k + 1]``) and flags."""
+    """Images of N pairs (2N images: pair k is ``images[2k]``, ``images[2k + 1]``) and flags;
+    ``groups`` (N,): each pair's identity (its first face's), None where the set does not say
+    (a ``.bin``)."""
 
     images: Dataset
     issame: np.ndarray
     name: str
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.issame = np.asarray(self.issame, dtype=bool)
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups)
+            if self.groups.shape != self.issame.shape:
+                raise ValueError(
+                    f"pair set {self.name!r}: {len(self.groups)} identities for "
+                    f"{len(self.issame)} pairs"
+                )
         if len(self.images) != 2 * len(self.issame):
             raise ValueError(
                 f"pair set {self.name!r}: {len(self.images)} images for {len(self.issame)} "
@@ -290,7 +301,8 @@ def open_pairs_txt(
     name = Path(folder).name if folder is not None else Path(pairs_file).parent.name
     dataset = EncodedImages(paths, image_size, origin=str(pairs_file))
     dataset.aligner = aligner
-    return PairSet(_TensorsOnly(dataset), issame, name or "pairs")
+    groups = np.asarray([p.parent.name for p in paths[0::2]])  # the first face's person
+    return PairSet(_TensorsOnly(dataset), issame, name or "pairs", groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -376,4 +388,5 @@ def pairs_from_dataset(
 ) -> PairSet:
     """Generated pairs (see :func:`generate_pairs`) over ``dataset``'s items."""
     pairs, issame = generate_pairs(dataset.labels, max_pairs=max_pairs, seed=seed)
-    return PairSet(ImagesOnly(dataset, pairs.reshape(-1)), issame, name)
+    groups = np.asarray(dataset.labels)[pairs[:, 0]]
+    return PairSet(ImagesOnly(dataset, pairs.reshape(-1)), issame, name, groups)
