@@ -191,15 +191,12 @@ def make_aligner(args: argparse.Namespace, image_size: int, fallback: bool = Fal
     detect = getattr(args, "detect", False)
     if detect is False:
         return None
-    from marginface.data.detect import CropsOrPhotos, FaceAligner, FaceDetector
+    from marginface.evaluation.use import face_aligner
 
-    options = detector_options(args)
-
-    def aligner() -> FaceAligner:
-        detector = FaceDetector(device=args.device, **options)
-        return FaceAligner(detector, image_size, args.select, fallback=fallback)
-
-    return aligner() if detect else CropsOrPhotos(aligner, image_size)
+    return face_aligner(
+        image_size, detect, device=args.device, select=args.select, fallback=fallback,
+        **detector_options(args),
+    )  # fmt: skip
 
 
 def describe_failure(path, why: str) -> str:

@@ -40,26 +40,28 @@ def run(args: argparse.Namespace) -> int:
     import math
     import sys
 
-    import torch
-
     from marginface.cli._model import load_use_model
     from marginface.cli._use import make_aligner
     from marginface.devices import resolve_device
-    from marginface.evaluation.calibration import decision_threshold
-    from marginface.evaluation.embed import embed_images
-    from marginface.evaluation.images import load_image
+    from marginface.evaluation.use import verify_images
 
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise ValueError(f"--threshold must be a finite number, got {args.threshold}")
     args.device = str(resolve_device(args.device, what="--device"))
     model, info = load_use_model(args)
-    threshold, origin = decision_threshold(info, args.threshold)
-    size = int(info.get("image_size") or 112)
-    aligner = make_aligner(args, size)
-    images = torch.stack([load_image(p, size, aligner) for p in (args.image_a, args.image_b)])
-    model.to(args.device)
-    emb = embed_images(model, images.to(args.device), flip=args.flip)
-    score = float((emb[0] * emb[1]).sum())
+    aligner = make_aligner(args, int(info.get("image_size") or 112))
+    result = verify_images(
+        model,
+        info,
+        args.image_a,
+        args.image_b,
+        threshold=args.threshold,
+        aligner=aligner,
+        flip=args.flip,
+        device=args.device,
+        allow_untrained=True,  # load_use_model has decided
+    )
+    score, threshold = result["score"], result["threshold"]
     if threshold is None:
         print(f"score {score:.4f}  none  (no threshold)")
         print(
@@ -69,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return NO_VERDICT
-    verdict = "same" if score >= threshold else "different"
-    print(f"score {score:.4f}  {verdict}  (threshold {threshold:.4f}: {origin})")
+    verdict = "same" if result["same"] else "different"
+    print(f"score {score:.4f}  {verdict}  (threshold {threshold:.4f}: {result['origin']})")
     return 0
