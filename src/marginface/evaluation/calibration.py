@@ -174,11 +174,11 @@ def calibrate_pair_set(
 ) -> dict[str, Any]:
     """Embed ``pair_set`` (a :class:`marginface.data.PairSet`) with ``model`` as every
     command does (:class:`~marginface.evaluation.embed.EmbedOptions`: flip test, batch size,
-    device) and calibrate its scores (:func:`calibrate_scores`); ``pairs`` names the set in the
-    record (default: the set's own name)."""
+    device; None: the defaults without a progress bar) and calibrate its scores
+    (:func:`calibrate_scores`); ``pairs`` names the set in the record (default: its name)."""
     from marginface.evaluation.embed import EmbedOptions, embed_dataset, pair_scores
 
-    options = EmbedOptions() if options is None else options
+    options = EmbedOptions(progress=False) if options is None else options
     scores = pair_scores(embed_dataset(model, pair_set.images, options, desc="calibrating"))
     return calibrate_scores(
         scores,
