@@ -238,3 +238,29 @@ def test_missing_checkpoint_points_to_the_readme(argv, capsys):
         "(made by marginface import from a published face model: README.md, 'Use a published "
         "model') or the run folder of marginface train\n"
     )
+
+
+def test_csv_pairs(model, face_folder, tmp_path, capsys):
+    """A CSV pair list: the same pairs as the pairs.txt give the same threshold; with an
+    identity column the bootstrap is over identities, without one over pairs."""
+    pairs = _pairs_txt(face_folder, tmp_path / "pairs.txt")
+    rows, plain = ["a,b,same,identity"], ["a,b,same"]
+    for line in pairs.read_text().split("\n")[:-1]:
+        f = line.split()
+        a, b = (f[0], f[1]), (f[0], f[2]) if len(f) == 3 else (f[2], f[3])
+        paths = [f"{n}/{n}_{int(i):04d}.png" for n, i in (a, b)]
+        rows.append(f"{paths[0]},{paths[1]},{int(len(f) == 3)},{f[0]}")
+        plain.append(f"{paths[0]},{paths[1]},{'same' if len(f) == 3 else 'different'}")
+    (tmp_path / "ids.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "plain.csv").write_text("\n".join(plain) + "\n")
+    argv = ["calibrate", "--checkpoint", model, "--far", "0.1", "--quiet", "--images", face_folder]
+    found = {}
+    for name in ("pairs.txt", "ids.csv", "plain.csv"):
+        code, _, err = _run([*argv, "--pairs", tmp_path / name], capsys)
+        assert code == 0, err
+        found[name] = json.loads((model / "model.json").read_text())["calibration"]
+    assert found["ids.csv"]["threshold"] == found["pairs.txt"]["threshold"]
+    assert found["plain.csv"]["threshold"] == found["pairs.txt"]["threshold"]
+    assert found["ids.csv"]["bootstrap"]["over"] == "identities"
+    assert found["ids.csv"]["tar_interval"] == found["pairs.txt"]["tar_interval"]
+    assert found["plain.csv"]["bootstrap"]["over"] == "pairs"

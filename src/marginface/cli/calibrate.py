@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pairs",
         required=True,
         metavar="SPEC",
-        help="pair set: a .bin, a pairs.txt (images beside it, or --images), or a dataset "
-        "spec to generate pairs from",
+        help="pair set: a .bin, a pairs.txt or a .csv (a,b,same[,identity]; images beside "
+        "it, or under --images), or a dataset spec to generate pairs from",
     )
     p.add_argument(
         "--far",
@@ -35,7 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="F",
         help="false-accept rate of the threshold (default 1e-3: needs 1,000 impostor pairs)",
     )
-    p.add_argument("--images", metavar="ROOT", help="a pairs.txt's image folder (as SPEC::ROOT)")
+    p.add_argument(
+        "--images", metavar="ROOT", help="the image folder of a pairs.txt or .csv (SPEC::ROOT)"
+    )
     p.add_argument(
         "--max-pairs",
         type=int,
@@ -52,8 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _pair_spec(args: argparse.Namespace) -> str:
     if args.images is None:
         return args.pairs
-    if "::" in args.pairs or not args.pairs.endswith(".txt"):
-        raise ValueError(f"--images applies to a pairs.txt without ::FOLDER, not {args.pairs!r}")
+    if "::" in args.pairs or not args.pairs.endswith((".txt", ".csv")):
+        raise ValueError(
+            f"--images applies to a pairs.txt or .csv without ::FOLDER, not {args.pairs!r}"
+        )
     return f"{args.pairs}::{args.images}"
 
 
@@ -63,7 +67,7 @@ def _photos(spec: str) -> bool:
     from pathlib import Path
 
     path = Path(spec.split("::", 1)[0])
-    if "::" in spec or path.suffix in (".bin", ".txt"):
+    if "::" in spec or path.suffix in (".bin", ".txt", ".csv"):
         return True
     return path.is_dir() and not (path / "train.rec").is_file()
 
