@@ -264,3 +264,20 @@ def test_csv_pairs(model, face_folder, tmp_path, capsys):
     assert found["ids.csv"]["bootstrap"]["over"] == "identities"
     assert found["ids.csv"]["tar_interval"] == found["pairs.txt"]["tar_interval"]
     assert found["plain.csv"]["bootstrap"]["over"] == "pairs"
+
+
+def test_verify_images_in_python(saved_model, trained_run, face_folder):
+    from marginface.backbones.checkpoint import load_model
+    from marginface.evaluation.use import verify_images
+
+    a = face_folder / "person00" / "person00_0001.png"
+    model, info = load_model(saved_model)
+    with pytest.raises(ValueError, match="refused: the model looks untrained: its weights"):
+        verify_images(model, info, a, a)
+    result = verify_images(model, info, a, a, allow_untrained=True)
+    assert result["same"] is True and result["origin"] == "model.json's threshold, not " \
+        "calibrated: FAR unknown"  # fmt: skip
+    model, info = load_model(trained_run)
+    result = verify_images(model, info, a, a, aligner=None)
+    assert result["same"] is None and result["threshold"] is None
+    assert result["score"] == pytest.approx(1.0, abs=1e-5)

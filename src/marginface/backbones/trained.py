@@ -83,15 +83,16 @@ def untrained_reason(
 def check_trained(
     model: nn.Module,
     info: Mapping[str, Any],
-    path: str | os.PathLike,
+    path: str | os.PathLike | None = None,
     allow: bool = False,
 ) -> None:
-    """ValueError naming ``path`` and the reason when the model looks untrained, unless
-    ``allow`` (``--allow-untrained``)."""
+    """ValueError naming ``path`` (where the model was loaded from, if known) and the reason
+    when the model looks untrained, unless ``allow`` (``--allow-untrained``)."""
     reason = None if allow else untrained_reason(model, info, path)
     if reason is not None:
+        name = f"model {path}" if path is not None else "the model"
         raise ValueError(
-            f"refused: model {path} looks untrained: {reason}; its scores would mean "
+            f"refused: {name} looks untrained: {reason}; its scores would mean "
             "nothing. Train or import a model (README.md: 'Use a published model'), or pass "
             "--allow-untrained"
         )

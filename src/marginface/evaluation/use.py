@@ -73,7 +73,7 @@ def verify_images(
     from marginface.evaluation.embed import embed_images
     from marginface.evaluation.images import load_image
 
-    check_trained(model, info, path if path is not None else "given", allow=allow_untrained)
+    check_trained(model, info, path, allow=allow_untrained)
     chosen, origin = decision_threshold(info, threshold)
     size = int(info.get("image_size") or 112)
     if isinstance(aligner, str) and aligner == "default":
