@@ -13,9 +13,9 @@ A model counts as untrained when either holds:
   (Unrelated images' embeddings are no reliable sign: random noise images scored cosine
   >= 0.99999 on an untrained ``small_cnn`` but 0.61 on an untrained ``iresnet18``.)
 - nothing says it was trained: its info has no ``training`` record (``marginface train``
-  writes one) and no ``source`` (an imported published model), and it is not in the run folder
-  of a ``marginface train`` run that took steps (a ``log.jsonl`` with training records, as
-  runs of older versions left).
+  writes one; a record of 0 steps does not count) and no ``source`` (an imported published
+  model), and it is not in the run folder of a ``marginface train`` run that took steps (a
+  ``log.jsonl`` with training records, as runs of older versions left).
 
 A model of one's own training loop saved with :func:`~marginface.backbones.save_model` gets a
 ``training`` record in its info (any mapping, e.g. ``{"steps": 2000, "data": "my faces"}``).
@@ -72,7 +72,9 @@ def untrained_reason(
             "its weights are straight from initialisation (every BatchNorm layer still has "
             "running mean 0 and variance 1)"
         )
-    if not info.get("training") and not info.get("source") and not _trained_run_folder(path):
+    training = info.get("training")
+    trained = bool(training) and not (isinstance(training, Mapping) and training.get("steps") == 0)
+    if not trained and not info.get("source") and not _trained_run_folder(path):
         return (
             "nothing says it was trained (its model.json has no 'training' record from "
             "marginface train and no 'source' from marginface import)"
