@@ -172,6 +172,7 @@ def test_bad_calibration_is_named(model, capsys, calibration, message):
 
 # ------------------------------------------------------------------ untrained models
 def test_untrained_models_are_refused(saved_model, model, face_folder, tmp_path, capsys):
+    saved_model = shutil.copytree(saved_model, tmp_path / "untrained")  # calibrate writes to it
     a = face_folder / "person00" / "person00_0001.png"
     gallery = tmp_path / "g.npz"
     np.savez(gallery, embeddings=np.ones((2, 8), np.float32), names=np.array(["x", "y"]))
