@@ -47,6 +47,15 @@ def test_embed_detect_equals_embedding_the_aligned_crops(trained_run, photos, tm
     )  # fmt: skip
     assert code == 0, err
     assert f"skipped image {photos / 'noise' / 'noise_0001.png'} (no face found)" in out
+    default = tmp_path / "default.npz"  # whole photos: detected without --detect too
+    code, out, err = _run(
+        ["embed", str(photos), "--checkpoint", str(trained_run), "--output", str(default),
+         "--quiet"], capsys,
+    )  # fmt: skip
+    assert code == 0 and "noise_0001.png (no face found)" in out, err
+    with np.load(raw) as r, np.load(default) as d:
+        assert list(r["names"]) == list(d["names"])
+        np.testing.assert_array_equal(r["embeddings"], d["embeddings"])
     code, out, err = _run(
         [
             "embed",
