@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marginface",
         description="Margin-based softmax heads for face recognition: train, evaluate, use.",
-        epilog="Exit codes: 0 done, 1 the work failed (e.g. training diverged), 2 bad input, "
+        epilog="Exit codes: 0 done, 1 the work failed (e.g. training diverged; verify: no "
+        "threshold, so no verdict), 2 bad input, "
         "settings or output (named in the message), 3 unexpected error, 130 interrupted.",
     )
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
