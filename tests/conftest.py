@@ -124,6 +124,7 @@ def trained_run(tmp_path_factory):
         "threshold": None,
         "head": "arcface",
         "head_kwargs": head.hparams(),
+        "training": {"steps": 15, "data": "synthetic:8x4"},  # trained: the use commands take it
     }
     save_model(run, net.eval(), info)
     return run

@@ -48,6 +48,15 @@ def test_embed_detect_equals_embedding_the_aligned_crops(trained_run, photos, tm
     assert code == 0, err
     warning = f"marginface embed: warning: skipped image {photos / 'noise' / 'noise_0001.png'}"
     assert f"{warning} (no face found)" in err
+    default = tmp_path / "default.npz"  # whole photos: detected without --detect too
+    code, out, err = _run(
+        ["embed", str(photos), "--checkpoint", str(trained_run), "--output", str(default),
+         "--quiet"], capsys,
+    )  # fmt: skip
+    assert code == 0 and "noise_0001.png (no face found)" in err, err
+    with np.load(raw) as r, np.load(default) as d:
+        assert list(r["names"]) == list(d["names"])
+        np.testing.assert_array_equal(r["embeddings"], d["embeddings"])
     code, out, err = _run(
         [
             "embed",
@@ -83,7 +92,10 @@ def test_verify_detect(trained_run, photos, capsys):
     code, out, err = _run([*base, "--detect"], capsys)
     assert code == 0, err
     with_detect = float(out.split()[1])
-    code, out, err = _run(base, capsys)
+    code, out, err = _run(base, capsys)  # whole photos: detected by default
+    assert code == 0, err
+    assert float(out.split()[1]) == with_detect
+    code, out, err = _run([*base, "--no-detect"], capsys)
     without = float(out.split()[1])
     # aligned, the two photos of one face give nearly the same crop; resized whole, they do not
     assert with_detect > 0.95 and with_detect > without
@@ -116,3 +128,39 @@ def test_eval_detect_on_a_pairs_list(trained_run, photos, tmp_path, capsys):
     assert code == 0, err
     assert "faces: 0 photos detected, 4 look-ups answered" in stdout
     assert json.loads((tmp_path / "again" / "metrics.json").read_text()) == metrics
+
+
+def test_default_detection_whole_photo_vs_crop(trained_run, photos, tmp_path, capsys):
+    """By default a whole photo (the astronaut, 256 px) is detected and aligned, and a crop of
+    the model's size (16 px) is taken as an aligned crop: the photo's score against its own
+    aligned crop is that of the crop with itself; with --no-detect the photo is squashed."""
+    crops = tmp_path / "crops"
+    argv = ["align", str(photos / "eileen"), "--detect", "--output", str(crops)]
+    assert _run([*argv, "--image-size", "16", "--quiet"], capsys)[0] == 0
+    crop = crops / "eileen_0001.png"
+    photo = photos / "eileen" / "eileen_0001.jpg"
+    base = ["--checkpoint", str(trained_run), "--threshold", "0.5"]
+    code, out, err = _run(["verify", str(photo), str(crop), *base], capsys)
+    assert code == 0, err
+    assert float(out.split()[1]) == pytest.approx(1.0, abs=1e-5)
+    code, out, err = _run(["verify", str(photo), str(crop), *base, "--no-detect"], capsys)
+    assert code == 0, err
+    assert float(out.split()[1]) < 0.99
+    # an explicit --detect detects in the crop too (16 px: no face found there)
+    code, _, err = _run(["verify", str(photo), str(crop), *base, "--detect"], capsys)
+    assert code == 2 and "no face found in" in err
+
+
+def test_crops_alone_never_load_the_detector():
+    from PIL import Image
+
+    from marginface.data.detect import CropsOrPhotos
+
+    def refuse():
+        raise AssertionError("the detector was built for a crop")
+
+    auto = CropsOrPhotos(refuse, 16)
+    crop = Image.new("RGB", (16, 16))
+    assert auto(crop) is crop and (auto.crops, auto.photos, auto.misses) == (1, 0, 0)
+    with pytest.raises(AssertionError, match="built for a crop"):
+        auto(Image.new("RGB", (16, 17)))  # not square: a photo

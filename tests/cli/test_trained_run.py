@@ -40,7 +40,7 @@ def test_eval_verify_export_on_a_train_run(tmp_path, capsys):
         ]
     )
     assert code == 0, capsys.readouterr().err
-    threshold = json.loads((run / "model.json").read_text())["threshold"]
+    calibration = json.loads((run / "model.json").read_text())["calibration"]
     out = tmp_path / "eval"
     code = main(
         [
@@ -66,8 +66,10 @@ def test_eval_verify_export_on_a_train_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["verify", str(image), str(image), "--checkpoint", str(run)]) == 0
     stdout = capsys.readouterr().out
-    if threshold is not None:  # the run stored its validation threshold: verify uses it
-        assert f"(threshold {threshold:.4f})" in stdout and " same " in stdout
+    # the run calibrated its last weights on its validation set (18 impostor pairs: FAR 0.1)
+    assert calibration["far"] == 0.1 and calibration["step"] == 3
+    assert f"(threshold {calibration['threshold']:.4f}: calibrated at FAR 1e-01" in stdout
+    assert " same " in stdout
     assert (
         main(
             [

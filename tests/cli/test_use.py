@@ -125,8 +125,11 @@ def test_embed_bad_out(trained_run, face_folder, tmp_path, capsys):
 def test_verify(trained_run, face_folder, capsys):
     a = face_folder / "person00" / "person00_0001.png"
     b = face_folder / "person01" / "person01_0001.png"
-    code, _, err = _run(["verify", str(a), str(b), "--checkpoint", str(trained_run)], capsys)
-    assert code == 2 and "stores no verification threshold; pass --threshold" in err
+    # no threshold anywhere: the score, no verdict, what to run, exit 1 (docs/cli.md)
+    code, out, err = _run(["verify", str(a), str(b), "--checkpoint", str(trained_run)], capsys)
+    assert code == 1 and out.split()[0] == "score" and out.split()[2] == "none"
+    assert f"marginface calibrate --checkpoint {trained_run} --pairs SET" in err
+    assert len(err.strip().splitlines()) == 1
     code, stdout, err = _run(
         ["verify", str(a), str(a), "--checkpoint", str(trained_run), "--threshold", "0.5"], capsys
     )
@@ -149,7 +152,8 @@ def test_verify_uses_stored_threshold(trained_run, face_folder, tmp_path, capsys
     a = face_folder / "person00" / "person00_0001.png"
     code, stdout, err = _run(["verify", str(a), str(a), "--checkpoint", str(run)], capsys)
     assert code == 0, err
-    assert "different" in stdout and "(threshold 2.0000)" in stdout
+    assert "different" in stdout
+    assert "(threshold 2.0000: model.json's threshold, not calibrated: FAR unknown)" in stdout
 
 
 def test_verify_missing_image(trained_run, tmp_path, capsys):

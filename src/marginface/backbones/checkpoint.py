@@ -8,11 +8,16 @@ to rebuild and use it::
     backbone_kwargs  its keyword arguments, including embedding_size (and input_size)
     image_size       side of the square input images
     identity_names   the training identities (list) or None
-    threshold        best verification threshold if known, else None
+    threshold        the verification threshold to use if known, else None; where
+                     ``calibration`` is given, its threshold wins (``marginface calibrate``
+                     writes both)
     head, head_kwargs the margin head it was trained with (name and hyperparameters)
     input            the input contract: size, colour, mean, std, flip_test (absent: marginface's
                      own, see :mod:`marginface.backbones.contract`)
     source           where an imported model came from: format, path, sha256, licence
+    calibration      the threshold at a known FAR on a named pair set, or None
+                     (:mod:`marginface.evaluation.calibration`)
+    training         what trained it (steps, epochs, final loss, data, date), or None
 
 Both are written through :mod:`marginface.files` (a temporary name, then a rename), so a
 crash never leaves a half-written file where a good one was.
@@ -39,6 +44,8 @@ INFO_DEFAULTS: dict[str, Any] = {
     "threshold": None,
     "head": None,
     "head_kwargs": {},
+    "calibration": None,
+    "training": None,
 }
 
 
@@ -91,7 +98,30 @@ def complete_info(info: Mapping[str, Any], source: str = "model info") -> dict[s
     if threshold is not None and not isinstance(threshold, int | float):
         raise ValueError(f"{source}: threshold must be a number or null, got {threshold!r}")
     out["input"] = check_contract(out.get("input"), out["image_size"], source)
+    _check_records(out, source)
     return out
+
+
+def _check_records(info: Mapping[str, Any], source: str) -> None:
+    """``calibration`` and ``training``: null or a mapping; a calibration's threshold a finite
+    number and its FAR in (0, 1)."""
+    import math
+
+    for key in ("calibration", "training"):
+        if info[key] is not None and not isinstance(info[key], Mapping):
+            raise ValueError(f"{source}: {key} must be a mapping or null, got {info[key]!r}")
+    cal = info["calibration"]
+    if cal is None:
+        return
+    for key, low, high in (("threshold", -math.inf, math.inf), ("far", 0.0, 1.0)):
+        value = cal.get(key)
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or not low < value < high:
+            raise ValueError(
+                f"{source}: calibration {key} must be a finite number"
+                + (" in (0, 1)" if key == "far" else "")
+                + f", got {value!r}"
+            )
 
 
 def save_model(
@@ -182,6 +212,15 @@ def _resolve(path: Path) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file or run folder")
     return path
+
+
+def model_json_path(path: str | os.PathLike) -> Path | None:
+    """The ``model.json`` that holds the info of the model at ``path`` (as :func:`load_model`
+    finds it), or None when its info is elsewhere (a training ``checkpoint.pt``, a bare
+    state dict)."""
+    file = _resolve(Path(path))
+    js = file.with_name("model.json") if file.suffix == ".pt" else file.with_suffix(".json")
+    return js if file.name != "checkpoint.pt" and js.is_file() else None
 
 
 def load_model(

@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="marginface",
         description="Margin-based softmax heads for face recognition: train, evaluate, use.",
-        epilog="Exit codes: 0 done, 1 the work failed (e.g. training diverged), 2 bad input, "
+        epilog="Exit codes: 0 done, 1 the work failed (e.g. training diverged; verify: no "
+        "threshold, so no verdict), 2 bad input, "
         "settings or output (named in the message), 3 unexpected error, 130 interrupted.",
     )
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
@@ -73,6 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         return BAD_INPUT
     prog = f"marginface {args.command}"
     set_command(prog)
+    if "checkpoint" in vars(args) and not args.checkpoint:  # a command that needs a model
+        from marginface.cli._model import MISSING_MODEL
+
+        print(f"{prog}: error: {MISSING_MODEL}", file=sys.stderr)
+        return BAD_INPUT
     format_warning = warnings.formatwarning
     if not debug:
         warnings.formatwarning = lambda message, *_, **__: warning_line(message, prog) + "\n"

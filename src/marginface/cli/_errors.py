@@ -3,7 +3,8 @@
 Exit codes (also in docs/cli.md):
 
 - 0: done.
-- 1: the work ran but did not succeed (training diverged; no image could be aligned).
+- 1: the work ran but did not succeed (training diverged; no image could be aligned; verify
+  printed a score without a verdict, the model having no threshold).
 - 2: bad input, settings or output: a file, key or flag is named in the message (argparse's
   own usage errors are 2 as well).
 - 3: an unexpected error (a bug in marginface or a library); ``--debug`` shows where.

@@ -39,13 +39,12 @@ class HideAliases(argparse.HelpFormatter):
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, flip: bool = True) -> None:
-    """``--checkpoint`` (required), ``--device``, ``--batch-size``, ``--no-flip`` and
-    ``--quiet``."""
+    """``--checkpoint`` (needed: when missing, :func:`marginface.cli.main` says where a model
+    comes from), ``--device``, ``--batch-size``, ``--no-flip`` and ``--quiet``."""
     parser.add_argument(
         "--checkpoint",
-        required=True,
         metavar="PATH",
-        help="run folder, model.pt (with model.json) or checkpoint.pt",
+        help="the model: a run folder, model.pt (with model.json) or checkpoint.pt (needed)",
     )
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     if flip:
@@ -146,10 +145,30 @@ def head_kwargs_for(given: Any, heads: Sequence[str], flag: str = "--head-kwargs
     return out
 
 
-def add_detector_arguments(parser: argparse.ArgumentParser, switch: bool = True) -> None:
+def add_detector_arguments(
+    parser: argparse.ArgumentParser, switch: bool = True, auto: bool = False
+) -> None:
     """The face detector's options; with ``switch``, also ``--detect`` (off by default: the
-    images are taken as aligned crops)."""
-    if switch:
+    images are taken as aligned crops); with ``auto``, detection is on by default for every
+    image that is not a crop of the model's size, ``--no-detect`` turns it off
+    (:class:`marginface.data.detect.CropsOrPhotos`)."""
+    if switch and auto:
+        parser.add_argument(
+            "--detect",
+            action="store_const",
+            const=True,
+            default=None,
+            help="detect the face (MTCNN) and align it to the ArcFace template in every "
+            "image (default: in every image that is not already a crop of the model's size)",
+        )
+        parser.add_argument(
+            "--no-detect",
+            dest="detect",
+            action="store_const",
+            const=False,
+            help="the images are aligned crops: no detection, each resized to the model's size",
+        )
+    elif switch:
         parser.add_argument(
             "--detect",
             action="store_true",
@@ -225,23 +244,25 @@ def detect_cache_folder(args: argparse.Namespace):
 def make_aligner(
     args: argparse.Namespace, image_size: int, fallback: bool = False, cache: bool = False
 ):
-    """A :class:`~marginface.data.detect.FaceAligner` when ``--detect`` is given, else None.
+    """A :class:`~marginface.data.detect.FaceAligner` when ``--detect`` is given, None with
+    ``--no-detect`` (or no switch), and by default (``detect`` None) a
+    :class:`~marginface.data.detect.CropsOrPhotos`: crops of ``image_size`` pass, any other
+    image is detected and aligned (the detector is loaded at the first such image).
 
     ``cache``: the aligner keeps the faces it finds by photo content
     (:class:`~marginface.data.detect_cache.DetectionCache`), in memory and in the folder of
     ``--detect-cache``.
     """
-    if not getattr(args, "detect", False):
+    detect = getattr(args, "detect", False)
+    if detect is False:
         return None
-    from marginface.data.detect import FaceAligner, FaceDetector
+    from marginface.evaluation.use import face_aligner
 
-    detector = FaceDetector(device=args.device, **detector_options(args))
-    faces = None
-    if cache:
-        from marginface.data.detect_cache import DetectionCache
-
-        faces = DetectionCache(detector.settings(), detect_cache_folder(args))
-    return FaceAligner(detector, image_size, args.select, fallback=fallback, cache=faces)
+    return face_aligner(
+        image_size, detect, device=args.device, select=args.select, fallback=fallback,
+        cache=cache, cache_folder=detect_cache_folder(args) if cache else None,
+        **detector_options(args),
+    )  # fmt: skip
 
 
 def describe_failure(path, why: str) -> str:

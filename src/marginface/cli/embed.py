@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Writes FILE.npz with 'embeddings' (N, D) float32 L2-normalised, 'names' (file "
             "paths relative to INPUT, or item names of a dataset spec) and, for dataset specs, "
-            "'labels' and 'identity_names'. Unreadable images are skipped with a warning."
+            "'labels' and 'identity_names'. Unreadable images are skipped with a warning. "
+            "Images of a folder that are not crops of the model's size are detected and "
+            "aligned first (--no-detect: none is)."
         ),
     )
     p.add_argument("input", metavar="INPUT", help="folder of images, or a dataset spec")
@@ -23,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p, "--output", aliases=["--out"], required=True, metavar="FILE.npz", help="output .npz file"
     )
     add_model_arguments(p)
-    add_detector_arguments(p)
+    add_detector_arguments(p, auto=True)
     p.set_defaults(func=run)
 
 
@@ -66,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from marginface.data import open_dataset
 
+        # a dataset spec: detection only when asked (synthetic faces and packs are crops)
+        aligner = aligner if args.detect else None
         dataset = open_dataset(args.input, image_size=size, aligner=aligner)
         emb = embed_dataset(model, dataset, options)
         labels = np.asarray(dataset.labels, dtype=np.int64)

@@ -22,7 +22,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint",
         action="append",
-        required=True,
         metavar="PATH",
         help="run folder, model.pt or checkpoint.pt (repeat to compare several)",
     )

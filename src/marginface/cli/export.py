@@ -22,9 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "where it exceeds 1."
         ),
     )
-    p.add_argument(
-        "--checkpoint", required=True, metavar="PATH", help="run folder, model.pt or checkpoint.pt"
-    )
+    p.add_argument("--checkpoint", metavar="PATH", help="run folder, model.pt or checkpoint.pt")
     add_option(
         p, "--output", aliases=["--onnx"], required=True, metavar="OUT.onnx", help="output file"
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from marginface.cli._errors import print_warning
+from marginface.cli._model import add_untrained_argument
 from marginface.cli._use import add_detector_arguments, add_model_arguments
 
 
@@ -15,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Embeds QUERY (an image file or a folder of images) and prints the top-k gallery "
             "entries by cosine similarity (exact search up to 1M gallery rows, an approximate "
-            "faiss index above; --index)."
+            "faiss index above; --index); 'same' marks a score at or above the threshold "
+            "(--threshold, else the model's calibrated one). Images that are not crops of the "
+            "model's size are detected and aligned first."
         ),
     )
     p.add_argument("query", metavar="QUERY", help="image file or folder of images")
@@ -36,8 +39,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="exact search's backend (default auto: faiss when installed)",
     )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="mark scores >= this as 'same' (default: the model's calibrated threshold)",
+    )
     add_model_arguments(p)
-    add_detector_arguments(p)
+    add_untrained_argument(p)
+    add_detector_arguments(p, auto=True)
     p.set_defaults(func=run)
 
 
@@ -63,6 +72,8 @@ def _load_gallery(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+    import sys
     from pathlib import Path
 
     from marginface.cli._use import check_files_exist
@@ -70,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.query).is_dir():  # checked before the heavy imports
         check_files_exist(("query image", args.query))
     check_files_exist(("gallery", args.gallery))
-    from marginface.backbones.checkpoint import load_model
+    from marginface.cli._model import load_use_model
     from marginface.cli._use import (
         check_positive,
         describe_failure,
@@ -78,16 +89,20 @@ def run(args: argparse.Namespace) -> int:
         make_aligner,
         model_flip,
     )
+    from marginface.evaluation.calibration import decision_threshold
     from marginface.evaluation.images import embed_files, find_images
     from marginface.evaluation.index import build_index
     from marginface.text import printable
 
     check_positive(args.top_k, "--top-k")
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise ValueError(f"--threshold must be a finite number, got {args.threshold}")
     options = embed_options(args, progress=False)
     args.device = options.device
     gallery, names = _load_gallery(args.gallery)
-    model, info = load_model(args.checkpoint)
+    model, info = load_use_model(args)
     options = options.replace(flip=model_flip(args, info))
+    threshold, origin = decision_threshold(info, args.threshold)
     size = int(info.get("image_size") or 112)
     aligner = make_aligner(args, size)
     query = Path(args.query)
@@ -112,6 +127,17 @@ def run(args: argparse.Namespace) -> int:
     for path, row_s, row_i in zip(kept, scores, indices, strict=True):
         print(f"{printable(path)}:")
         for rank, (s, i) in enumerate(zip(row_s, row_i, strict=True), start=1):
-            if i >= 0:
-                print(f"  {rank}. {printable(names[i])}  {s:.4f}")
+            if i < 0:
+                continue
+            same = "  same" if threshold is not None and s >= threshold else ""
+            print(f"  {rank}. {printable(names[i])}  {s:.4f}{same}")
+    if threshold is None:
+        print(
+            f"marginface search: note: model {args.checkpoint} has no threshold, so no score "
+            f"is marked 'same'; calibrate it (marginface calibrate --checkpoint "
+            f"{args.checkpoint} --pairs SET) or pass --threshold",
+            file=sys.stderr,
+        )
+    else:
+        print(f"('same': score >= threshold {threshold:.4f}: {origin})")
     return 0

@@ -312,4 +312,28 @@ def run(args: argparse.Namespace) -> int:
             f"best validation: score {result.best['score']:.4f} at step {result.best['step']} "
             f"(threshold {result.best['threshold']:.4f}): {result.output_dir / 'best'}"
         )
+    print(_calibration_line(result.output_dir, config))
     return 0
+
+
+def _calibration_line(output: Path, config) -> str:
+    """What the saved model's calibration is (or why it has none)."""
+    import json
+
+    from marginface.evaluation.calibration import DEFAULT_FAR, describe
+    from marginface.evaluation.metrics import far_key
+
+    cal = json.loads((Path(output) / "model.json").read_text()).get("calibration")
+    if cal is None:
+        why = "no validation set (--pairs)" if not config.val else "too few impostor pairs"
+        return (
+            f"not calibrated: {why}; run marginface calibrate --checkpoint {output} "
+            "--pairs SET for a threshold at a known FAR"
+        )
+    line = f"calibrated on the validation set: {describe(cal)}"
+    if cal["far"] != DEFAULT_FAR:
+        line += (
+            f" (FAR {far_key(DEFAULT_FAR)} needs {round(1 / DEFAULT_FAR)} impostor pairs; "
+            f"the set has {cal['impostor']})"
+        )
+    return line

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from marginface.cli._model import add_untrained_argument
 from marginface.cli._use import add_detector_arguments, add_model_arguments
+
+#: the exit code of a score without a verdict (no threshold known; docs/cli.md)
+NO_VERDICT = 1
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,51 +17,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cosine score of two face images, and same/different at a threshold",
         description=(
             "Prints the cosine similarity of the two images' embeddings (flip test) and "
-            "'same' when it is >= the threshold: --threshold, else the checkpoint's stored "
-            "verification threshold."
+            "'same' when it is >= the threshold: --threshold, else the model's calibrated "
+            "threshold (marginface calibrate), else its model.json 'threshold'. With none, "
+            "the score is printed with the verdict 'none' and the exit code is 1. Images "
+            "that are not crops of the model's size are detected and aligned first."
         ),
     )
     p.add_argument("image_a", metavar="A", help="first image file")
     p.add_argument("image_b", metavar="B", help="second image file")
-    p.add_argument("--threshold", type=float, help="decision threshold on the cosine score")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        help="decision threshold on the cosine score (default: the model's calibrated one)",
+    )
     add_model_arguments(p)
-    add_detector_arguments(p)
+    add_untrained_argument(p)
+    add_detector_arguments(p, auto=True)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import math
+    import sys
 
     from marginface.cli._use import check_files_exist
 
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise ValueError(f"--threshold must be a finite number, got {args.threshold}")
     check_files_exist(("image", args.image_a), ("image", args.image_b))  # before torch
-    import torch
-
-    from marginface.backbones.checkpoint import load_model
+    from marginface.cli._model import load_use_model
+    from marginface.cli._use import make_aligner, model_flip
     from marginface.devices import resolve_device
-    from marginface.evaluation.embed import embed_images
-    from marginface.evaluation.images import load_image
+    from marginface.evaluation.use import verify_images
 
     args.device = str(resolve_device(args.device, what="--device"))
-    model, info = load_model(args.checkpoint)
-    threshold = args.threshold if args.threshold is not None else info.get("threshold")
-    if threshold is not None and not isinstance(threshold, int | float):
-        raise ValueError(f"{args.checkpoint}: the stored threshold {threshold!r} is not a number")
+    model, info = load_use_model(args)
+    aligner = make_aligner(args, int(info.get("image_size") or 112))
+    result = verify_images(
+        model,
+        info,
+        args.image_a,
+        args.image_b,
+        threshold=args.threshold,
+        aligner=aligner,
+        flip=model_flip(args, info),
+        device=args.device,
+        allow_untrained=True,  # load_use_model has decided
+    )
+    score, threshold = result["score"], result["threshold"]
     if threshold is None:
-        raise ValueError(
-            f"checkpoint {args.checkpoint} stores no verification threshold; pass --threshold "
-            "(e.g. the best_threshold in the metrics.json of marginface eval)"
+        print(f"score {score:.4f}  none  (no threshold)")
+        print(
+            f"marginface verify: no verdict: model {args.checkpoint} has no threshold; "
+            f"calibrate it (marginface calibrate --checkpoint {args.checkpoint} --pairs SET) "
+            "or pass --threshold",
+            file=sys.stderr,
         )
-    from marginface.cli._use import make_aligner, model_flip
-
-    size = int(info.get("image_size") or 112)
-    aligner = make_aligner(args, size)
-    images = torch.stack([load_image(p, size, aligner) for p in (args.image_a, args.image_b)])
-    model.to(args.device)
-    emb = embed_images(model, images.to(args.device), flip=model_flip(args, info))
-    score = float((emb[0] * emb[1]).sum())
-    verdict = "same" if score >= threshold else "different"
-    print(f"score {score:.4f}  {verdict}  (threshold {threshold:.4f})")
+        return NO_VERDICT
+    verdict = "same" if result["same"] else "different"
+    print(f"score {score:.4f}  {verdict}  (threshold {threshold:.4f}: {result['origin']})")
     return 0

@@ -17,7 +17,7 @@ one P-Net pass; R-Net and O-Net see the crops of all images together.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -363,3 +363,36 @@ class FaceAligner:
                 return image
             raise NoFaceError("no face found")
         return self.align(image, face)
+
+
+class CropsOrPhotos:
+    """The use commands' default (``verify``, ``embed``, ``search``, ``calibrate`` without
+    ``--detect`` or ``--no-detect``): an image of exactly ``image_size`` x ``image_size``
+    pixels is taken as an aligned crop and passed on unchanged; any other image is a photo,
+    detected and aligned by the :class:`FaceAligner` that ``make()`` returns (built at the
+    first photo, so crops alone never load the detector). Whether a crop of the right size is
+    aligned is the caller's call: it is not checked.
+
+    :attr:`crops` and :attr:`photos` count the images of each kind; :attr:`misses` those
+    photos without a face that a falling-back aligner returned whole.
+    """
+
+    def __init__(self, make: Callable[[], FaceAligner], image_size: int) -> None:
+        self.make = make
+        self.image_size = int(image_size)
+        self.aligner: FaceAligner | None = None
+        self.crops = 0
+        self.photos = 0
+
+    @property
+    def misses(self) -> int:
+        return 0 if self.aligner is None else self.aligner.misses
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if image.size == (self.image_size, self.image_size):
+            self.crops += 1
+            return image
+        if self.aligner is None:
+            self.aligner = self.make()
+        self.photos += 1
+        return self.aligner(image)

@@ -1,7 +1,9 @@
-"""Verification pair sets: InsightFace ``.bin`` files, LFW ``pairs.txt``, generated pairs.
+"""Verification pair sets: InsightFace ``.bin`` files, LFW ``pairs.txt``, CSV pair lists,
+generated pairs.
 
 A :class:`PairSet` holds ``images`` (a Dataset of 2N image tensors; pair k is images 2k and
-2k + 1), ``issame`` (bool ndarray, N) and ``name``. ``len(pairs) == N``.
+2k + 1), ``issame`` (bool ndarray, N), ``name`` and, where the set knows them, ``groups``: the
+identity of each pair (its first face's), for a bootstrap over identities. ``len(pairs) == N``.
 """
 
 from __future__ import annotations
@@ -25,17 +27,27 @@ from marginface.files import atomic_write, check_writable_file, read_text, resol
 
 @dataclass
 class PairSet:
-    """Images of N pairs (2N images: pair k is ``images[2k]``, ``images[2k + 1]``) and flags."""
+    """Images of N pairs (2N images: pair k is ``images[2k]``, ``images[2k + 1]``) and flags;
+    ``groups`` (N,): each pair's identity (its first face's), None where the set does not say
+    (a ``.bin``)."""
 
     images: Dataset
     issame: np.ndarray
     name: str
+    groups: np.ndarray | None = None
     #: what the pairs file's header says: ``(folds, genuine pairs per fold)`` (LFW's
     #: ``10 300``: 10 folds of 300 genuine then 300 impostor pairs); None without a header
     header: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         self.issame = np.asarray(self.issame, dtype=bool)
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups)
+            if self.groups.shape != self.issame.shape:
+                raise ValueError(
+                    f"pair set {self.name!r}: {len(self.groups)} identities for "
+                    f"{len(self.issame)} pairs"
+                )
         if len(self.images) != 2 * len(self.issame):
             raise ValueError(
                 f"pair set {self.name!r}: {len(self.images)} images for {len(self.issame)} "
@@ -386,7 +398,77 @@ def open_pairs_txt(
     dataset = EncodedImages(paths, image_size, origin=str(pairs_file))
     dataset.aligner = aligner
     header = read_pairs_header(pairs_file)
-    return PairSet(_TensorsOnly(dataset), issame, name or "pairs", header=header)
+    groups = np.asarray([p.parent.name for p in paths[0::2]])  # the first face's person
+    return PairSet(_TensorsOnly(dataset), issame, name or "pairs", groups, header=header)
+
+
+# ---------------------------------------------------------------------------------------------
+# CSV pair lists
+# ---------------------------------------------------------------------------------------------
+_SAME = {"1": True, "true": True, "yes": True, "same": True}
+_DIFFERENT = {"0": False, "false": False, "no": False, "different": False}
+
+
+def read_pairs_csv(
+    pairs_file: str | os.PathLike, folder: str | os.PathLike | None = None
+) -> tuple[list[Path], np.ndarray, np.ndarray | None]:
+    """Parse a CSV pair list: ``(image paths (2N), issame (N), groups (N) or None)``.
+
+    A header row names the columns ``a``, ``b`` (image paths relative to ``folder``, default
+    the CSV's folder; one leading outside it is refused), ``same`` (1/0, true/false, yes/no,
+    same/different) and, optionally, ``identity`` (the person of image ``a``: the pairs'
+    groups for a bootstrap over identities). Other columns are ignored.
+    """
+    import csv
+
+    pairs_file = Path(pairs_file)
+    rows = list(csv.reader(read_text(pairs_file, "pairs file").splitlines()))
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    missing = [c for c in ("a", "b", "same") if c not in header]
+    if missing:
+        raise ValueError(
+            f"{pairs_file}: the first row must name the columns a, b, same (and optionally "
+            f"identity); {', '.join(missing)} missing"
+        )
+    col = {name: header.index(name) for name in ("a", "b", "same", "identity") if name in header}
+    root = Path(folder) if folder is not None else pairs_file.parent
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder {root} for {pairs_file} does not exist")
+    paths: list[Path] = []
+    issame: list[bool] = []
+    groups: list[str] = []
+    for number, row in enumerate(rows[1:], start=2):
+        if not any(field.strip() for field in row):
+            continue
+        where = f"{pairs_file} line {number}"
+        if len(row) < len(header):
+            raise ValueError(f"{where}: {len(row)} fields, the header names {len(header)}")
+        flag = row[col["same"]].strip().lower()
+        if flag not in _SAME and flag not in _DIFFERENT:
+            raise ValueError(f"{where}: same must be 1/0, true/false, yes/no, got {flag!r}")
+        for key in ("a", "b"):
+            path = resolve_inside(root, row[col[key]].strip(), where)
+            if not path.is_file():
+                raise FileNotFoundError(f"{where}: no image {path}")
+            paths.append(path)
+        issame.append(_SAME.get(flag, False))
+        if "identity" in col:
+            groups.append(row[col["identity"]].strip())
+    if not issame:
+        raise ValueError(f"pairs file {pairs_file} holds no pairs")
+    return paths, np.asarray(issame, dtype=bool), np.asarray(groups) if groups else None
+
+
+def open_pairs_csv(
+    pairs_file: str | os.PathLike,
+    folder: str | os.PathLike | None = None,
+    image_size: int | tuple[int, int] = 112,
+    aligner=None,
+) -> PairSet:
+    paths, issame, groups = read_pairs_csv(pairs_file, folder)
+    dataset = EncodedImages(paths, image_size, origin=str(pairs_file))
+    dataset.aligner = aligner
+    return PairSet(_TensorsOnly(dataset), issame, Path(pairs_file).stem or "pairs", groups)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,4 +554,5 @@ def pairs_from_dataset(
 ) -> PairSet:
     """Generated pairs (see :func:`generate_pairs`) over ``dataset``'s items."""
     pairs, issame = generate_pairs(dataset.labels, max_pairs=max_pairs, seed=seed)
-    return PairSet(ImagesOnly(dataset, pairs.reshape(-1)), issame, name)
+    groups = np.asarray(dataset.labels)[pairs[:, 0]]
+    return PairSet(ImagesOnly(dataset, pairs.reshape(-1)), issame, name, groups)

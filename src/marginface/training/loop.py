@@ -51,6 +51,7 @@ from marginface.training.preflight import (
     estimate_output_bytes,
     set_aside_old_log,
 )
+from marginface.training.record import run_records, validate_for_calibration
 from marginface.training.sampler import EpochBatchSampler, SeededItems
 from marginface.training.validation import Validator, flat_metrics, score_of
 from marginface.training.verdict import Verdict, training_verdict
@@ -345,6 +346,7 @@ class Trainer:
             "threshold": self.threshold,
             "head": self.cfg.head,
             "head_kwargs": self.margin_head.hparams(),
+            **run_records(self),  # training record, calibration of validated weights
         }
 
     @property
@@ -382,6 +384,8 @@ class Trainer:
         tensors += [v for v in (head_state or {}).values() if isinstance(v, Tensor)]
         if not _all_finite(tensors):
             raise self._diverged("non-finite weights", position["step"] - 1, position["epoch"])
+        if reason == "max_steps":
+            validate_for_calibration(self)
         payload = self._payload(position, rng, head_state)
         ckpt.save_checkpoint(self.output / "checkpoint.pt", payload)
         save_model(self.output, self.model.backbone, self.model_info())

@@ -51,6 +51,8 @@ class Validator:
             names.add(name)
             self.sets.append((name, pairs))
         self.batch_size, self.device = batch_size, device
+        #: {name: (pair scores, pair set)} of the last :meth:`run` (for the calibration)
+        self.last_scores: dict[str, tuple[np.ndarray, Any]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.sets)
@@ -80,8 +82,9 @@ class Validator:
                 backbone.eval()
                 results = {}
                 for name, pairs in self.sets:
-                    metrics, _ = evaluate_pairs(backbone, pairs, options)
+                    metrics, scores = evaluate_pairs(backbone, pairs, options)
                     results[name] = metrics
+                    self.last_scores[name] = (scores, pairs)
                 return results
         finally:
             random.setstate(py_state)
