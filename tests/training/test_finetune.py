@@ -170,6 +170,11 @@ def test_frozen_modules_stay_in_eval_mode():
     names = [n for n, _ in finetune.backbone_stages(mobile)]
     assert names == ["stem", "blocks[0:5]", "blocks[5:6]", "blocks[6:12]", "blocks[12:13]",
                      "blocks[13:15]"]  # fmt: skip
+    mbf_like = nn.Module()  # arcface_torch's MobileFaceNet layout (the ``mbf`` backbone)
+    mbf_like.layers = nn.ModuleList([nn.Conv2d(3, 3, 1) for _ in range(8)])
+    mbf_like.conv_sep = nn.Conv2d(3, 3, 1)
+    assert finetune.freeze(mbf_like, 2) == ["stem", "stage1"]
+    assert not mbf_like.layers[3].weight.requires_grad and mbf_like.layers[4].weight.requires_grad
     with pytest.raises(ValueError, match=r"config freeze: must be at most the 5 stages"):
         finetune.freeze(create_backbone("iresnet18", embedding_size=8, input_size=32), 6)
     with pytest.raises(ValueError, match="no stages defined to freeze"):

@@ -159,9 +159,11 @@ def backbone_stages(backbone: nn.Module) -> list[tuple[str, list[nn.Module]]]:
     """The backbone's stages, input first, as (name, modules): what ``freeze N`` takes the
     first N of. iResNet: the stem (conv1, bn1, prelu), layer1..layer4; MobileFaceNet: the
     stem, then its five groups of bottlenecks (one per row of its STAGES table); small_cnn:
-    its four stride-2 stages. The embedding layers after them (fc / linear and the last
-    BatchNorm) are never frozen. Another backbone may define ``stages()`` returning the same
-    list; otherwise ValueError."""
+    its four stride-2 stages; arcface_torch's MobileFaceNet (``mbf``: ``layers`` of 8 and
+    ``conv_sep``): the stem and its three stride-2 stages. The embedding layers after them
+    (fc / linear / GDC and the last BatchNorm) are never frozen. Another backbone may define
+    ``stages()`` returning the same list; otherwise (e.g. a converted ONNX graph)
+    ValueError."""
     from marginface.backbones.iresnet import IResNet
     from marginface.backbones.mobilefacenet import STAGES, MobileFaceNet
     from marginface.backbones.small_cnn import SmallCNN
@@ -183,6 +185,12 @@ def backbone_stages(backbone: nn.Module) -> list[tuple[str, list[nn.Module]]]:
     stages = getattr(backbone, "stages", None)
     if callable(stages):
         return list(stages())
+    layers = getattr(backbone, "layers", None)
+    if isinstance(layers, nn.ModuleList) and len(layers) == 8 and hasattr(backbone, "conv_sep"):
+        # arcface_torch's MobileFaceNet layout (``mbf``): stem conv + its block, then three
+        # stride-2 depthwise blocks, each followed by its residual blocks
+        names = ("stem", "stage1", "stage2", "stage3")
+        return [(name, list(layers[2 * i : 2 * i + 2])) for i, name in enumerate(names)]
     raise ValueError(
         f"config freeze: the backbone {getattr(backbone, 'name', type(backbone).__name__)} has "
         "no stages defined to freeze; fine-tune it whole (freeze 0)"
