@@ -1,6 +1,8 @@
 """--resume continues exactly: an interrupted-and-resumed run logs the same losses as a
 straight one (CPU, bit for bit), whether stopped by max_steps or by Ctrl-C inside a step."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -79,3 +81,33 @@ def test_loader_workers_change_nothing(cli, tmp_path):
     assert cli(*TINY, *EXTRA, "--output", out, "--max-steps", "6", "--workers", "2") == 0
     assert cli("--output", out, "--resume", "--quiet", "--workers", "1") == 0
     assert train_losses(out) == straight
+
+
+def test_finetune_resume_is_exact(cli, trained_run, tmp_path, capsys):
+    """train --init, stopped mid-epoch and resumed, ends with the weights and losses of the
+    straight run; the resume takes the model and the centres from its checkpoint (it neither
+    needs the start model nor imprints again), and config.yaml records the --init keys."""
+    start = tmp_path / "start"
+    shutil.copytree(trained_run, start)
+    args = ["--data", "synthetic:6x4,first=1000", "--init", start, "--freeze", "1",
+            "--backbone-lr", "0.3", "--batch-size", "8", "--epochs", "3", "--quiet",
+            "--no-tensorboard", "--device", "cpu"]  # fmt: skip
+    assert cli(*args, "--output", tmp_path / "a") == 0
+    straight = train_losses(tmp_path / "a")
+    assert len(straight) == 9
+    out = tmp_path / "b"
+    assert cli(*args, "--output", out, "--max-steps", 4) == 0
+    saved = (out / "config.yaml").read_text()
+    assert f"init: {start}" in saved and "init_centres: imprint" in saved
+    assert "backbone_lr: 0.3" in saved and "freeze: 1" in saved and "backbone: small_cnn" in saved
+    capsys.readouterr()
+    shutil.rmtree(start)
+    assert cli("--output", out, "--resume", "--quiet") == 0
+    err = capsys.readouterr().err
+    assert "resuming: weights and class centres from the checkpoint" in err
+    assert "imprinted" not in err
+    assert train_losses(out) == straight  # exactly equal floats
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    b = torch.load(out / "checkpoint.pt", weights_only=True)
+    for part in ("backbone", "head"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part

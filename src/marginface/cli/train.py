@@ -25,8 +25,19 @@ from marginface.cli._use import add_option
 _TYPED: dict[str, tuple[type, str]] = {
     "data": (str, "dataset spec: a folder, a .rec, or synthetic:IDSxIMAGES"),
     "head": (str, "margin head name (marginface.list_heads())"),
-    "backbone": (str, "backbone name (marginface.list_backbones())"),
-    "epochs": (int, "number of epochs"),
+    "backbone": (str, "backbone name (marginface.list_backbones()); with --init, the model's"),
+    "init": (
+        str,
+        "fine-tune: start from this model (a model folder, model.pt or checkpoint.pt); its "
+        "architecture, embedding and image size are the run's",
+    ),
+    "backbone_lr": (
+        float,
+        "the backbone's learning rate as a share of --lr, the head's (default: 0.1 with "
+        "--init, else 1)",
+    ),
+    "freeze": (int, "with --init: keep the backbone's first N stages as they are"),
+    "epochs": (int, "number of epochs (default 20; 5 with --init)"),
     "batch_size": (int, "images per process per micro-batch"),
     "lr": (float, "base learning rate"),
     "output": (str, "run folder (checkpoints, models, logs)"),
@@ -35,7 +46,11 @@ _TYPED: dict[str, tuple[type, str]] = {
     "accumulate": (int, "micro-batches per optimizer step (gradient accumulation)"),
     "optimizer": (str, "sgd or adamw"),
     "scheduler": (str, "cosine, poly or constant (after warm-up)"),
-    "warmup_epochs": (float, "epochs of linear warm-up of the learning rate"),
+    "warmup_epochs": (
+        float,
+        "epochs of linear warm-up of the learning rate (default 0; with --init a fifth of the "
+        "epochs)",
+    ),
     "margin_warmup_epochs": (float, "epochs over which the margin blends in from 0"),
     "loss_watch": (float, "share of the run after which a stalled loss is reported (0: off)"),
     "summary_images": (int, "training images checked at the end: share nearer own centre"),
@@ -68,6 +83,7 @@ _METAVAR = {
     "output": "DIR",
     "head": "NAME",
     "backbone": "NAME",
+    "init": "MODEL",
     "optimizer": "NAME",
     "scheduler": "NAME",
     "device": "DEVICE",
@@ -153,6 +169,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         flag, aliases = _FLAGS.get(dest, ("--" + dest.replace("_", "-"), []))
         add_option(p, flag, aliases=aliases, dest=dest, type=kind, help=text, metavar=metavar)
     p.add_argument("--amp", choices=["bf16", "fp16", "none"], help="mixed precision")
+    p.add_argument(
+        "--init-centres",
+        dest="init_centres",
+        choices=["imprint", "random"],
+        help="with --init: class centres start at each identity's mean embedding (imprint, "
+        "the default) or random",
+    )
     p.add_argument(
         "--grad-clip",
         dest="grad_clip",

@@ -24,6 +24,20 @@ from marginface.text import cut
 AMP_MODES = ("none", "bf16", "fp16")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULERS = ("cosine", "poly", "constant")
+INIT_CENTRES = ("imprint", "random")
+
+#: what a run from scratch trains when these keys are left out (None)
+SCRATCH_MODEL = {"backbone": "iresnet50", "embedding_size": 512, "image_size": 112}
+#: epochs left out: from scratch, and fine-tuning from ``init`` (a model that already embeds
+#: faces needs fewer)
+SCRATCH_EPOCHS, FINETUNE_EPOCHS = 20, 5
+#: warm-up left out when fine-tuning: this share of the epochs (none from scratch), so the
+#: first steps' gradients, from centres the backbone has not seen, move it gently
+FINETUNE_WARMUP_SHARE = 0.2
+#: the backbone's learning rate as a share of the head's when fine-tuning (``backbone_lr`` left
+#: out with ``init``); from scratch it is 1. Measured: benchmarks/finetune_backbone_lr.py
+#: (docs/training.md, "Fine-tune a model")
+FINETUNE_BACKBONE_LR = 0.1
 
 #: keys that may change between an interrupted run and its ``--resume`` without breaking the
 #: exact continuation (everything else must match the checkpoint's configuration)
@@ -57,7 +71,19 @@ class TrainConfig:
 
     Data and model: ``data`` (dataset spec for ``marginface.data.open_dataset``), ``head`` and
     ``head_kwargs`` (``create_head``), ``backbone`` and ``backbone_kwargs``
-    (``create_backbone``), ``embedding_size``, ``image_size``.
+    (``create_backbone``), ``embedding_size``, ``image_size``; left out (None) they are
+    :data:`SCRATCH_MODEL`'s, or with ``init`` the model's.
+
+    Fine-tuning (:mod:`marginface.training.finetune`): ``init`` (a model for
+    ``marginface.backbones.checkpoint.load_model``: the backbone starts from it, and its
+    architecture, embedding and image size are the run's), ``init_centres`` (``imprint``: each
+    class centre starts at its identity's mean normalised embedding; ``random``; default
+    imprint with ``init``), ``backbone_lr`` (the backbone's learning rate as a share of
+    ``lr``, the head's; default :data:`FINETUNE_BACKBONE_LR` with ``init``, else 1),
+    ``freeze`` (the backbone's first N stages stay as they are, BatchNorm statistics
+    included). ``epochs`` and ``warmup_epochs`` left out (None): from scratch
+    :data:`SCRATCH_EPOCHS` and none; with ``init`` :data:`FINETUNE_EPOCHS` and
+    :data:`FINETUNE_WARMUP_SHARE` of the epochs.
 
     Optimisation: ``epochs``, ``batch_size`` (per process), ``accumulate`` (micro-batches per
     optimizer step), ``optimizer`` (sgd / adamw) with ``lr``, ``momentum``, ``weight_decay``;
@@ -91,11 +117,15 @@ class TrainConfig:
     data: str | None = None
     head: str = "arcface"
     head_kwargs: dict[str, Any] = field(default_factory=dict)
-    backbone: str = "iresnet50"
+    backbone: str | None = None
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
-    embedding_size: int = 512
-    image_size: int = 112
-    epochs: int = 20
+    embedding_size: int | None = None
+    image_size: int | None = None
+    init: str | None = None
+    init_centres: str | None = None
+    backbone_lr: float | None = None
+    freeze: int = 0
+    epochs: int | None = None
     batch_size: int = 128
     accumulate: int = 1
     optimizer: str = "sgd"
@@ -103,7 +133,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     scheduler: str = "poly"
-    warmup_epochs: float = 0.0
+    warmup_epochs: float | None = None
     margin_warmup_epochs: float = 0.0
     poly_power: float = 2.0
     min_lr: float = 0.0
@@ -132,8 +162,27 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self._coerce_numbers()
+        self._fill_defaults()
         self.validate()
         self._resolve()
+
+    def _fill_defaults(self) -> None:
+        """Keys left out (None) get the default of the kind of run: from scratch, or
+        fine-tuning from ``init`` (whose model keys the trainer takes from the model)."""
+        tuning = self.init is not None
+        if not tuning:
+            for key, value in SCRATCH_MODEL.items():
+                if getattr(self, key) is None:
+                    setattr(self, key, value)
+        if self.epochs is None:
+            self.epochs = FINETUNE_EPOCHS if tuning else SCRATCH_EPOCHS
+        if self.warmup_epochs is None:
+            share = FINETUNE_WARMUP_SHARE if tuning else 0.0
+            self.warmup_epochs = share * self.epochs if _is_number(self.epochs, 1) else 0.0
+        if self.backbone_lr is None:
+            self.backbone_lr = FINETUNE_BACKBONE_LR if tuning else 1.0
+        if self.init_centres is None:
+            self.init_centres = "imprint" if tuning else "random"
 
     def _resolve(self) -> None:
         """Settings that others imply: a ``sample_rate`` below 1 samples the centres of
@@ -159,8 +208,12 @@ class TrainConfig:
     # ------------------------------------------------------------------------------ checks
     def validate(self) -> None:
         """ValueError naming the key and the value for anything out of range."""
-        for key in ("epochs", "batch_size", "accumulate", "embedding_size", "image_size"):
+        for key in ("epochs", "batch_size", "accumulate"):
             self._need_int(key, 1)
+        for key in ("embedding_size", "image_size"):  # None until the init model says
+            if getattr(self, key) is not None or self.init is None:
+                self._need_int(key, 1)
+        self._validate_init()
         for key in ("log_every", "val_max_pairs", "val_batch_size"):
             self._need_int(key, 1)
         for key in (
@@ -182,8 +235,12 @@ class TrainConfig:
         self._need(
             self.data is None or isinstance(self.data, str), "data", "must be a dataset spec"
         )
-        for key in ("head", "backbone"):
-            self._need(isinstance(getattr(self, key), str), key, "must be a name")
+        self._need(isinstance(self.head, str), "head", "must be a name")
+        self._need(
+            isinstance(self.backbone, str) or (self.backbone is None and self.init is not None),
+            "backbone",
+            "must be a name",
+        )
         for key, choices in (
             ("amp", AMP_MODES),
             ("optimizer", OPTIMIZERS),
@@ -239,6 +296,31 @@ class TrainConfig:
             self.device in ("auto", "cpu") or self.device.startswith("cuda")
         )
         self._need(device_ok, "device", "must be auto, cpu, cuda or cuda:N")
+
+    def _validate_init(self) -> None:
+        """The fine-tuning keys (the model itself is checked when the trainer loads it)."""
+        self._need(
+            self.init is None or (isinstance(self.init, str) and self.init != ""),
+            "init",
+            "must be the path of a model (a model folder, model.pt or checkpoint.pt)",
+        )
+        self._need(
+            self.init_centres in INIT_CENTRES,
+            "init_centres",
+            f"must be one of {', '.join(INIT_CENTRES)}",
+        )
+        self._need(
+            self.init is not None or self.init_centres == "random",
+            "init_centres",
+            "imprint needs a model to embed the training images with (init)",
+        )
+        self._need(_is_number(self.backbone_lr, 0.0), "backbone_lr", "must be a finite number >= 0")
+        self._need_int("freeze", 0)
+        self._need(
+            self.freeze == 0 or self.init is not None,
+            "freeze",
+            "needs a model to start from (init): frozen random stages would learn nothing",
+        )
 
     def _need(self, ok: bool, key: str, what: str) -> None:
         if not ok:

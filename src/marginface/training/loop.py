@@ -32,6 +32,7 @@ from marginface.backbones.checkpoint import save_model
 from marginface.files import FolderLock, atomic_write_text, clean_stale_temporaries
 from marginface.heads import MarginHead, choose_path
 from marginface.training import checkpoint as ckpt
+from marginface.training import finetune
 from marginface.training.classifier import build_classifier
 from marginface.training.config import RESUME_FREE_KEYS, TrainConfig, config_to_yaml
 from marginface.training.distributed import (
@@ -212,6 +213,10 @@ class Trainer:
         self._last_val_step = -1
         self.warnings: list[str] = []
         self.bar = None
+        # fine-tuning (cfg.init): what the run started from, its frozen stages, the centres
+        self.start: finetune.Start | None = None
+        self.frozen: list[str] = []
+        self.imprinted: int | None = None
 
     # ------------------------------------------------------------------------ setting up
     def _fail_together(self, check) -> Any:
@@ -231,6 +236,8 @@ class Trainer:
         """Build the state of the run: data, model, classifier, optimizer, the checkpoint's
         state when resuming, loss watch, validator and logger. Returns the start position and
         the RNG state to restore before the first step (None for a fresh run)."""
+        if self.cfg.init is not None:
+            self._start_model()
         cfg, env = self.cfg, self.env
         self.dataset = self._open_data()
         self.num_classes = int(self.dataset.num_classes)
@@ -263,6 +270,51 @@ class Trainer:
             self.output, env.is_main, cfg.tensorboard, purge_step=position["step"] or None
         )
         return position, rng
+
+    def _start_model(self) -> None:
+        """Fine-tuning: the backbone from ``init`` (on --resume rebuilt from the checkpoint),
+        the run's model keys from it, its first stages frozen; say so before anything runs."""
+        saved = self.output / "checkpoint.pt"
+        checkpoint = saved if self.cfg.resume and saved.is_file() else None
+        self.cfg, self.start_backbone, self.start = finetune.start_model(self.cfg, checkpoint)
+        cfg = self.cfg
+        self.frozen = finetune.freeze(self.start_backbone, cfg.freeze)
+        self._say(self.start.describe())
+        if checkpoint is not None:
+            self._say("resuming: weights and class centres from the checkpoint")
+            return
+        stages = len(finetune.backbone_stages(self.start_backbone)) if self.frozen else 0
+        frozen = f"{', '.join(self.frozen)} ({len(self.frozen)} of {stages} stages)"
+        self._say(
+            f"class centres: {'imprinted' if cfg.init_centres == 'imprint' else 'random'}; "
+            f"backbone lr {cfg.backbone_lr:g} x the head's; frozen: "
+            f"{frozen if self.frozen else 'nothing'}; {cfg.epochs} epochs, warm-up "
+            f"{cfg.warmup_epochs:g}"
+        )
+
+    def _imprint(self) -> None:
+        """Each class centre at its identity's mean normalised embedding (fresh runs only: a
+        resumed run's centres come from its checkpoint)."""
+        cfg, env = self.cfg, self.env
+        finetune.check_imprintable(self.margin_head)
+        means, counts = finetune.class_means(
+            self.model.backbone,
+            self.dataset,
+            self.num_classes,
+            cfg.embedding_size,
+            env,
+            batch_size=cfg.val_batch_size,
+            num_workers=cfg.num_workers,
+            progress=cfg.progress,
+        )
+        start = getattr(self.model.head, "class_start", 0)  # Partial FC: this rank's shard
+        finetune.imprint(self.margin_head, means, counts, start)
+        self.imprinted = int((counts > 0).sum())
+        missing = self.num_classes - self.imprinted
+        self._say(
+            f"imprinted {self.imprinted} class centres from {int(counts.sum())} training images"
+            + (f"; {missing} identities without images keep random centres" if missing else "")
+        )
 
     def _open_data(self) -> Dataset:
         cfg = self.cfg
@@ -305,13 +357,17 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if env.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels
-        self.backbone_kwargs = {
-            "embedding_size": cfg.embedding_size,
-            "input_size": cfg.image_size,
-            **cfg.backbone_kwargs,
-        }
-        kwargs = {k: v for k, v in self.backbone_kwargs.items() if k != "embedding_size"}
-        backbone = create_backbone(cfg.backbone, embedding_size=cfg.embedding_size, **kwargs)
+        if self.start is not None:  # the model's own kwargs (finetune.start_model)
+            self.backbone_kwargs = {"embedding_size": cfg.embedding_size, **cfg.backbone_kwargs}
+            backbone = self.start_backbone
+        else:
+            self.backbone_kwargs = {
+                "embedding_size": cfg.embedding_size,
+                "input_size": cfg.image_size,
+                **cfg.backbone_kwargs,
+            }
+            kwargs = {k: v for k, v in self.backbone_kwargs.items() if k != "embedding_size"}
+            backbone = create_backbone(cfg.backbone, embedding_size=cfg.embedding_size, **kwargs)
         head_kwargs, self.scale_choice = resolve_scale(
             cfg.head, cfg.embedding_size, self.num_classes, cfg.head_kwargs
         )
@@ -322,8 +378,11 @@ class Trainer:
         # run folder gets its first file
         subcenters = self.margin_head.subcenters
         self.loss_path = choose_path(env.device, torch.float32, subcenters=subcenters)
+        if cfg.init_centres == "imprint" and not cfg.resume:
+            self._imprint()
+        params = finetune.param_groups(backbone, classifier, cfg.lr, cfg.backbone_lr)
         self.optimizer = build_optimizer(
-            self.model.parameters(), cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay
+            params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay
         )
         classifier.attach_optimizer(self.optimizer)
         self.scheduler = WarmupDecay(
@@ -337,7 +396,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
 
     def model_info(self) -> dict[str, Any]:
-        """The ``model.json`` info of the backbone being trained."""
+        """The ``model.json`` info of the backbone being trained (fine-tuned: with the start
+        model's input contract and an ``init`` record of where it started)."""
+        start = self.start
         return {
             "backbone": self.cfg.backbone,
             "backbone_kwargs": dict(self.backbone_kwargs),
@@ -346,6 +407,8 @@ class Trainer:
             "threshold": self.threshold,
             "head": self.cfg.head,
             "head_kwargs": self.margin_head.hparams(),
+            **(start.inherited() if start else {}),
+            **({"init": start.record()} if start else {}),
             **run_records(self),  # training record, calibration of validated weights
         }
 
@@ -690,6 +753,16 @@ class Trainer:
                 f"{note['world_size']}: epoch {note['epoch']} goes on after its first "
                 f"{note['items_done']} images ({note['items_skipped']} skipped to reach a whole "
                 "global batch)"
+            )
+        if self.start is not None:
+            self.logger.event(
+                "init",
+                position["step"],
+                **self.start.record(),
+                centres=cfg.init_centres,
+                imprinted=self.imprinted,
+                backbone_lr=cfg.backbone_lr,
+                frozen=self.frozen,
             )
         choice = self.scale_choice
         self.logger.event(

@@ -13,20 +13,30 @@ from torch import nn
 
 
 def build_optimizer(
-    params: Iterable[nn.Parameter],
+    params: Iterable[nn.Parameter] | Iterable[dict],
     name: str,
     lr: float,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
 ) -> torch.optim.Optimizer:
-    """SGD (momentum, weight decay, as InsightFace) or AdamW over the trainable ``params``."""
-    params = [p for p in params if p.requires_grad]
-    if not params:
+    """SGD (momentum, weight decay, as InsightFace) or AdamW over the trainable ``params``.
+
+    ``params``: parameters, or parameter groups (dicts with ``params`` and optionally their own
+    ``lr``, e.g. a backbone fine-tuned slower than its head); parameters that need no gradient
+    are left out, and so is a group left empty. The schedule scales every group's rate alike.
+    """
+    items = list(params)
+    if items and isinstance(items[0], dict):
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in items]
+        chosen: list = [g for g in groups if g["params"]]
+    else:
+        chosen = [p for p in items if p.requires_grad]
+    if not chosen:
         raise ValueError("no trainable parameters to optimise")
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return torch.optim.SGD(chosen, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(chosen, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; valid: sgd, adamw")
 
 

@@ -1,0 +1,202 @@
+"""Which ``--backbone-lr`` should ``marginface train --init`` use by default?
+
+Trains a start model on one set of synthetic identities (the training defaults, small_cnn),
+then fine-tunes it with ``--init`` (imprinted centres, the fine-tuning schedule) on other
+identities from a harder "domain" (``difficulty`` above the start model's), once per backbone
+learning-rate factor and seed, and verifies identities of that domain never seen by either run
+(all genuine pairs up to ``--max-pairs``, ``--impostors`` impostor pairs, flip test). Each
+setting is compared with the start model before fine-tuning and with factor 1 (the backbone at
+the head's rate) by a paired bootstrap over the held-out identities, scores of several seeds
+averaged (:mod:`marginface.evaluation.bootstrap`). ``--extra`` adds runs at the default factor
+with random centres and with frozen stages.
+
+    python benchmarks/finetune_backbone_lr.py --factors 1 0.3 0.1 0.03 0 --seeds 3
+
+Prints one table and the intervals; writes ``benchmarks/results/finetune_backbone_lr.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from marginface.data.verification import generate_pairs
+from marginface.demo.cache import render_dataset
+from marginface.evaluation import EmbedOptions, embed_dataset, verification_metrics
+from marginface.evaluation.bootstrap import paired_bootstrap
+from marginface.training import TrainConfig, train
+from marginface.training.config import FINETUNE_BACKBONE_LR
+
+FAR = 1e-3
+
+
+def scores_of(backbone, test_set, pairs: np.ndarray) -> np.ndarray:
+    """Cosine scores of the held-out pairs (flip-test embeddings)."""
+    emb = embed_dataset(backbone, test_set, EmbedOptions(batch_size=256, progress=False))
+    emb = emb.astype(np.float64)
+    return np.sum(emb[pairs[:, 0]] * emb[pairs[:, 1]], axis=1)
+
+
+def pretrain(args, work: Path) -> Path:
+    data = render_dataset(args.pretrain, args.image_size)
+    out = work / "start"
+    t0 = time.perf_counter()
+    result = train(
+        TrainConfig(
+            data=args.pretrain,
+            backbone="small_cnn",
+            image_size=args.image_size,
+            embedding_size=args.embedding_size,
+            epochs=args.pretrain_epochs,
+            output=str(out),
+            progress=False,
+            tensorboard=False,
+            log_every=50,
+            device="cpu",
+            summary_images=0,
+        ),
+        dataset=data.with_augment(True),
+    )
+    print(
+        f"start model: {args.pretrain}, {result.steps} steps, loss "
+        f"{result.history[0]['loss']:.2f} -> {result.history[-1]['loss']:.2f}, "
+        f"{time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    return out
+
+
+def finetune(args, start: Path, train_set, work: Path, name: str, seed: int, **keys) -> Any:
+    out = work / f"{name}-seed{seed}"
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    result = train(
+        TrainConfig(
+            data=args.target,
+            init=str(start),
+            seed=seed,
+            output=str(out),
+            progress=False,
+            tensorboard=False,
+            log_every=50,
+            device="cpu",
+            summary_images=0,
+            **keys,
+        ),
+        dataset=train_set.with_augment(True),
+    )
+    losses = [r["loss"] for r in result.history]
+    print(
+        f"  {name} seed {seed}: {result.steps} steps, loss {losses[0]:.2f} -> {losses[-1]:.2f}, "
+        f"{time.perf_counter() - t0:.0f} s",
+        flush=True,
+    )
+    return result.backbone
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--pretrain", default="synthetic:200x20")
+    p.add_argument("--pretrain-epochs", type=int, default=10)
+    p.add_argument("--target", default="synthetic:100x10,first=500000,difficulty=1.5")
+    p.add_argument("--test", default="synthetic:100x10,first=2000000,difficulty=1.5")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--embedding-size", type=int, default=128)
+    p.add_argument("--factors", type=float, nargs="+", default=[1, 0.3, 0.1, 0.03, 0])
+    p.add_argument("--extra", action="store_true", help="also random centres, freeze 2")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--max-pairs", type=int, default=4500)
+    p.add_argument("--impostors", type=int, default=45000)
+    p.add_argument("--replicates", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--output", default="benchmarks/results/finetune_backbone_lr.json")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    work = Path(tempfile.mkdtemp(prefix="finetune_lr-"))
+    t0 = time.perf_counter()
+    try:
+        start = pretrain(args, work)
+        train_set = render_dataset(args.target, args.image_size)
+        test_set = render_dataset(args.test, args.image_size)
+        pairs, issame = generate_pairs(
+            test_set.labels, max_pairs=args.max_pairs, impostors=args.impostors
+        )
+        groups = test_set.labels[pairs[:, 0]]
+        print(
+            f"fine-tune on {args.target} ({len(train_set)} images); held out {args.test}: "
+            f"{int(issame.sum())} genuine, {int((~issame).sum())} impostor pairs",
+            flush=True,
+        )
+        from marginface.backbones.checkpoint import load_model
+
+        scores: dict[str, np.ndarray] = {}
+        before = scores_of(load_model(start)[0], test_set, pairs)
+        scores["before fine-tuning"] = np.stack([before] * args.seeds)
+        settings = [(f"backbone-lr {f:g}", {"backbone_lr": f}) for f in args.factors]
+        if args.extra:
+            settings += [
+                ("random centres", {"init_centres": "random"}),
+                ("freeze 2", {"freeze": 2}),
+            ]
+        for name, keys in settings:
+            runs = [
+                scores_of(finetune(args, start, train_set, work, name, s, **keys), test_set, pairs)
+                for s in range(args.seeds)
+            ]
+            scores[name] = np.stack(runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = table(scores, issame, groups, args)
+    results = {
+        "settings": vars(args),
+        "default_backbone_lr": FINETUNE_BACKBONE_LR,
+        "rows": rows,
+        "minutes": (time.perf_counter() - t0) / 60,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(f"wrote {args.output}")
+
+
+def table(scores: dict[str, np.ndarray], issame, groups, args) -> list[dict]:
+    """Per setting: mean (and range) over seeds of accuracy, AUC, TAR@FAR; the bootstrap
+    intervals against the start model and against backbone-lr 1."""
+    reference = "backbone-lr 1"
+    rows = []
+    print(f"\n| run | accuracy | AUC | TAR@FAR={FAR:g} | vs before | vs {reference} |")
+    print("|---|---|---|---|---|---|")
+    for name, runs in scores.items():
+        metrics = [verification_metrics(s, issame) for s in runs]
+        acc = [m["accuracy"] for m in metrics]
+        auc = [m["auc"] for m in metrics]
+        tar = [m["tar_at_far"].get(FAR, float("nan")) for m in metrics]
+        row: dict[str, Any] = {"run": name, "accuracy": acc, "auc": auc, f"tar@{FAR:g}": tar}
+        cells = []
+        for label, other in (("before", "before fine-tuning"), ("reference", reference)):
+            if other == name or other not in scores:
+                cells.append("-")
+                continue
+            b = paired_bootstrap(
+                runs, scores[other], issame, groups, FAR, replicates=args.replicates
+            )
+            row[f"vs_{label}"] = b
+            cells.append(f"{b['difference']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}]")
+        rows.append(row)
+
+        def span(v: list[float]) -> str:
+            return f"{np.mean(v):.3f} ({min(v):.3f}-{max(v):.3f})"
+
+        print(f"| {name} | {span(acc)} | {span(auc)} | {span(tar)} | {cells[0]} | {cells[1]} |")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
