@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import copy
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -145,32 +146,51 @@ def add_detector_arguments(parser: argparse.ArgumentParser, switch: bool = True)
     )
     parser.add_argument(
         "--thresholds",
-        default="0.6,0.7,0.7",
+        default=None,
         metavar="P,R,O",
-        help="--detect: face probabilities the three MTCNN stages must exceed (0.6,0.7,0.7)",
+        help="--detect: face probabilities the three MTCNN stages must exceed (0.6,0.7,0.7); "
+        "with an SCRFD --detector, its one score threshold (0.5)",
+    )
+    parser.add_argument(
+        "--detector",
+        default="mtcnn",
+        metavar="mtcnn|FILE.onnx",
+        help="--detect: the built-in MTCNN (default), or an SCRFD ONNX file (InsightFace's "
+        "det_10g.onnx, det_500m.onnx, ...: the detector most published models were aligned "
+        "with), run by onnxruntime",
     )
 
 
 def detector_options(args: argparse.Namespace) -> dict:
-    """``min_face_size`` and ``thresholds`` for the detector, from the parsed arguments."""
-    try:
-        thresholds = tuple(float(v) for v in args.thresholds.split(","))
-    except ValueError:
-        thresholds = ()
-    if len(thresholds) != 3:
-        raise ValueError(
-            f"--thresholds must be 3 numbers like 0.6,0.7,0.7, got {args.thresholds!r}"
-        )
-    return {"min_face_size": args.min_face_size, "thresholds": thresholds}
+    """``detector``, ``min_face_size`` and ``thresholds`` for
+    :func:`marginface.data.detect.make_detector`, from the parsed arguments."""
+    scrfd = args.detector != "mtcnn"
+    thresholds = None
+    if args.thresholds is not None:
+        want = 1 if scrfd else 3
+        try:
+            thresholds = tuple(float(v) for v in args.thresholds.split(","))
+        except ValueError:
+            thresholds = ()
+        if len(thresholds) != want:
+            example = "one number like 0.5 (SCRFD)" if scrfd else "3 numbers like 0.6,0.7,0.7"
+            raise ValueError(f"--thresholds must be {example}, got {args.thresholds!r}")
+    if scrfd and not Path(args.detector).is_file():
+        raise FileNotFoundError(f"--detector {args.detector}: no such file (or give mtcnn)")
+    return {
+        "detector": args.detector,
+        "min_face_size": args.min_face_size,
+        "thresholds": thresholds,
+    }
 
 
 def make_aligner(args: argparse.Namespace, image_size: int, fallback: bool = False):
     """A :class:`~marginface.data.detect.FaceAligner` when ``--detect`` is given, else None."""
     if not getattr(args, "detect", False):
         return None
-    from marginface.data.detect import FaceAligner, FaceDetector
+    from marginface.data.detect import FaceAligner, make_detector
 
-    detector = FaceDetector(device=args.device, **detector_options(args))
+    detector = make_detector(device=args.device, **detector_options(args))
     return FaceAligner(detector, image_size, args.select, fallback=fallback)
 
 
