@@ -7,6 +7,7 @@ import argparse
 import copy
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from marginface.text import cut, short_repr
@@ -190,30 +191,46 @@ def add_detector_arguments(
     )
     parser.add_argument(
         "--thresholds",
-        default="0.6,0.7,0.7",
+        default=None,
         metavar="P,R,O",
-        help="--detect: face probabilities the three MTCNN stages must exceed (0.6,0.7,0.7)",
+        help="--detect: face probabilities the three MTCNN stages must exceed (0.6,0.7,0.7); "
+        "with an SCRFD --detector, its one score threshold (0.5)",
+    )
+    parser.add_argument(
+        "--detector",
+        default="mtcnn",
+        metavar="mtcnn|FILE.onnx",
+        help="--detect: the built-in MTCNN (default), or an SCRFD ONNX file (InsightFace's "
+        "det_10g.onnx, det_500m.onnx, ...: the detector most published models were aligned "
+        "with), run by onnxruntime",
     )
 
 
 def detector_options(args: argparse.Namespace) -> dict:
-    """``min_face_size`` and ``thresholds`` for the detector, from the parsed arguments."""
-    try:
-        thresholds = tuple(float(v) for v in args.thresholds.split(","))
-    except ValueError:
-        thresholds = ()
-    if len(thresholds) != 3:
-        raise ValueError(
-            f"--thresholds must be 3 numbers like 0.6,0.7,0.7, got {short_repr(args.thresholds)}"
-        )
+    """``detector``, ``min_face_size`` and ``thresholds`` for
+    :func:`marginface.data.detect.make_detector`, from the parsed arguments; errors name the
+    flag."""
+    scrfd = args.detector != "mtcnn"
+    thresholds = None
+    if args.thresholds is not None:
+        want = 1 if scrfd else 3
+        try:
+            thresholds = tuple(float(v) for v in args.thresholds.split(","))
+        except ValueError:
+            thresholds = ()
+        if len(thresholds) != want:
+            example = "one number like 0.5 (SCRFD)" if scrfd else "3 numbers like 0.6,0.7,0.7"
+            raise ValueError(f"--thresholds must be {example}, got {short_repr(args.thresholds)}")
+        if not all(0 <= t < 1 for t in thresholds):  # NaN fails this too
+            raise ValueError(
+                f"--thresholds must be probabilities in [0, 1), got {short_repr(args.thresholds)}"
+            )
     size = args.min_face_size
     if not (math.isfinite(size) and size >= 12):
         raise ValueError(f"--min-face-size must be a finite number >= 12 (pixels), got {size}")
-    if not all(0 <= t < 1 for t in thresholds):  # NaN fails this too
-        raise ValueError(
-            f"--thresholds must be 3 probabilities in [0, 1), got {short_repr(args.thresholds)}"
-        )
-    return {"min_face_size": size, "thresholds": thresholds}
+    if scrfd and not Path(args.detector).is_file():
+        raise FileNotFoundError(f"--detector {args.detector}: no such file (or give mtcnn)")
+    return {"detector": args.detector, "min_face_size": size, "thresholds": thresholds}
 
 
 def add_detect_cache_argument(parser: argparse.ArgumentParser) -> None:

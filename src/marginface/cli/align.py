@@ -27,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("folder", help="folder of photos (the landmark paths are relative to it)")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--landmarks", help="landmarks file (path + 10 numbers)")
-    mode.add_argument("--detect", action="store_true", help="find the landmarks with MTCNN")
+    mode.add_argument(
+        "--detect", action="store_true", help="find the landmarks (MTCNN, or --detector FILE.onnx)"
+    )
     parser.add_argument("--output", required=True, help="output folder")
     parser.add_argument("--image-size", type=int, default=112, help="output size (default 112)")
     parser.add_argument(

@@ -17,6 +17,7 @@ one P-Net pass; R-Net and O-Net see the crops of all images together.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -396,3 +397,52 @@ class CropsOrPhotos:
             self.aligner = self.make()
         self.photos += 1
         return self.aligner(image)
+
+
+#: the name that picks the built-in MTCNN detector (any other value is an SCRFD ``.onnx`` file)
+MTCNN = "mtcnn"
+
+
+def make_detector(
+    detector: str | os.PathLike | None = None,
+    min_face_size: float = 20.0,
+    thresholds: Sequence[float] | None = None,
+    device: str | torch.device = "cpu",
+    threads: int | None = None,
+):
+    """The face detector a command asked for: MTCNN (``detector`` None or ``"mtcnn"``), or an
+    SCRFD ONNX file given by its path (:class:`marginface.data.scrfd.ScrfdDetector`, run by
+    onnxruntime on the CPU; ``device`` applies to MTCNN only).
+
+    ``thresholds``: MTCNN's three stage probabilities (default 0.6, 0.7, 0.7), or SCRFD's one
+    score threshold (default 0.5). ``threads``: onnxruntime's intra-op threads for SCRFD.
+    """
+    if detector is None or str(detector) == MTCNN:
+        return FaceDetector(
+            min_face_size=min_face_size,
+            thresholds=(0.6, 0.7, 0.7) if thresholds is None else thresholds,
+            device=device,
+        )
+    from marginface.data.scrfd import ScrfdDetector
+
+    if thresholds is not None and len(thresholds) != 1:
+        raise ValueError(
+            f"an SCRFD detector takes one score threshold (e.g. 0.5), got {tuple(thresholds)}"
+        )
+    return ScrfdDetector(
+        detector,
+        score_threshold=0.5 if thresholds is None else float(thresholds[0]),
+        min_face_size=min_face_size,
+        threads=threads,
+    )
+
+
+def describe_detector(detector) -> dict:
+    """What identifies a detector: MTCNN and its options, or an SCRFD file and its sha256."""
+    if isinstance(detector, FaceDetector):
+        return {
+            "detector": MTCNN,
+            "min_face_size": detector.min_face_size,
+            "thresholds": list(detector.thresholds),
+        }
+    return detector.describe()

@@ -1,17 +1,21 @@
 """A folder of photos to aligned crops (``marginface align --detect``).
 
 Every image under the input folder (recursively; identity sub-folders are kept) is detected
-(MTCNN), one face chosen, aligned to the ArcFace template and written to the same relative path
-under the output folder (``.png`` by default). ``OUTPUT/detections.csv`` gets one row per photo:
-its status (``ok``, ``no_face`` or ``unreadable``), the number of faces found, and for the chosen
-face its box, detector score and 5 landmarks in the photo's pixels. The CSV is appended as the
-work goes, after each crop is written, so a run that stops can be started again: photos already
-in the CSV are skipped.
+(MTCNN, or an SCRFD ONNX file: :func:`marginface.data.detect.make_detector`), one face chosen,
+aligned to the ArcFace template and written to the same relative path under the output folder
+(``.png`` by default). ``OUTPUT/detections.csv`` gets one row per photo: its status (``ok``,
+``no_face`` or ``unreadable``), the number of faces found, and for the chosen face its box,
+detector score and 5 landmarks in the photo's pixels. The CSV is appended as the work goes, after
+each crop is written, so a run that stops can be started again: photos already in the CSV are
+skipped. ``OUTPUT/detector.json`` names the detector (and an SCRFD file's sha256): a later run on
+the same output with another detector is refused, so that one folder never mixes the landmarks
+of two detectors.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +32,7 @@ CSV_NAME = "detections.csv"
 #: the CSV is UTF-8, except that a file name's bytes that are not UTF-8 are written as they are
 #: (Python's surrogate escapes), so that the CSV names the file exactly and a rerun finds it
 _ERRORS = "surrogateescape"
+DETECTOR_NAME = "detector.json"
 CSV_FIELDS = ["path", "output", "status", "faces", "score", "x1", "y1", "x2", "y2"] + [
     f"{axis}{k}" for k in range(1, 6) for axis in ("lx", "ly")
 ]
@@ -100,11 +105,11 @@ _STATE: dict[str, Any] = {}
 def _init_worker(options: dict[str, Any], threads: int | None) -> None:
     import torch
 
-    from marginface.data.detect import FaceAligner, FaceDetector
+    from marginface.data.detect import FaceAligner, make_detector
 
     if threads is not None:
         torch.set_num_threads(threads)
-    detector = FaceDetector(**options["detector"])
+    detector = make_detector(**options["detector"], threads=threads)
     _STATE["aligner"] = FaceAligner(detector, options["image_size"], options["select"])
     _STATE["options"] = options
 
@@ -161,22 +166,25 @@ def detect_align_folder(
     image_size: int = 112,
     select: str = "largest",
     min_face_size: float = 20.0,
-    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    thresholds: Sequence[float] | None = None,
     device: str = "cpu",
     workers: int = 0,
     extension: str = ".png",
     progress: bool = True,
+    detector: str | os.PathLike = "mtcnn",
 ) -> DetectAlignResult:
     """Detect and align every photo under ``folder`` into ``output`` (see the module docstring).
 
     Args:
         image_size: side of the aligned crops.
         select: which face of several: ``largest``, ``central`` or ``score``.
-        min_face_size, thresholds, device: the detector's (:class:`FaceDetector`).
+        min_face_size, thresholds, device: the detector's (:func:`make_detector`; thresholds
+            None: the detector's defaults).
+        detector: ``"mtcnn"`` or the path of an SCRFD ``.onnx`` file.
         workers: processes, each with its own detector on one CPU thread (0: this process).
         extension: ``.png`` (exact pixels) or ``.jpg`` (quality 95).
     """
-    from marginface.data.detect import SELECTIONS, FaceDetector
+    from marginface.data.detect import SELECTIONS, describe_detector, make_detector
 
     folder, output = Path(folder), Path(output)
     if extension not in (".png", ".jpg"):
@@ -190,19 +198,24 @@ def detect_align_folder(
     if output.resolve() == folder.resolve():
         raise ValueError("the output folder must differ from the photo folder")
     detector_options = {
+        "detector": str(detector),
         "min_face_size": float(min_face_size),
-        "thresholds": tuple(float(t) for t in thresholds),
+        "thresholds": None if thresholds is None else tuple(float(t) for t in thresholds),
         "device": device,
     }
-    FaceDetector(**detector_options)  # check the options and the weights before any work
+    # check the options and the weights before any work
+    identity = describe_detector(make_detector(**detector_options))
     photos = list_photos(folder)
     if output.resolve().is_relative_to(folder.resolve()):  # never read our own crops back
         inner = output.resolve().relative_to(folder.resolve()).as_posix() + "/"
         photos = [p for p in photos if not p.startswith(inner)]
     output_names(photos, extension)  # two photos to one crop: refused before any work
-    output.mkdir(parents=True, exist_ok=True)
     csv_path = output / CSV_NAME
     done = read_done(csv_path)
+    _check_same_detector(output / DETECTOR_NAME, identity, bool(done))
+    output.mkdir(parents=True, exist_ok=True)
+    if not (output / DETECTOR_NAME).is_file():
+        (output / DETECTOR_NAME).write_text(json.dumps(identity, indent=1) + "\n")
     todo = [p for p in photos if p not in done]
     result = DetectAlignResult(csv_path, skipped=len(photos) - len(todo))
     for row in done.values():
@@ -234,6 +247,30 @@ def detect_align_folder(
                 _count(result, row)
                 bar.update(1)
     return result
+
+
+def _check_same_detector(path: Path, identity: dict, resumed: bool) -> None:
+    """Refuse to add to an output folder aligned by another detector (an output without
+    ``detector.json`` but with detections was made by MTCNN, before the file existed)."""
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{path}: unreadable ({exc})") from None
+    elif resumed:
+        before = {"detector": "mtcnn"}
+    else:
+        return
+    same = before.get("detector") == identity["detector"] and before.get("sha256") == identity.get(
+        "sha256"
+    )
+    if not same:
+        was = before.get("path", before.get("detector"))
+        now = identity.get("path", identity["detector"])
+        raise ValueError(
+            f"{path.parent} holds faces aligned by {was}; this run's detector is {now}: "
+            "give another --output"
+        )
 
 
 def _count(result: DetectAlignResult, row: dict[str, str]) -> None:

@@ -19,8 +19,9 @@ def face_aligner(
     device: str = "cpu",
     select: str = "largest",
     fallback: bool = False,
+    detector: str | None = None,
     min_face_size: float = 20.0,
-    thresholds: Sequence[float] = (0.6, 0.7, 0.7),
+    thresholds: Sequence[float] | None = None,
     cache: bool = False,
     cache_folder=None,
 ):
@@ -29,23 +30,23 @@ def face_aligner(
     detects and aligns the face in every image; False (``--no-detect``): None, every image is
     taken as an aligned crop; None (the default): crops of ``image_size`` pass unchanged, any
     other image is detected and aligned (:class:`~marginface.data.detect.CropsOrPhotos`).
+    ``detector``: MTCNN (None or ``"mtcnn"``) or an SCRFD ONNX file
+    (:func:`~marginface.data.detect.make_detector`).
     ``cache``: the faces found are kept by photo content
     (:class:`~marginface.data.detect_cache.DetectionCache`), in memory and, when given, in
     ``cache_folder``."""
     if detect is False:
         return None
-    from marginface.data.detect import CropsOrPhotos, FaceAligner, FaceDetector
+    from marginface.data.detect import CropsOrPhotos, FaceAligner, make_detector
 
     def aligner() -> FaceAligner:
-        detector = FaceDetector(
-            device=device, min_face_size=min_face_size, thresholds=tuple(thresholds)
-        )
+        found = make_detector(detector, min_face_size, thresholds, device=device)
         faces = None
         if cache:
             from marginface.data.detect_cache import DetectionCache
 
-            faces = DetectionCache(detector.settings(), cache_folder)
-        return FaceAligner(detector, image_size, select, fallback=fallback, cache=faces)
+            faces = DetectionCache(found.settings(), cache_folder)
+        return FaceAligner(found, image_size, select, fallback=fallback, cache=faces)
 
     return aligner() if detect else CropsOrPhotos(aligner, image_size)
 
