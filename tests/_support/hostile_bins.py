@@ -155,7 +155,10 @@ def cases() -> dict[str, tuple[bytes, str]]:
             _chained_lists(100_000),
             "refused nested more than 32 deep",
         ),
-        "memo-index-175-million": (b"\x80\x02]r\x75\x77\x74\x0a.", "refused memo index 175404917 with 0 stored"),
+        "memo-index-175-million": (
+            b"\x80\x02]r\x75\x77\x74\x0a.",
+            "refused memo index 175404917 with 0 stored",
+        ),
         "encode-copies-through-memo": (
             _memo_copies(1 << 16, 20_000),
             "refused more than 8 bytes of objects per byte of the file",
