@@ -163,7 +163,8 @@ def test_tiny_pair_set_warns(capsys, saved_model, tmp_path):
 def test_eval_with_bad_bins_and_pairs(capsys, saved_model, tmp_path):
     base = ["eval", "--checkpoint", saved_model, "--output", tmp_path / "o"]
     (tmp_path / "none.bin").write_bytes(pickle.dumps(([None, b"x"], [True])))
-    assert "image 0 is NoneType" in one_line(capsys, *base, "--pairs", tmp_path / "none.bin")
+    line = one_line(capsys, *base, "--pairs", tmp_path / "none.bin")
+    assert "image 0 is None, not encoded" in line
     (tmp_path / "pairs.txt").write_bytes(b"10 300\n\xe9t\xe9 1 2\n")
     line = one_line(capsys, *base, "--pairs", tmp_path / "pairs.txt")
     assert "pairs.txt is not UTF-8 text: line 2" in line

@@ -86,6 +86,8 @@ def _what(value: Any) -> str:
     if isinstance(value, int | np.generic) or value is None:
         return _cut(repr(value), 40)
     if isinstance(value, str | bytes | bytearray):
+        if len(value) <= 16:
+            return repr(value)
         return f"{type(value).__name__} of length {len(value)}"
     if isinstance(value, list | tuple):
         return f"{type(value).__name__} of {len(value)} items"
