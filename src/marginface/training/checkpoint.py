@@ -101,7 +101,7 @@ def payload_digest(payload: Mapping[str, Any]) -> str:
             t = value.detach().to("cpu").contiguous()
             digest.update(f"{t.dtype}{tuple(t.shape)}".encode() + b"\0")
             if t.numel():
-                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+                digest.update(t.reshape(-1).view(torch.uint8).numpy())  # no copy
         else:
             digest.update(repr(value).encode("utf-8", "backslashreplace") + b"\0")
     return digest.hexdigest()
