@@ -202,3 +202,10 @@ def test_align_detect_only_linked_folders_outside_says_why(tmp_path):
         pytest.raises(ValueError, match="no image files"),
     ):
         list_photos(root)
+
+
+def test_align_detect_weights_folder_from_the_variable_missing(photos, tmp_path, capsys,
+                                                               monkeypatch):  # fmt: skip
+    monkeypatch.setenv("MARGINFACE_MTCNN_WEIGHTS", str(tmp_path / "nowhere"))
+    line = one_error(capsys, ["align", photos, "--detect", "--output", tmp_path / "o"])
+    assert "nowhere (set by MARGINFACE_MTCNN_WEIGHTS)" in line and "pnet.pt" in line

@@ -245,7 +245,7 @@ def load_model(
         except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
             raise ValueError(f"{file}: cannot read it as a torch file ({exc})") from exc
     if isinstance(blob, dict) and "checksum" in blob:  # a training checkpoint that has one
-        from marginface.training.checkpoint import verify_checksum
+        from marginface.checksum import verify_checksum
 
         verify_checksum(blob, file)
     source = str(file)

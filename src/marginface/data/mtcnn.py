@@ -119,8 +119,10 @@ def weights_folder(folder: str | os.PathLike | None = None) -> Path:
     installed facenet-pytorch wheel (found without importing it). FileNotFoundError naming the
     package to install when the files are not there.
     """
+    source = ""
     if folder is None:
         folder = os.environ.get(WEIGHTS_ENV) or None
+        source = f" (set by {WEIGHTS_ENV})" if folder else ""
     if folder is None:
         spec = importlib.util.find_spec("facenet_pytorch")
         if spec is None or spec.origin is None:
@@ -135,7 +137,8 @@ def weights_folder(folder: str | os.PathLike | None = None) -> Path:
     missing = [n for n in ("pnet.pt", "rnet.pt", "onet.pt") if not (folder / n).is_file()]
     if missing:
         raise FileNotFoundError(
-            f"MTCNN weights {', '.join(missing)} missing from {folder} (they come with the "
+            f"MTCNN weights {', '.join(missing)} missing from {printable(folder)}{source} (they "
+            "come with the "
             f"{WEIGHTS_PACKAGE}=={WEIGHTS_VERSION} wheel: pip install --no-deps "
             f"{WEIGHTS_PACKAGE}=={WEIGHTS_VERSION})"
         )

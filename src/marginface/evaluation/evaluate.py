@@ -22,8 +22,8 @@ from torch import nn
 from marginface.evaluation.embed import EmbedOptions
 from marginface.evaluation.metrics import FARS, far_key, jsonable_metrics
 from marginface.evaluation.report import Report
-from marginface.files import atomic_write_text, read_text
-from marginface.text import short_repr
+from marginface.files import atomic_write_text, read_text, resolve_inside
+from marginface.text import cut
 
 
 @dataclass
@@ -114,20 +114,20 @@ def load_checkpoints(paths: Sequence[str | os.PathLike]) -> list[LoadedCheckpoin
 
 
 def _read_list(list_file: str | os.PathLike, root: Path, index_of: dict[Path, int]) -> list[int]:
-    """Items of a gallery / probe list: image paths relative to ``root``, each an image of the
-    dataset (so never a path outside it)."""
+    """Items of a gallery / probe list: image paths relative to ``root`` (checked by
+    :func:`~marginface.files.resolve_inside`) or absolute, each an image of the dataset (so never
+    a path outside it)."""
     out = []
     lines = read_text(list_file, "image list").splitlines()
     for number, line in enumerate(lines, start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
-        p = Path(entry)
-        p = (p if p.is_absolute() else root / p).resolve()
+        where = f"{list_file} line {number}"
+        p = Path(entry).resolve() if Path(entry).is_absolute() else None
+        p = p or resolve_inside(root, entry, where)  # a relative path: inside root
         if p not in index_of:
-            raise ValueError(
-                f"{list_file} line {number}: {short_repr(entry)} is not an image of {root}"
-            )
+            raise ValueError(f"{where}: {cut(entry, 200)} is not an image of {root}")
         out.append(index_of[p])
     if not out:
         raise ValueError(f"{list_file} names no image")

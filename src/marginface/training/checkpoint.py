@@ -8,7 +8,7 @@ done in all, ``seed``: the data-order seed), ``best`` (best validation score so 
 Only tensors and plain Python values: it loads with ``torch.load(weights_only=True)``.
 
 Integrity: ``checksum`` holds the sha256 of everything else in the file (every tensor's dtype,
-shape and bytes, every plain value's repr, in order; :func:`payload_digest`), recorded when
+shape and bytes, every plain value's repr, in order; :mod:`marginface.checksum`), recorded when
 saving and checked when loading (:func:`load_checkpoint`), so a flipped bit anywhere in a
 tensor's data is a ValueError naming the file rather than silently changed weights. A
 checkpoint written before checksums existed (no ``checksum`` key) still loads, unchecked.
@@ -21,10 +21,9 @@ identity), naming the cause.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from marginface.checksum import DIGEST, leaves, payload_digest, verify_checksum
 from marginface.files import atomic_torch_save, open_regular
 
 FORMAT = 1
-#: the name of the digest in ``checksum`` (what :func:`payload_digest` computes)
-DIGEST = "sha256-tensors-and-values-1"
+__all__ = ["DIGEST", "check_resumable", "load_checkpoint", "payload_digest", "save_checkpoint",
+           "verify_checksum"]  # fmt: skip
 
 
 def capture_rng() -> dict[str, Any]:
@@ -78,58 +78,11 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _leaves(value: Any, where: str = "") -> Iterator[tuple[str, Any]]:
-    """(path, leaf) of a payload in order: dict keys in insertion order, list items by index."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _leaves(item, f"{where}/{key!r}")
-    elif isinstance(value, list | tuple):
-        yield f"{where}:{type(value).__name__}{len(value)}", None
-        for index, item in enumerate(value):
-            yield from _leaves(item, f"{where}[{index}]")
-    else:
-        yield where, value
-
-
-def payload_digest(payload: Mapping[str, Any]) -> str:
-    """The sha256 (hex) of a checkpoint's contents but its ``checksum``: each tensor's path,
-    dtype, shape and bytes, each plain value's path and repr."""
-    digest = hashlib.sha256()
-    for where, value in _leaves({k: v for k, v in payload.items() if k != "checksum"}):
-        digest.update(where.encode("utf-8", "backslashreplace") + b"\0")
-        if isinstance(value, torch.Tensor):
-            t = value.detach().to("cpu").contiguous()
-            digest.update(f"{t.dtype}{tuple(t.shape)}".encode() + b"\0")
-            if t.numel():
-                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        else:
-            digest.update(repr(value).encode("utf-8", "backslashreplace") + b"\0")
-    return digest.hexdigest()
-
-
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (plus the format version and its checksum) atomically to ``path``."""
     blob = {"format": FORMAT, **payload}
     blob["checksum"] = {"digest": DIGEST, "value": payload_digest(blob)}
     return atomic_torch_save(blob, path)
-
-
-def verify_checksum(blob: Mapping[str, Any], path: str | os.PathLike) -> bool:
-    """Check the ``checksum`` of a loaded checkpoint: ValueError naming ``path`` when its
-    contents changed since it was written; False for a checkpoint without one (older)."""
-    recorded = blob.get("checksum") if isinstance(blob, Mapping) else None
-    if recorded is None:
-        return False
-    if not isinstance(recorded, Mapping) or recorded.get("digest") != DIGEST:
-        raise ValueError(f"{path}: unknown checksum {str(recorded)[:80]!r}; not a checkpoint "
-                         "this version of marginface wrote")  # fmt: skip
-    if payload_digest(blob) != recorded.get("value"):
-        raise ValueError(
-            f"{path}: checksum mismatch: its contents changed after it was written (a damaged "
-            "copy or disk, a flipped bit); it cannot be trusted. Use another copy, or start "
-            "the run again"
-        )
-    return True
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
@@ -155,7 +108,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
 
 def _first_non_finite(value: Any, where: str) -> str | None:
     """The path of the first floating tensor under ``value`` holding NaN or inf, or None."""
-    for path, leaf in _leaves(value, where):
+    for path, leaf in leaves(value, where):
         if isinstance(leaf, torch.Tensor) and leaf.is_floating_point() and leaf.numel():
             if not bool(torch.isfinite(leaf).all()):
                 return path
