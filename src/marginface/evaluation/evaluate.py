@@ -343,7 +343,8 @@ def folds_of(pair_set: Any, n_folds: int | None) -> int:
 
 
 def _one_value(folds: dict[str, int]) -> int | None:
-    values = set(folds.values())
+    """The folds every pair set shares (10 when there is none), or None when they differ."""
+    values = set(folds.values()) or {10}
     return values.pop() if len(values) == 1 else None
 
 
