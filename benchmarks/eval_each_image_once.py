@@ -4,7 +4,8 @@ and the faces kept for the next model, against every pair's two images done afre
 The workload has LFW's repetition structure: its 6,000 pairs name 12,000 images of which 7,701
 are distinct. Without real LFW photos the photos are made: scikit-image's astronaut portrait
 (512x512) shifted, scaled and brightened at random, cut to 250x250 (LFW's size) and saved as
-JPEG, one distinct file per distinct image, so MTCNN finds a face in each as it would in LFW.
+JPEG, one distinct file per distinct image (some crops cut the face off: MTCNN found a face in
+572 of 770; the others are used whole, as ``eval`` does).
 The pair list names 12,000 of them: the 7,701 distinct once each, then 4,299 repeats, shuffled
 (``--pairs`` scales the whole down in proportion).
 

@@ -51,11 +51,13 @@ def _temporary(path: Path) -> str:
 
 
 @contextlib.contextmanager
-def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+def atomic_paths(*paths: str | os.PathLike, sync: bool = True) -> Iterator[list[Path]]:
     """Temporary paths for ``paths``, renamed over them together when the block succeeds.
 
     On any exception (KeyboardInterrupt included) every temporary is removed and the targets
-    are left as they were. The folders are created if needed.
+    are left as they were. The folders are created if needed. ``sync=False`` skips the fsync
+    before the rename: a reader still sees a whole file or none, but a crash of the machine
+    may lose the file (for caches, whose entries can be made again).
     """
     targets = [Path(p) for p in paths]
     temps: list[str] = []
@@ -64,7 +66,7 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
             target.parent.mkdir(parents=True, exist_ok=True)
             temps.append(_temporary(target))
         yield [Path(t) for t in temps]
-        for tmp in temps:
+        for tmp in temps if sync else ():
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -78,23 +80,25 @@ def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
         raise
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, rename it to
-    ``path``. Returns ``path``."""
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[Any], None], mode: str = "wb", sync: bool = True
+) -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it (unless ``sync`` is
+    False: see :func:`atomic_paths`), rename it to ``path``. Returns ``path``."""
     path = Path(path)
-    with atomic_paths(path) as (tmp,), open(tmp, mode) as f:
+    with atomic_paths(path, sync=sync) as (tmp,), open(tmp, mode) as f:
         write(f)
     return path
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, sync: bool = True) -> Path:
     """Write ``data`` to ``path`` via a temporary file and a rename."""
-    return atomic_write(path, lambda f: f.write(data))
+    return atomic_write(path, lambda f: f.write(data), sync=sync)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def atomic_write_text(path: str | os.PathLike, text: str, sync: bool = True) -> Path:
     """Write ``text`` (UTF-8) to ``path`` via a temporary file and a rename."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write_bytes(path, text.encode("utf-8"), sync=sync)
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:

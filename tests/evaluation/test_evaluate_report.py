@@ -57,3 +57,16 @@ def test_pair_set_names():
         "synthetic:5",
         "lfw",
     ]
+
+
+def test_checkpoint_names(tmp_path):
+    from marginface.evaluation.evaluate import checkpoint_name
+
+    for folder in ("runs/arcface", "runs/arcface/best"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    assert checkpoint_name(tmp_path / "runs/arcface") == "arcface"
+    assert checkpoint_name(tmp_path / "runs/arcface/model.pt") == "arcface"
+    # the best-validation model keeps its run's name
+    assert checkpoint_name(tmp_path / "runs/arcface/best") == "arcface/best"
+    assert checkpoint_name(tmp_path / "runs/arcface/best/model.pt") == "arcface/best"
+    assert checkpoint_name(tmp_path / "exported.pt") == "exported"

@@ -92,3 +92,12 @@ def test_the_cli_prints_the_fold_warning(tmp_path, saved_model, capsys):
         and "marginface eval: warning: pair set lfw: of its 10 folds (in file order)" in out
     )
     assert "only genuine" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_report_says_how_the_folds_were_cut():
+    from marginface.evaluation.evaluate import _folds_text
+
+    assert _folds_text({"n_folds": 10, "folds": {"lfw": 10}}) == "10 folds in order"
+    mixed = {"n_folds": None, "folds": {"lfw": 10, "sub": 3}, "fold_seed": 0}
+    text = _folds_text(mixed)
+    assert "per pair set: lfw 10, sub 3" in text and "shuffled by seed 0" in text

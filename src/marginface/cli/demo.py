@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--quick",
         action="store_true",
         help="a small run, CI's smoke test: smaller data, model and schedule (the --quick values "
-        "below); about a minute on 2 quiet cores (docs/demo.md)",
+        "below); 47 s measured on 2 quiet cores, much longer on a busy machine (docs/demo.md)",
     )
     parser.add_argument("--output", default="demo_output", help="report folder (demo_output)")
     parser.add_argument(

@@ -26,7 +26,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -160,16 +159,9 @@ class DetectionCache:
         path = self._path(key)
         if path is None or self.write_error is not None:
             return
-        tmp = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w") as f:
-                f.write(_faces_to_json(faces))
-            os.replace(tmp, path)
-            tmp = None
+        from marginface.files import atomic_write_text
+
+        try:  # no fsync: an entry lost in a crash is only detected again
+            atomic_write_text(path, _faces_to_json(faces), sync=False)
         except OSError as exc:
             self.write_error = f"{type(exc).__name__}: {exc}"
-        finally:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)

@@ -90,13 +90,18 @@ def _unique(names: Sequence[str]) -> list[str]:
 
 def checkpoint_name(path: str | os.PathLike) -> str:
     """A short name for a checkpoint: its run folder's name (``runs/arcface/model.pt`` ->
-    ``arcface``), else the file's stem."""
+    ``arcface``), else the file's stem. A run's best-validation model (its ``best/`` folder)
+    keeps the run's name: ``runs/arcface/best`` -> ``arcface/best``."""
     p = Path(path)
     if p.is_dir():
-        return p.resolve().name
-    if p.name in ("model.pt", "checkpoint.pt") and p.resolve().parent.name:
-        return p.resolve().parent.name
-    return p.stem
+        folder = p.resolve()
+    elif p.name in ("model.pt", "checkpoint.pt") and p.resolve().parent.name:
+        folder = p.resolve().parent
+    else:
+        return p.stem
+    if folder.name == "best" and folder.parent.name:
+        return f"{folder.parent.name}/best"
+    return folder.name
 
 
 def load_checkpoints(paths: Sequence[str | os.PathLike]) -> list[LoadedCheckpoint]:
@@ -341,7 +346,8 @@ def folds_of(pair_set: Any, n_folds: int | None) -> int:
 
 
 def _one_value(folds: dict[str, int]) -> int | None:
-    values = set(folds.values())
+    """The folds every pair set shares (10 when there is none), or None when they differ."""
+    values = set(folds.values()) or {10}
     return values.pop() if len(values) == 1 else None
 
 
