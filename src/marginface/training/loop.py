@@ -14,7 +14,6 @@ import contextlib
 import logging
 import math
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from marginface.training.distributed import (
     setup_distributed,
     wrap_data_parallel,
 )
+from marginface.training.interrupt import StepAbandoned, StopFlag
 from marginface.training.logger import RunLogger, truncate_log
 from marginface.training.optim import WarmupDecay, build_optimizer
 from marginface.training.preflight import (
@@ -128,37 +128,6 @@ class TrainModule(nn.Module):
         ):
             embeddings = self.backbone(images)
         return self.head(embeddings.float(), labels)
-
-
-class _StopFlag:
-    """SIGINT/SIGTERM -> stop at the next step boundary (checkpoint saved); a second SIGINT
-    raises KeyboardInterrupt at once (nothing more is saved)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.hard = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            self.hard = True
-            raise KeyboardInterrupt("second interrupt: stopping without saving")
-        self.requested = True
-        print(
-            "\nmarginface train: stop requested; saving a checkpoint after this step "
-            "(press Ctrl-C again to abort without saving)",
-            flush=True,
-        )
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def _ignore_sigint(worker_id: int) -> None:
@@ -413,7 +382,8 @@ class Trainer:
         """Evaluate on the pair sets (main process), log, keep OUTPUT/best/ when it improves."""
         if self.env.is_main and self.validator and step != self._last_val_step:
             self._last_val_step = step
-            results = self.validator.run(self.model.backbone)
+            with self.stop.droppable():  # a stop request drops the validation too
+                results = self.validator.run(self.model.backbone)
             self.last_validation = results
             first = next(iter(results.values()))
             self.threshold = float(first["best_threshold"])
@@ -567,15 +537,16 @@ class Trainer:
         k = cfg.accumulate
         self.margin_head.margin_weight = self.margin_weight(position["step"])
         total = torch.zeros((), dtype=torch.float64)
-        for i in range(k):
-            images, labels = next(batches)
-            images = images.to(env.device, non_blocking=True)
-            labels = labels.to(env.device, non_blocking=True)
-            sync = i == k - 1 or not env.distributed
-            with contextlib.nullcontext() if sync else ddp.no_sync():
-                loss = ddp(images, labels)
-                self.scaler.scale(loss / k).backward()
-            total += loss.detach().double().cpu()
+        with self.stop.droppable():  # a stop request drops this step (single process)
+            for i in range(k):
+                images, labels = next(batches)
+                images = images.to(env.device, non_blocking=True)
+                labels = labels.to(env.device, non_blocking=True)
+                sync = i == k - 1 or not env.distributed
+                with contextlib.nullcontext() if sync else ddp.no_sync():
+                    loss = ddp(images, labels)
+                    self.scaler.scale(loss / k).backward()
+                total += loss.detach().double().cpu()
         stats = torch.stack([total / k, torch.tensor(float(self.stop.requested))])
         stats = all_reduce_sum(stats.double(), env)
         mean_loss = float(stats[0]) / env.world_size
@@ -673,11 +644,12 @@ class Trainer:
         stopped = "finished"
         t_start = time.perf_counter()
         self._snapshot(position)
-        with _StopFlag() as self.stop:
+        with StopFlag(abandon=not self.env.distributed) as self.stop:
+            self.stop.watch(self.model)
             try:
                 while position["epoch"] < self.cfg.epochs and stopped == "finished":
                     position, stopped = self._epoch(position, ddp)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, StepAbandoned):
                 if self.stop.hard:
                     raise
                 # interrupted inside a step: go back to the last step boundary and save it
@@ -690,6 +662,11 @@ class Trainer:
                 raise
             if stopped != "finished":
                 position = self.boundary["position"]
+                latency = self.stop.latency_s()  # from the request to the step boundary
+                if latency is not None:
+                    self.logger.event("stop_request", position["step"], latency_s=latency)
+                    self._say(f"stopped {latency:.2f} s after the request; saving step "
+                              f"{position['step']}")  # fmt: skip
                 self.save(position, self.boundary["rng"], stopped)
         barrier(self.env)
         elapsed = time.perf_counter() - t_start
