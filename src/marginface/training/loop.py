@@ -40,6 +40,7 @@ from marginface.training.distributed import (
     setup_distributed,
     wrap_data_parallel,
 )
+from marginface.training.estimate import SLOW_S, cpu_estimate
 from marginface.training.interrupt import StepAbandoned, StopFlag
 from marginface.training.logger import RunLogger, truncate_log
 from marginface.training.optim import WarmupDecay, build_optimizer
@@ -626,6 +627,8 @@ class Trainer:
         self._say(choice.describe())
         self.logger.event("loss_path", position["step"], path=self.loss_path)
         self._say(f"loss: {LOSS_PATHS[self.loss_path]} on {env.device.type}")
+        if env.device.type == "cpu" and env.is_main and position["step"] < self.total_steps:
+            self._cpu_estimate(position)
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng)
         self.bar = tqdm(
@@ -637,6 +640,28 @@ class Trainer:
             desc="train",
         )
         return ddp
+
+    def _cpu_estimate(self, position: dict[str, int]) -> None:
+        """Time the backbone on this CPU; a run of more than half an hour says so, with a
+        setting that fits (:mod:`marginface.training.estimate`)."""
+        cfg = self.cfg
+        steps = self.total_steps - position["step"]
+        val_runs = (
+            steps // cfg.val_every if cfg.val_every else cfg.epochs - position["epoch"]
+        ) * bool(cfg.val)
+        estimate = cpu_estimate(
+            cfg.backbone,
+            cfg.image_size,
+            cfg.embedding_size,
+            cfg.backbone_kwargs,
+            train_images=steps * cfg.batch_size * cfg.accumulate * self.env.world_size,
+            val_images=val_runs * self.validator.images_per_run(),
+        )
+        self.logger.event(
+            "estimate", position["step"], seconds=estimate.seconds, per_image_s=estimate.per_image_s
+        )
+        if estimate.seconds > SLOW_S:
+            self._say(estimate.line(cfg.backbone, cfg.image_size), logging.WARNING)
 
     def _loop(self, position: dict[str, int]) -> TrainResult:
         """The epochs from ``position`` until the end, ``max_steps`` or a stop request."""

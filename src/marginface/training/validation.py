@@ -55,6 +55,10 @@ class Validator:
     def __bool__(self) -> bool:
         return bool(self.sets)
 
+    def images_per_run(self) -> int:
+        """Images one validation embeds (every set)."""
+        return sum(len(pairs.images) for _, pairs in self.sets)
+
     def decode_all(self) -> Validator:
         """Decode every image of every set once, now: a set that cannot be read fails before
         training starts rather than at its first validation. Returns self."""
