@@ -1,13 +1,14 @@
-"""How long a run will take on a CPU, said before its first step, with a setting that fits.
+"""How long a run will take on a CPU, said after its first step, with a setting that fits.
 
 A CPU trains ``iresnet50`` at 112 px (``marginface train``'s defaults) at seconds per image:
-20 epochs of a few thousand images take hours. Before the first step, :func:`cpu_estimate`
-times one forward and backward pass of the run's backbone on a few random images (a fresh copy
-of the architecture, with the random number generators forked, so the run itself is not
-touched), scales it to the images the run will train on and to its validations, and, when the
-total is above :data:`SLOW_S`, times the settings of :data:`CPU_SETTINGS` the same way and
-suggests the first that fits (else the fastest). One line; the run goes on (Ctrl-C stops it and
-keeps the last completed step).
+20 epochs of a few thousand images take hours. After the first step of a run (or of a resumed
+run), :func:`cpu_estimate` scales that step's time to the images the run has left to train on
+and to its validations; when the total is above :data:`SLOW_S` it times the run's backbone and
+those of :data:`CPU_SETTINGS` on a few random images (fresh copies of the architectures, with
+the random number generators forked, so the run itself is not touched) and suggests the first
+that fits (else the fastest), its time scaled from the first step by the ratio of the two
+probes: a few images cost more per image than a full batch, alike for every backbone. One
+line; the run goes on (Ctrl-C stops it and keeps the last completed step).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import torch
 
 #: runs estimated above this many seconds get the line
 SLOW_S = 30 * 60
-#: images timed per probe (after one image of warm-up)
-PROBE_IMAGES = 4
+#: images timed per probe (after a warm-up pass on them)
+PROBE_IMAGES = 8
 #: settings suggested for a CPU, fastest-fitting first: (backbone, image size)
 CPU_SETTINGS = (("mobilefacenet", 112), ("small_cnn", 64))
 #: an image embedded for validation costs about this share of a training image (forward only)
@@ -45,8 +46,8 @@ def seconds_per_image(
     with torch.random.fork_rng(devices=[]):
         net = create_backbone(backbone, embedding_size=embedding_size, **kwargs).train()
         params = [p for p in net.parameters() if p.requires_grad]
-        for n in (2, images):  # a warm-up pass (BatchNorm needs 2), then the timed one
-            x = torch.randn(n, 3, image_size, image_size, generator=gen)
+        x = torch.randn(images, 3, image_size, image_size, generator=gen)
+        for _ in range(2):  # a warm-up pass (the kernels for this shape are made), then timed
             t0 = time.perf_counter()
             torch.autograd.grad(net(x).square().sum(), params)
             seconds = time.perf_counter() - t0
@@ -65,8 +66,9 @@ class Estimate:
 
     def line(self, backbone: str, image_size: int) -> str:
         text = (
-            f"on this CPU the run will take about {_duration(self.seconds)} ({backbone} at "
-            f"{image_size} px: {self.per_image_s:.3g} s per training image, timed now)"
+            f"on this CPU the rest of the run will take about {_duration(self.seconds)} "
+            f"({backbone} at "
+            f"{image_size} px: {self.per_image_s:.3g} s per training image in the first step)"
         )
         if self.suggestion is not None:
             text += (
@@ -95,20 +97,24 @@ def cpu_estimate(
     image_size: int,
     embedding_size: int,
     backbone_kwargs: dict[str, Any],
+    step_seconds: float,
+    images_per_step: int,
     train_images: int,
     val_images: int,
 ) -> Estimate:
-    """The estimate of the rest of the run and, when above :data:`SLOW_S`, a setting that
-    fits (module doc)."""
-    per = seconds_per_image(backbone, image_size, embedding_size, backbone_kwargs)
+    """The estimate of the rest of the run from its first step (``step_seconds`` for
+    ``images_per_step`` images) and, when above :data:`SLOW_S`, a setting that fits (module
+    doc)."""
+    per = step_seconds / images_per_step
     estimate = Estimate(run_seconds(per, train_images, val_images), per)
     if estimate.seconds <= SLOW_S:
         return estimate
+    mine = seconds_per_image(backbone, image_size, embedding_size, backbone_kwargs)
     options = []
     for name, size in CPU_SETTINGS:
         if (name, size) == (backbone, image_size):
             continue
-        other = seconds_per_image(name, size, embedding_size)
+        other = per * seconds_per_image(name, size, embedding_size) / mine
         options.append((run_seconds(other, train_images, val_images), name, size))
         if options[-1][0] <= SLOW_S:
             break

@@ -176,6 +176,7 @@ class Trainer:
         self.last_validation: dict[str, dict[str, Any]] = {}
         self.threshold: float | None = None
         self._last_val_step = -1
+        self._estimated = False  # the CPU estimate, after the first step
         self.warnings: list[str] = []
         self.bar = None
 
@@ -627,8 +628,6 @@ class Trainer:
         self._say(choice.describe())
         self.logger.event("loss_path", position["step"], path=self.loss_path)
         self._say(f"loss: {LOSS_PATHS[self.loss_path]} on {env.device.type}")
-        if env.device.type == "cpu" and env.is_main and position["step"] < self.total_steps:
-            self._cpu_estimate(position)
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng)
         self.bar = tqdm(
@@ -641,11 +640,13 @@ class Trainer:
         )
         return ddp
 
-    def _cpu_estimate(self, position: dict[str, int]) -> None:
-        """Time the backbone on this CPU; a run of more than half an hour says so, with a
+    def _cpu_estimate(self, position: dict[str, int], step_seconds: float) -> None:
+        """After the first step on a CPU: a run of more than half an hour says so, with a
         setting that fits (:mod:`marginface.training.estimate`)."""
         cfg = self.cfg
-        steps = self.total_steps - position["step"]
+        self._estimated = True
+        end = min(self.total_steps, cfg.max_steps or self.total_steps)
+        steps = max(0, end - position["step"])
         val_runs = (
             steps // cfg.val_every if cfg.val_every else cfg.epochs - position["epoch"]
         ) * bool(cfg.val)
@@ -654,7 +655,9 @@ class Trainer:
             cfg.image_size,
             cfg.embedding_size,
             cfg.backbone_kwargs,
-            train_images=steps * cfg.batch_size * cfg.accumulate * self.env.world_size,
+            step_seconds=step_seconds,
+            images_per_step=cfg.batch_size * cfg.accumulate,
+            train_images=steps * cfg.batch_size * cfg.accumulate,
             val_images=val_runs * self.validator.images_per_run(),
         )
         self.logger.event(
@@ -765,6 +768,8 @@ class Trainer:
         record = {"type": "train", "step": step, "epoch": epoch, **record, "images_per_s": speed}
         self.history.append(record)
         self._watch(record)
+        if self.env.device.type == "cpu" and self.env.is_main and not self._estimated:
+            self._cpu_estimate(position, seconds)
         self._snapshot(position)  # the state of this completed step
         if step % cfg.log_every == 0 or step == self.total_steps:
             self.logger.log(record, prefix="train")
