@@ -38,9 +38,10 @@ def test_defaults_come_from_the_config(help_text):
     defaults = TrainConfig()
     for flag, key in [("--epochs", "epochs"), ("--backbone", "backbone"), ("--lr", "lr"),
                       ("--batch-size", "batch_size"), ("--image-size", "image_size"),
-                      ("--max-pairs", "val_max_pairs"), ("--head", "head")]:  # fmt: skip
+                      ("--head", "head")]:  # fmt: skip
         assert f"(default: {getattr(defaults, key)})" in _entry(help_text, flag), flag
     assert "(default: off)" in _entry(help_text, "--grad-clip")
+    assert "(default: sized so that validation takes under ~15%" in _entry(help_text, "--max-pairs")
     assert "(default: all epochs)" in _entry(help_text, "--max-steps")
     assert "default" not in _entry(help_text, "--quiet")  # a flag: off unless given
 

@@ -41,6 +41,7 @@ from marginface.training.distributed import (
     wrap_data_parallel,
 )
 from marginface.training.estimate import SLOW_S, cpu_estimate
+from marginface.training.eta import Eta, clock, validations_left
 from marginface.training.interrupt import StepAbandoned, StopFlag
 from marginface.training.logger import RunLogger, truncate_log
 from marginface.training.optim import WarmupDecay, build_optimizer
@@ -51,7 +52,13 @@ from marginface.training.preflight import (
     set_aside_old_log,
 )
 from marginface.training.sampler import EpochBatchSampler, SeededItems
-from marginface.training.validation import Validator, flat_metrics, score_of
+from marginface.training.validation import (
+    VAL_SHARE,
+    Validator,
+    flat_metrics,
+    image_budget,
+    score_of,
+)
 from marginface.training.verdict import Verdict, training_verdict
 from marginface.training.watch import LossWatch, resolve_scale
 
@@ -177,6 +184,7 @@ class Trainer:
         self.threshold: float | None = None
         self._last_val_step = -1
         self._estimated = False  # the CPU estimate, after the first step
+        self.eta = Eta()
         self.warnings: list[str] = []
         self.bar = None
 
@@ -229,7 +237,26 @@ class Trainer:
         self.logger = RunLogger(
             self.output, env.is_main, cfg.tensorboard, purge_step=position["step"] or None
         )
+        if self.validator and cfg.val_max_pairs is None:
+            self._size_validation(position)
         return position, rng
+
+    def _size_validation(self, position: dict[str, int]) -> None:
+        """Cut the generated pair sets to the time budget (:func:`image_budget`); logged."""
+        cfg = self.cfg
+        per_epoch = self.steps_per_epoch / cfg.val_every if cfg.val_every else 1
+        budget = image_budget(self.steps_per_epoch * cfg.batch_size * cfg.accumulate, per_epoch)
+        for entry in self.validator.fit(budget):
+            sizes = {k: v for k, v in entry.items() if k != "name"}
+            self.logger.event(
+                "validation_size", position["step"], set=entry["name"], budget=budget, **sizes
+            )
+            if entry["cut"]:
+                self._say(
+                    f"validation on {entry['name']}: the first {entry['pairs']} pairs "
+                    f"({entry['images']} images), under {VAL_SHARE:.0%} of an epoch's time "
+                    "(--max-pairs N sets the number instead)"
+                )
 
     def _open_data(self) -> Dataset:
         cfg = self.cfg
@@ -384,8 +411,10 @@ class Trainer:
         """Evaluate on the pair sets (main process), log, keep OUTPUT/best/ when it improves."""
         if self.env.is_main and self.validator and step != self._last_val_step:
             self._last_val_step = step
+            t0 = time.perf_counter()
             with self.stop.droppable():  # a stop request drops the validation too
                 results = self.validator.run(self.model.backbone)
+            self.eta.validation(time.perf_counter() - t0)
             self.last_validation = results
             first = next(iter(results.values()))
             self.threshold = float(first["best_threshold"])
@@ -637,6 +666,8 @@ class Trainer:
             dynamic_ncols=True,
             disable=not (cfg.progress and env.is_main),
             desc="train",
+            # no tqdm estimate: it leaves the validations out; the postfix's eta has them
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
         )
         return ddp
 
@@ -775,13 +806,26 @@ class Trainer:
             self.logger.log(record, prefix="train")
         if self.on_step is not None and self.env.is_main:
             self.on_step(record)
+        self.eta.step(seconds)
         self.bar.update(1)
         self.bar.set_postfix(
             loss=f"{record['loss']:.4f}",
             lr=f"{record['lr']:.3g}",
             img_s=f"{speed:.0f}",
             epoch=epoch,
+            eta=clock(self._seconds_left(position)),
         )
+
+    def _seconds_left(self, position: dict[str, int]) -> float:
+        """The rest of the run, validations included (:mod:`marginface.training.eta`)."""
+        cfg = self.cfg
+        end = min(self.total_steps, cfg.max_steps or self.total_steps)
+        step = position["step"]
+        validations = 0
+        if self.validator:
+            validations = validations_left(step, end, position["epoch"], cfg.epochs, cfg.val_every)
+        images = self.validator.images_per_run() if self.validator else 0
+        return self.eta.left(end - step, validations, images, cfg.batch_size * cfg.accumulate)
 
 
 def train(
