@@ -1,5 +1,5 @@
-"""A real Ctrl-C (SIGINT) to a running ``marginface train``: it stops at the next step boundary,
-saves a checkpoint there, exits 130, and ``--resume`` continues exactly."""
+"""A real Ctrl-C (SIGINT) to a running ``marginface train``: it drops the step in progress within
+moments, saves the last completed step, exits 130, and ``--resume`` continues exactly."""
 
 import os
 import signal
@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from _support.training import TINY, train_losses
+from _support.training import TINY, read_jsonl, train_losses
 
 
 def _complete_train_lines(path) -> int:
@@ -51,3 +51,41 @@ def test_sigint_saves_and_resume_is_exact(cli, tmp_path):
     straight = tmp_path / "straight"
     assert cli(*long_run[:-1], straight, "--max-steps", end) == 0
     assert train_losses(out) == train_losses(straight)
+
+
+def test_sigint_drops_the_step_in_progress_within_a_fraction_of_a_step(tmp_path):
+    """A step of ~0.3-2 s (small_cnn at 96 px, batch 32, one thread): the signal is sent just
+    after a step is logged, at the start of the next; the old rule (finish the step) would stop
+    about one step later, the run stops within half a step (the next module or gradient)."""
+    out = tmp_path / "run"
+    args = [*TINY, "--data", "synthetic:8x8", "--image-size", "96", "--batch-size", "32",
+            "--epochs", "300", "--output", str(out)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "marginface", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        seen = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            now = _complete_train_lines(out / "log.jsonl")
+            if now >= 3 and now > seen:  # a step just ended: the next one has begun
+                break
+            seen = now
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=120)[0].decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, output
+    assert "dropping the step in progress" in output and "--resume" in output
+    records = read_jsonl(out / "log.jsonl")
+    steps = [r for r in records if r["type"] == "train"]
+    step_s = sorted(32 / r["images_per_s"] for r in steps[1:])[len(steps[1:]) // 2]  # median
+    (request,) = [r for r in records if r.get("event") == "stop_request"]
+    assert request["latency_s"] < 0.5 * step_s, (request, step_s)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)["position"]["step"]
+    assert saved == len(steps) == request["step"]  # the last completed step; its batch dropped

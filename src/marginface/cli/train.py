@@ -42,7 +42,11 @@ _TYPED: dict[str, tuple[type, str]] = {
     "lr": (float, "base learning rate"),
     "output": (str, "run folder (checkpoints, models, logs)"),
     "val_every": (int, "validate every N optimizer steps (0: at each epoch end)"),
-    "val_max_pairs": (int, "cap on generated genuine pairs of each --pairs dataset spec"),
+    "val_max_pairs": (
+        int,
+        "cap on generated genuine pairs of each --pairs dataset spec (default: sized so that "
+        "validation takes under ~15%% of an epoch's time)",
+    ),
     "accumulate": (int, "micro-batches per optimizer step (gradient accumulation)"),
     "optimizer": (str, "sgd or adamw"),
     "scheduler": (str, "cosine, poly or constant (after warm-up)"),
@@ -120,15 +124,25 @@ class _TrainParser(Parser):
         if self._head_options_added:
             return
         self._head_options_added = True
+        from marginface.cli._train_help import head_groups_text, head_table, option_help
         from marginface.training.config import parse_value
 
-        hp = self.add_argument_group("head hyperparameters (passed to create_head; checked there)")
+        table = head_table()
+        self.add_argument_group(
+            "heads (--head NAME) and the --head-X options each takes (train's default)",
+            head_groups_text(table),
+        )
+        hp = self.add_argument_group(
+            "head hyperparameters: --head-X V sets X of the trained head (passed to "
+            "create_head; a head that does not take X refuses it)"
+        )
         for name in _head_hparam_names():
             hp.add_argument(
                 f"--head-{name.replace('_', '-')}",
                 dest=_HEAD_PREFIX + name,
                 type=parse_value,
                 metavar="V",
+                help=option_help(name, table),
             )
 
     def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
@@ -137,7 +151,18 @@ class _TrainParser(Parser):
 
     def format_help(self) -> str:
         self._add_head_options()
+        self._add_defaults()
         return super().format_help()
+
+    def _add_defaults(self) -> None:
+        """Each config option's help says its default (TrainConfig's; imported only for the
+        help, which needs the trainer's package)."""
+        from marginface.cli._train_help import with_default
+
+        for action in self._actions:
+            flag = action.nargs == 0  # --resume, --quiet ...: off unless given
+            if action.help and not flag and not action.dest.startswith(_HEAD_PREFIX):
+                action.help = with_default(action.help, action.dest)
 
 
 def _mapping(text: str) -> dict[str, Any]:
@@ -167,7 +192,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for dest, (kind, text) in _TYPED.items():
         metavar = _METAVAR.get(dest, "N" if kind is int else "X")
         flag, aliases = _FLAGS.get(dest, ("--" + dest.replace("_", "-"), []))
-        add_option(p, flag, aliases=aliases, dest=dest, type=kind, help=text, metavar=metavar)
+        add_option(
+            p,
+            flag,
+            aliases=aliases,
+            dest=dest,
+            type=kind,
+            help=text,
+            metavar=metavar,
+        )
     p.add_argument("--amp", choices=["bf16", "fp16", "none"], help="mixed precision")
     p.add_argument(
         "--init-centres",

@@ -105,7 +105,9 @@ class TrainConfig:
     in all, saving a resumable checkpoint; None = run all epochs), ``checkpoint_every`` (extra
     checkpoints every N steps; 0 = only at epoch ends), ``log_every``, ``val`` (pair-set specs
     for ``open_pairs``), ``val_every`` (steps; 0 = at the end of each epoch),
-    ``val_max_pairs``, ``val_batch_size``, ``num_workers``, ``device`` (auto / cpu / cuda /
+    ``val_max_pairs`` (cap on the genuine pairs generated from a dataset spec; None = sized
+    so that validation takes under :data:`marginface.training.validation.VAL_SHARE` of an
+    epoch's time), ``val_batch_size``, ``num_workers``, ``device`` (auto / cpu / cuda /
     cuda:N), ``progress`` (progress bar), ``tensorboard``, ``min_free_bytes`` (extra free disk
     space demanded beyond the estimated size of the saved files), ``max_bad_images``
     (unreadable images skipped before the run stops with their list; None = no limit),
@@ -149,7 +151,7 @@ class TrainConfig:
     log_every: int = 1
     val: list[str] = field(default_factory=list)
     val_every: int = 0
-    val_max_pairs: int = 3000
+    val_max_pairs: int | None = None
     val_batch_size: int = 64
     num_workers: int = 0
     device: str = "auto"
@@ -214,8 +216,10 @@ class TrainConfig:
             if getattr(self, key) is not None or self.init is None:
                 self._need_int(key, 1)
         self._validate_init()
-        for key in ("log_every", "val_max_pairs", "val_batch_size"):
+        for key in ("log_every", "val_batch_size"):
             self._need_int(key, 1)
+        if self.val_max_pairs is not None:
+            self._need_int("val_max_pairs", 1)
         for key in (
             "checkpoint_every",
             "val_every",

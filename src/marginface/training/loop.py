@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,9 @@ from marginface.training.distributed import (
     setup_distributed,
     wrap_data_parallel,
 )
+from marginface.training.estimate import SLOW_S, cpu_estimate
+from marginface.training.eta import Eta, clock, validations_left
+from marginface.training.interrupt import StepAbandoned, StopFlag
 from marginface.training.logger import RunLogger, truncate_log
 from marginface.training.optim import WarmupDecay, build_optimizer
 from marginface.training.preflight import (
@@ -54,7 +56,13 @@ from marginface.training.preflight import (
 )
 from marginface.training.record import run_records, validate_for_calibration
 from marginface.training.sampler import EpochBatchSampler, SeededItems
-from marginface.training.validation import Validator, flat_metrics, score_of
+from marginface.training.validation import (
+    VAL_SHARE,
+    Validator,
+    flat_metrics,
+    image_budget,
+    score_of,
+)
 from marginface.training.verdict import Verdict, training_verdict
 from marginface.training.watch import LossWatch, resolve_scale
 
@@ -134,37 +142,6 @@ class TrainModule(nn.Module):
         return self.head(embeddings.float(), labels)
 
 
-class _StopFlag:
-    """SIGINT/SIGTERM -> stop at the next step boundary (checkpoint saved); a second SIGINT
-    raises KeyboardInterrupt at once (nothing more is saved)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.hard = False
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            self.hard = True
-            raise KeyboardInterrupt("second interrupt: stopping without saving")
-        self.requested = True
-        print(
-            "\nmarginface train: stop requested; saving a checkpoint after this step "
-            "(press Ctrl-C again to abort without saving)",
-            flush=True,
-        )
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
 def _ignore_sigint(worker_id: int) -> None:
     """Loader workers leave Ctrl-C to the main process, which stops at a step boundary."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -211,6 +188,8 @@ class Trainer:
         self.last_validation: dict[str, dict[str, Any]] = {}
         self.threshold: float | None = None
         self._last_val_step = -1
+        self._estimated = False  # the CPU estimate, after the first step
+        self.eta = Eta()
         self.warnings: list[str] = []
         self.bar = None
         # fine-tuning (cfg.init): what the run started from, its frozen stages, the centres
@@ -269,6 +248,8 @@ class Trainer:
         self.logger = RunLogger(
             self.output, env.is_main, cfg.tensorboard, purge_step=position["step"] or None
         )
+        if self.validator and cfg.val_max_pairs is None:
+            self._size_validation(position)
         return position, rng
 
     def _start_model(self) -> None:
@@ -315,6 +296,23 @@ class Trainer:
             f"imprinted {self.imprinted} class centres from {int(counts.sum())} training images"
             + (f"; {missing} identities without images keep random centres" if missing else "")
         )
+
+    def _size_validation(self, position: dict[str, int]) -> None:
+        """Cut the generated pair sets to the time budget (:func:`image_budget`); logged."""
+        cfg = self.cfg
+        per_epoch = self.steps_per_epoch / cfg.val_every if cfg.val_every else 1
+        budget = image_budget(self.steps_per_epoch * cfg.batch_size * cfg.accumulate, per_epoch)
+        for entry in self.validator.fit(budget):
+            sizes = {k: v for k, v in entry.items() if k != "name"}
+            self.logger.event(
+                "validation_size", position["step"], set=entry["name"], budget=budget, **sizes
+            )
+            if entry["cut"]:
+                self._say(
+                    f"validation on {entry['name']}: the first {entry['pairs']} pairs "
+                    f"({entry['images']} images), under {VAL_SHARE:.0%} of an epoch's time "
+                    "(--max-pairs N sets the number instead)"
+                )
 
     def _open_data(self) -> Dataset:
         cfg = self.cfg
@@ -510,7 +508,10 @@ class Trainer:
         """Evaluate on the pair sets (main process), log, keep OUTPUT/best/ when it improves."""
         if self.env.is_main and self.validator and step != self._last_val_step:
             self._last_val_step = step
-            results = self.validator.run(self.model.backbone)
+            t0 = time.perf_counter()
+            with self.stop.droppable():  # a stop request drops the validation too
+                results = self.validator.run(self.model.backbone)
+            self.eta.validation(time.perf_counter() - t0)
             self.last_validation = results
             first = next(iter(results.values()))
             self.threshold = float(first["best_threshold"])
@@ -664,15 +665,16 @@ class Trainer:
         k = cfg.accumulate
         self.margin_head.margin_weight = self.margin_weight(position["step"])
         total = torch.zeros((), dtype=torch.float64)
-        for i in range(k):
-            images, labels = next(batches)
-            images = images.to(env.device, non_blocking=True)
-            labels = labels.to(env.device, non_blocking=True)
-            sync = i == k - 1 or not env.distributed
-            with contextlib.nullcontext() if sync else ddp.no_sync():
-                loss = ddp(images, labels)
-                self.scaler.scale(loss / k).backward()
-            total += loss.detach().double().cpu()
+        with self.stop.droppable():  # a stop request drops this step (single process)
+            for i in range(k):
+                images, labels = next(batches)
+                images = images.to(env.device, non_blocking=True)
+                labels = labels.to(env.device, non_blocking=True)
+                sync = i == k - 1 or not env.distributed
+                with contextlib.nullcontext() if sync else ddp.no_sync():
+                    loss = ddp(images, labels)
+                    self.scaler.scale(loss / k).backward()
+                total += loss.detach().double().cpu()
         stats = torch.stack([total / k, torch.tensor(float(self.stop.requested))])
         stats = all_reduce_sum(stats.double(), env)
         mean_loss = float(stats[0]) / env.world_size
@@ -780,8 +782,36 @@ class Trainer:
             dynamic_ncols=True,
             disable=not (cfg.progress and env.is_main),
             desc="train",
+            # no tqdm estimate: it leaves the validations out; the postfix's eta has them
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
         )
         return ddp
+
+    def _cpu_estimate(self, position: dict[str, int], step_seconds: float) -> None:
+        """After the first step on a CPU: a run of more than half an hour says so, with a
+        setting that fits (:mod:`marginface.training.estimate`)."""
+        cfg = self.cfg
+        self._estimated = True
+        end = min(self.total_steps, cfg.max_steps or self.total_steps)
+        steps = max(0, end - position["step"])
+        val_runs = (
+            steps // cfg.val_every if cfg.val_every else cfg.epochs - position["epoch"]
+        ) * bool(cfg.val)
+        estimate = cpu_estimate(
+            cfg.backbone,
+            cfg.image_size,
+            cfg.embedding_size,
+            cfg.backbone_kwargs,
+            step_seconds=step_seconds,
+            images_per_step=cfg.batch_size * cfg.accumulate,
+            train_images=steps * cfg.batch_size * cfg.accumulate,
+            val_images=val_runs * self.validator.images_per_run(),
+        )
+        self.logger.event(
+            "estimate", position["step"], seconds=estimate.seconds, per_image_s=estimate.per_image_s
+        )
+        if estimate.seconds > SLOW_S:
+            self._say(estimate.line(cfg.backbone, cfg.image_size), logging.WARNING)
 
     def _loop(self, position: dict[str, int]) -> TrainResult:
         """The epochs from ``position`` until the end, ``max_steps`` or a stop request."""
@@ -789,11 +819,12 @@ class Trainer:
         stopped = "finished"
         t_start = time.perf_counter()
         self._snapshot(position)
-        with _StopFlag() as self.stop:
+        with StopFlag(abandon=not self.env.distributed) as self.stop:
+            self.stop.watch(self.model)
             try:
                 while position["epoch"] < self.cfg.epochs and stopped == "finished":
                     position, stopped = self._epoch(position, ddp)
-            except KeyboardInterrupt:
+            except (KeyboardInterrupt, StepAbandoned):
                 if self.stop.hard:
                     raise
                 # interrupted inside a step: go back to the last step boundary and save it
@@ -806,6 +837,11 @@ class Trainer:
                 raise
             if stopped != "finished":
                 position = self.boundary["position"]
+                latency = self.stop.latency_s()  # from the request to the step boundary
+                if latency is not None:
+                    self.logger.event("stop_request", position["step"], latency_s=latency)
+                    self._say(f"stopped {latency:.2f} s after the request; saving step "
+                              f"{position['step']}")  # fmt: skip
                 self.save(position, self.boundary["rng"], stopped)
         barrier(self.env)
         elapsed = time.perf_counter() - t_start
@@ -879,18 +915,33 @@ class Trainer:
         record = {"type": "train", "step": step, "epoch": epoch, **record, "images_per_s": speed}
         self.history.append(record)
         self._watch(record)
+        if self.env.device.type == "cpu" and self.env.is_main and not self._estimated:
+            self._cpu_estimate(position, seconds)
         self._snapshot(position)  # the state of this completed step
         if step % cfg.log_every == 0 or step == self.total_steps:
             self.logger.log(record, prefix="train")
         if self.on_step is not None and self.env.is_main:
             self.on_step(record)
+        self.eta.step(seconds)
         self.bar.update(1)
         self.bar.set_postfix(
             loss=f"{record['loss']:.4f}",
             lr=f"{record['lr']:.3g}",
             img_s=f"{speed:.0f}",
             epoch=epoch,
+            eta=clock(self._seconds_left(position)),
         )
+
+    def _seconds_left(self, position: dict[str, int]) -> float:
+        """The rest of the run, validations included (:mod:`marginface.training.eta`)."""
+        cfg = self.cfg
+        end = min(self.total_steps, cfg.max_steps or self.total_steps)
+        step = position["step"]
+        validations = 0
+        if self.validator:
+            validations = validations_left(step, end, position["epoch"], cfg.epochs, cfg.val_every)
+        images = self.validator.images_per_run() if self.validator else 0
+        return self.eta.left(end - step, validations, images, cfg.batch_size * cfg.accumulate)
 
 
 def resume_after_restart(cfg: TrainConfig) -> TrainConfig:

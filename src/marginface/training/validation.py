@@ -4,6 +4,14 @@ Pair sets come from ``marginface.data.open_pairs`` and are scored with
 ``marginface.evaluation.evaluate_pairs`` (flip test, LFW-style folds). Validation runs with the
 random number generators forked, so it never changes the training's random stream (an
 interrupted-and-resumed run stays identical to an uninterrupted one).
+
+Sized by time (``val_max_pairs`` None, the default): the pairs generated from a dataset spec
+are cut, before training, to the first ones (genuine and impostor alternate, so a prefix stays
+balanced) whose distinct images fit :func:`image_budget`: validation under :data:`VAL_SHARE` of
+an epoch's time. The rule counts images, not seconds, so it is the same on every machine and
+on a resumed run: an image embedded for validation costs :data:`EMBED_COST` training images
+(two forward passes, the image and its mirror, against a forward and a backward pass).
+Files (``.bin``, ``pairs.txt``) are used whole, as their protocols define.
 """
 
 from __future__ import annotations
@@ -15,6 +23,28 @@ import numpy as np
 import torch
 from torch import nn
 
+#: validation's share of an epoch's time, at most (when sized by time)
+VAL_SHARE = 0.15
+#: the time of an image embedded for validation over that of a training image (measured in
+#: docs/training.md: flip test = two forward passes, no backward)
+EMBED_COST = 2 / 3
+#: pairs kept at least, whatever the budget (fewer say little: a 100-pair accuracy is +-5%)
+MIN_PAIRS = 200
+
+
+def image_budget(epoch_images: int, validations_per_epoch: float) -> int:
+    """Distinct images one validation may embed: ``VAL_SHARE`` of an epoch's training images'
+    time, shared over its validations, at ``EMBED_COST`` each."""
+    per_epoch = VAL_SHARE * epoch_images / EMBED_COST
+    return max(1, int(per_epoch / max(validations_per_epoch, 1e-9)))
+
+
+def distinct_count(images: Any) -> int:
+    """Distinct images of a pair set's images: the dataset items named (generated pairs),
+    else every position."""
+    indices = getattr(images, "indices", None)
+    return len(np.unique(indices)) if indices is not None else len(images)
+
 
 class Validator:
     """Opens the pair sets once and evaluates a backbone on all of them.
@@ -22,7 +52,8 @@ class Validator:
     Args:
         specs: pair-set specs for ``open_pairs`` (a .bin, a pairs.txt, a dataset spec).
         image_size: side of the images the backbone takes.
-        max_pairs, batch_size, device: passed on to ``open_pairs`` / ``evaluate_pairs``.
+        max_pairs, batch_size, device: passed on to ``open_pairs`` / ``evaluate_pairs``
+            (max_pairs None: 3000, then :meth:`fit` to the time budget).
         max_bad: unreadable images allowed per set (None: no limit).
     """
 
@@ -30,7 +61,7 @@ class Validator:
         self,
         specs: list[str],
         image_size: int,
-        max_pairs: int = 3000,
+        max_pairs: int | None = 3000,
         batch_size: int = 64,
         device: torch.device | str = "cpu",
         max_bad: int | None = None,
@@ -41,7 +72,7 @@ class Validator:
         self.specs = list(specs)
         names: set[str] = set()
         for spec in specs:
-            pairs = open_pairs(spec, image_size=image_size, max_pairs=max_pairs)
+            pairs = open_pairs(spec, image_size=image_size, max_pairs=max_pairs or 3000)
             inner = getattr(pairs.images, "dataset", None)
             if inner is not None and hasattr(inner, "max_bad"):
                 inner.max_bad = max_bad
@@ -56,6 +87,36 @@ class Validator:
 
     def __bool__(self) -> bool:
         return bool(self.sets)
+
+    def images_per_run(self) -> int:
+        """Distinct images one validation embeds (every set)."""
+        return sum(distinct_count(pairs.images) for _, pairs in self.sets)
+
+    def fit(self, budget: int) -> list[dict[str, Any]]:
+        """Cut the generated pair sets to their first pairs whose distinct images fit
+        ``budget`` (shared over the generated sets; at least :data:`MIN_PAIRS` pairs each).
+        Returns, per set, ``{name, pairs, images, cut}`` (what one validation does)."""
+        from marginface.data.base import ImagesOnly
+        from marginface.data.verification import PairSet
+
+        generated = [p for _, p in self.sets if isinstance(p.images, ImagesOnly)]
+        share = budget // max(1, len(generated))
+        report = []
+        for k, (name, pairs) in enumerate(self.sets):
+            cut = False
+            if isinstance(pairs.images, ImagesOnly):
+                keep = _pairs_within(pairs.images.indices, share)
+                keep = min(len(pairs), max(keep, MIN_PAIRS))
+                if keep < len(pairs):
+                    images = ImagesOnly(pairs.images.dataset, pairs.images.indices[: 2 * keep])
+                    pairs = PairSet(images, pairs.issame[:keep], pairs.name)
+                    self.sets[k] = (name, pairs)
+                    cut = True
+            report.append(
+                {"name": name, "pairs": len(pairs), "images": distinct_count(pairs.images),
+                 "cut": cut}
+            )  # fmt: skip
+        return report
 
     def decode_all(self) -> Validator:
         """Decode every image of every set once, now: a set that cannot be read fails before
@@ -90,6 +151,17 @@ class Validator:
             random.setstate(py_state)
             np.random.set_state(np_state)
             backbone.train(was_training)
+
+
+def _pairs_within(indices: np.ndarray, budget: int) -> int:
+    """How many of the first pairs (``indices``: 2 per pair) name at most ``budget`` distinct
+    images."""
+    seen: set[int] = set()
+    for k in range(len(indices) // 2):
+        seen.update((int(indices[2 * k]), int(indices[2 * k + 1])))
+        if len(seen) > budget:
+            return k
+    return len(indices) // 2
 
 
 def score_of(results: dict[str, dict[str, Any]]) -> float:
