@@ -187,21 +187,28 @@ def auc_bootstrap(
     a: np.ndarray, b: np.ndarray, issame: np.ndarray, groups: np.ndarray, replicates: int
 ) -> dict[str, float]:
     """AUC of A minus B (scores (S, N): the mean of the S seeds' AUCs), with the percentile
-    95% interval of the paired bootstrap over identities (each pair weighted by how often its
+    95% interval of the paired bootstrap over identities (each pair counted as often as its
     identity was drawn), as :func:`marginface.evaluation.bootstrap.paired_bootstrap` does for
-    TAR."""
-    _, inverse = np.unique(groups, return_inverse=True)
+    TAR. Per score vector, ``wins[k, l]`` counts the (genuine pair of identity k, impostor pair
+    of identity l) that the genuine one outscores; a replicate drawing identity k c_k times
+    then has AUC ``c wins c / ((c . genuine) (c . impostors))``."""
+    ids, inverse = np.unique(groups, return_inverse=True)
+    k = len(ids)
     rng = np.random.default_rng(0)
-    draws = rng.integers(0, inverse.max() + 1, size=(replicates, inverse.max() + 1))
-    counts = np.stack([np.bincount(d, minlength=inverse.max() + 1) for d in draws])
-    weights = np.vstack([np.ones(len(issame)), counts[:, inverse].astype(np.float64)])
+    counts = np.stack([np.bincount(d, minlength=k) for d in rng.integers(0, k, (replicates, k))])
+    counts = np.vstack([np.ones(k), counts]).astype(np.float64)  # the data itself first
+    genuine = np.bincount(inverse[issame], minlength=k).astype(np.float64)
+    impostors = np.bincount(inverse[~issame], minlength=k).astype(np.float64)
 
-    def auc(scores: np.ndarray) -> np.ndarray:  # (R + 1,): unit weights first
-        order = np.argsort(scores, kind="stable")
-        w, genuine = weights[:, order], issame[order]
-        impostors_below = np.cumsum(np.where(genuine, 0.0, w), axis=1)
-        wins = (np.where(genuine, w, 0.0) * impostors_below).sum(axis=1)
-        return wins / (np.where(genuine, w, 0.0).sum(1) * np.where(genuine, 0.0, w).sum(1))
+    def auc(scores: np.ndarray) -> np.ndarray:  # (R + 1,)
+        s_gen, g_gen = scores[issame], inverse[issame]
+        wins = np.zeros((k, k))
+        for other in range(k):
+            below = np.sort(scores[~issame & (inverse == other)])
+            beaten = np.searchsorted(below, s_gen, side="left").astype(np.float64)
+            wins[:, other] = np.bincount(g_gen, weights=beaten, minlength=k)
+        num = np.einsum("rk,kl,rl->r", counts, wins, counts)
+        return num / ((counts @ genuine) * (counts @ impostors))
 
     diff = np.mean([auc(x) for x in a], axis=0) - np.mean([auc(x) for x in b], axis=0)
     low, high = np.percentile(diff[1:], [2.5, 97.5])
