@@ -285,3 +285,22 @@ def test_imprinting_over_two_processes_with_partial_fc(trained_run, tmp_path):
     assert torch.equal(
         blob["head"]["head.weight"], torch.cat([r0["head_weight"], r1["head_weight"]])
     )
+
+
+def test_every_cosine_head_takes_imprinted_centres():
+    """Every registered head but the plain softmax takes the means (each of its sub-centres);
+    softmax is refused with the key to change."""
+    from marginface.heads import create_head, list_heads
+
+    means = F.normalize(torch.randn(5, 8, dtype=torch.float64), dim=1)
+    counts = torch.ones(5, dtype=torch.float64)
+    for name in list_heads():
+        head = create_head(name, 8, 5)
+        if name == "softmax":
+            with pytest.raises(ValueError, match="use init_centres random"):
+                finetune.imprint(head, means, counts)
+            continue
+        assert finetune.imprint(head, means, counts) == 5, name
+        k = head.subcenters
+        got = head.weight.double().view(5, k, 8)
+        assert (got - means[:, None]).abs().max() <= F32_ROUNDING, name
