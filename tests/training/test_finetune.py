@@ -223,7 +223,7 @@ def test_cli_bad_input_is_one_line(cli, trained_run, tmp_path, capsys):
     missing = tmp_path / "nowhere"
     assert cli(*base, "--init", missing, "--output", tmp_path / "a") == 2
     line = _one_line(capsys)
-    assert line.startswith(f"marginface train: error: init {missing}: ") and "no such" in line
+    assert line == f"marginface train: error: --init: {missing}: no such model file or run folder"
     assert cli(*base, "--init", trained_run, "--freeze", "9", "--output", tmp_path / "b") == 2
     assert "config freeze: must be at most the 4 stages of the backbone (stage1" in _one_line(
         capsys

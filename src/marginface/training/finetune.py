@@ -115,7 +115,7 @@ def start_model(
 
     ``checkpoint``: on ``--resume``, the run's own ``checkpoint.pt``: the architecture is
     rebuilt from it (its weights replace these anyway) and the start record is its own.
-    Raises FileNotFoundError / ValueError naming ``init`` (the flag) for a model that cannot
+    Raises FileNotFoundError / ValueError naming ``--init`` for a model that cannot
     be read, and for ``backbone``, ``embedding_size``, ``image_size`` or ``backbone_kwargs``
     set to something other than the model's.
     """
@@ -123,7 +123,7 @@ def start_model(
     try:
         backbone, info = load_model(path, map_location="cpu")
     except (OSError, ValueError) as exc:
-        raise type(exc)(f"init {cfg.init}: {exc}") from None
+        raise type(exc)(f"--init: {exc}") from None
     kwargs = dict(info["backbone_kwargs"])
     found = {
         "backbone": info["backbone"],
