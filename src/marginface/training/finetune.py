@@ -59,13 +59,15 @@ class Start:
     """What a fine-tuning run started from: ``model`` (the ``init`` path as given),
     ``file`` (the weights file read), ``sha256`` (of that file), ``source`` (the model's own
     ``source`` record, e.g. of an imported published model, or None), ``info`` (its
-    ``model.json`` info). On ``--resume``: the checkpoint's record."""
+    ``model.json`` info). ``resumed``: read from the run's own checkpoint (--resume), whose
+    ``init`` record gives ``sha256`` and ``source``."""
 
     model: str
     file: str
     sha256: str | None
     source: Any
     info: dict[str, Any] = field(default_factory=dict)
+    resumed: bool = False
 
     def record(self) -> dict[str, Any]:
         """The ``init`` record of the fine-tuned model's ``model.json``."""
@@ -113,7 +115,7 @@ def start_model(
 
     ``checkpoint``: on ``--resume``, the run's own ``checkpoint.pt``: the architecture is
     rebuilt from it (its weights replace these anyway) and the start record is its own.
-    Raises FileNotFoundError / ValueError naming ``init`` (the flag) for a model that cannot
+    Raises FileNotFoundError / ValueError naming ``--init`` for a model that cannot
     be read, and for ``backbone``, ``embedding_size``, ``image_size`` or ``backbone_kwargs``
     set to something other than the model's.
     """
@@ -121,7 +123,7 @@ def start_model(
     try:
         backbone, info = load_model(path, map_location="cpu")
     except (OSError, ValueError) as exc:
-        raise type(exc)(f"init {cfg.init}: {exc}") from None
+        raise type(exc)(f"--init: {exc}") from None
     kwargs = dict(info["backbone_kwargs"])
     found = {
         "backbone": info["backbone"],
@@ -145,13 +147,32 @@ def start_model(
     if checkpoint is not None:
         blob_info = info.get("init") or {}
         start = Start(
-            str(cfg.init), str(checkpoint), blob_info.get("sha256"), blob_info.get("source"), info
+            str(cfg.init),
+            str(checkpoint),
+            blob_info.get("sha256"),
+            blob_info.get("source"),
+            info,
+            resumed=True,
         )
     else:
         file = _weights_file(path)
         digest = _sha256(file) if file.is_file() else None
         start = Start(str(cfg.init), str(file), digest, info.get("source"), info)
     return cfg, backbone, start
+
+
+def plan(cfg: TrainConfig, start: Start, backbone: nn.Module, frozen: list[str]) -> list[str]:
+    """The lines a fine-tuning run starts with: what it starts from, and how it tunes."""
+    if start.resumed:
+        return [start.describe(), "resuming: weights and class centres from the checkpoint"]
+    stages = len(backbone_stages(backbone)) if frozen else 0
+    held = f"{', '.join(frozen)} ({len(frozen)} of {stages} stages)" if frozen else "nothing"
+    centres = "imprinted" if cfg.init_centres == "imprint" else "random"
+    return [
+        start.describe(),
+        f"class centres: {centres}; backbone lr {cfg.backbone_lr:g} x the head's; frozen: "
+        f"{held}; {cfg.epochs} epochs, warm-up {cfg.warmup_epochs:g}",
+    ]
 
 
 # ------------------------------------------------------------------------- frozen stages
@@ -256,6 +277,32 @@ def check_imprintable(head: MarginHead) -> None:
             f"config init_centres: imprint needs a (classes x sub-centres, D) centre matrix; "
             f"the {head.head_name} head's weight is {tuple(head.weight.shape)}"
         )
+
+
+def imprint_classifier(
+    backbone: nn.Module, classifier: nn.Module, dataset: Dataset, cfg: TrainConfig, env: DistEnv
+) -> tuple[int, str]:
+    """Imprint the centres of the run's classifier (its margin head, or with Partial FC this
+    process's shard) from the training set: (classes imprinted, the line that says so)."""
+    head = classifier.head
+    check_imprintable(head)
+    num_classes = int(dataset.num_classes)
+    means, counts = class_means(
+        backbone,
+        dataset,
+        num_classes,
+        cfg.embedding_size,
+        env,
+        batch_size=cfg.val_batch_size,
+        num_workers=cfg.num_workers,
+        progress=cfg.progress,
+    )
+    imprint(head, means, counts, getattr(classifier, "class_start", 0))
+    done = int((counts > 0).sum())
+    line = f"imprinted {done} class centres from {int(counts.sum())} training images"
+    if done < num_classes:
+        line += f"; {num_classes - done} identities without images keep random centres"
+    return done, line
 
 
 @torch.no_grad()

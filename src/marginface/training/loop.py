@@ -258,44 +258,17 @@ class Trainer:
         saved = self.output / "checkpoint.pt"
         checkpoint = saved if self.cfg.resume and saved.is_file() else None
         self.cfg, self.start_backbone, self.start = finetune.start_model(self.cfg, checkpoint)
-        cfg = self.cfg
-        self.frozen = finetune.freeze(self.start_backbone, cfg.freeze)
-        self._say(self.start.describe())
-        if checkpoint is not None:
-            self._say("resuming: weights and class centres from the checkpoint")
-            return
-        stages = len(finetune.backbone_stages(self.start_backbone)) if self.frozen else 0
-        frozen = f"{', '.join(self.frozen)} ({len(self.frozen)} of {stages} stages)"
-        self._say(
-            f"class centres: {'imprinted' if cfg.init_centres == 'imprint' else 'random'}; "
-            f"backbone lr {cfg.backbone_lr:g} x the head's; frozen: "
-            f"{frozen if self.frozen else 'nothing'}; {cfg.epochs} epochs, warm-up "
-            f"{cfg.warmup_epochs:g}"
-        )
+        self.frozen = finetune.freeze(self.start_backbone, self.cfg.freeze)
+        for line in finetune.plan(self.cfg, self.start, self.start_backbone, self.frozen):
+            self._say(line)
 
     def _imprint(self) -> None:
-        """Each class centre at its identity's mean normalised embedding (fresh runs only: a
-        resumed run's centres come from its checkpoint)."""
-        cfg, env = self.cfg, self.env
-        finetune.check_imprintable(self.margin_head)
-        means, counts = finetune.class_means(
-            self.model.backbone,
-            self.dataset,
-            self.num_classes,
-            cfg.embedding_size,
-            env,
-            batch_size=cfg.val_batch_size,
-            num_workers=cfg.num_workers,
-            progress=cfg.progress,
+        """The class centres imprinted (fresh runs only: a resumed run's come from its
+        checkpoint)."""
+        self.imprinted, line = finetune.imprint_classifier(
+            self.model.backbone, self.model.head, self.dataset, self.cfg, self.env
         )
-        start = getattr(self.model.head, "class_start", 0)  # Partial FC: this rank's shard
-        finetune.imprint(self.margin_head, means, counts, start)
-        self.imprinted = int((counts > 0).sum())
-        missing = self.num_classes - self.imprinted
-        self._say(
-            f"imprinted {self.imprinted} class centres from {int(counts.sum())} training images"
-            + (f"; {missing} identities without images keep random centres" if missing else "")
-        )
+        self._say(line)
 
     def _size_validation(self, position: dict[str, int]) -> None:
         """Cut the generated pair sets to the time budget (:func:`image_budget`); logged."""
