@@ -162,11 +162,15 @@ def test_old_model_json_without_the_keys_loads(trained_run, tmp_path):
         ('{"threshold": 0.3, "far": 0}', "calibration far must be a finite number in (0, 1)"),
     ],
 )
-def test_bad_calibration_is_named(model, capsys, calibration, message):
+def test_bad_calibration_is_named(model, capsys, tmp_path, calibration, message):
+    from PIL import Image
+
     info = json.loads((model / "model.json").read_text())
     text = json.dumps(info)[:-1] + f', "calibration": {calibration}}}'
     (model / "model.json").write_text(text.replace('"calibration": null, ', ""))
-    code, _, err = _run(["verify", "a.png", "b.png", "--checkpoint", model], capsys)
+    image = tmp_path / "a.png"  # images that exist: the model is what is wrong
+    Image.new("RGB", (16, 16)).save(image)
+    code, _, err = _run(["verify", str(image), str(image), "--checkpoint", model], capsys)
     assert code == 2 and message in err and "model.json" in err
 
 

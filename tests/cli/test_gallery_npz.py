@@ -81,7 +81,10 @@ def test_real_gallery_reads(tmp_path):
 
 
 def test_cli_search_names_the_gallery(tmp_path, capsys, saved_model):
+    from PIL import Image
+
     path = gallery(tmp_path / "g.npz", HOSTILE["2^40 rows"][0], NAMES)
+    Image.new("RGB", (16, 16)).save(tmp_path / "q.png")  # a query that exists
     code = main(["search", str(tmp_path / "q.png"), "--gallery", str(path),
                  "--checkpoint", str(saved_model)])  # fmt: skip
     err = capsys.readouterr().err.strip().splitlines()

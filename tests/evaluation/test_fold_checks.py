@@ -86,7 +86,8 @@ def test_the_cli_prints_the_fold_warning(tmp_path, saved_model, capsys):
     pairs_file = _pairs_file(tmp_path / "lfw", "1 10", 10, 10)
     code = main(["eval", "--checkpoint", str(saved_model), "--pairs", str(pairs_file),
                  "--output", str(tmp_path / "out"), "--quiet"])  # fmt: skip
-    out = capsys.readouterr().out
+    printed = capsys.readouterr()
+    out = printed.out + printed.err  # the result on stdout, warnings on stderr
     assert (
         code == 0
         and "marginface eval: warning: pair set lfw: of its 10 folds (in file order)" in out

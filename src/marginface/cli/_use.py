@@ -222,8 +222,9 @@ def detector_options(args: argparse.Namespace) -> dict:
             example = "one number like 0.5 (SCRFD)" if scrfd else "3 numbers like 0.6,0.7,0.7"
             raise ValueError(f"--thresholds must be {example}, got {short_repr(args.thresholds)}")
         if not all(0 <= t < 1 for t in thresholds):  # NaN fails this too
+            many = "one probability" if scrfd else "3 probabilities"
             raise ValueError(
-                f"--thresholds must be probabilities in [0, 1), got {short_repr(args.thresholds)}"
+                f"--thresholds must be {many} in [0, 1), got {short_repr(args.thresholds)}"
             )
     size = args.min_face_size
     if not (math.isfinite(size) and size >= 12):

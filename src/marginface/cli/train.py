@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from marginface.cli._errors import Parser, print_warning
+from marginface.cli._errors import Parser
 from marginface.cli._use import add_option
 
 #: options whose value is a plain string / int / float (dest -> type)
@@ -359,8 +359,6 @@ def run(args: argparse.Namespace) -> int:
             f"training images nearer their own class centre than any other: "
             f"{result.summary['nearer_own_share']:.1%} of {result.summary['images']}"
         )
-    for message in result.warnings:
-        print_warning(message)
     if result.verdict is not None:
         print(f"verdict: {result.verdict.line}")
     if result.best is not None:
