@@ -24,3 +24,14 @@ def test_image_list_entry_leading_outside_is_refused(tmp_path):
     listing.write_text(f"{tmp_path / 'victim.png'}\n")
     with pytest.raises(ValueError, match="is not an image of"):
         _read_list(listing, root, index_of)
+
+
+def test_a_fifo_named_as_a_bin_pair_set_is_refused_without_blocking(tmp_path):
+    import os
+
+    from marginface.data import open_pairs
+
+    fifo = tmp_path / "pairs.bin"
+    os.mkfifo(fifo)  # nothing will ever write it: reading would block forever
+    with pytest.raises(OSError, match="only regular files are read"):
+        open_pairs(str(fifo), image_size=16)

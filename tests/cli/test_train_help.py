@@ -35,11 +35,17 @@ def _entry(text: str, flag: str) -> str:
 
 
 def test_defaults_come_from_the_config(help_text):
+    from marginface.training.config import FINETUNE_EPOCHS, SCRATCH_EPOCHS, SCRATCH_MODEL
+
     defaults = TrainConfig()
-    for flag, key in [("--epochs", "epochs"), ("--backbone", "backbone"), ("--lr", "lr"),
-                      ("--batch-size", "batch_size"), ("--image-size", "image_size"),
-                      ("--head", "head")]:  # fmt: skip
+    for flag, key in [("--lr", "lr"), ("--batch-size", "batch_size"), ("--head", "head")]:
         assert f"(default: {getattr(defaults, key)})" in _entry(help_text, flag), flag
+    for flag, key in [("--backbone", "backbone"), ("--image-size", "image_size"),
+                      ("--embedding-size", "embedding_size")]:  # fmt: skip
+        said = f"(default: {SCRATCH_MODEL[key]}; with --init, the model's)"
+        assert said in " ".join(_entry(help_text, flag).split()), flag
+    epochs = f"(default: {SCRATCH_EPOCHS}; {FINETUNE_EPOCHS} with --init)"
+    assert epochs in _entry(help_text, "--epochs")
     assert "(default: off)" in _entry(help_text, "--grad-clip")
     assert "(default: sized so that validation takes under ~15%" in _entry(help_text, "--max-pairs")
     assert "(default: all epochs)" in _entry(help_text, "--max-steps")

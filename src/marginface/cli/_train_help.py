@@ -22,13 +22,22 @@ _NONE = {"grad_clip": "off", "max_steps": "all epochs", "data": "required", "val
 
 def config_default(dest: str) -> str | None:
     """The default of config key ``dest`` as said in ``--help`` (None: not a config key)."""
-    from marginface.training.config import TrainConfig
+    from marginface.training.config import (
+        FINETUNE_EPOCHS,
+        SCRATCH_EPOCHS,
+        SCRATCH_MODEL,
+        TrainConfig,
+    )
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     if dest not in fields:
         return None
     f = fields[dest]
     value: Any = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+    if value is None and dest in SCRATCH_MODEL:  # left out: from scratch, or the --init model's
+        return f"{SCRATCH_MODEL[dest]}; with --init, the model's"
+    if value is None and dest == "epochs":
+        return f"{SCRATCH_EPOCHS}; {FINETUNE_EPOCHS} with --init"
     if value is None or value == [] or value == {}:
         return _NONE.get(dest, "none")
     if isinstance(value, bool):

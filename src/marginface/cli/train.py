@@ -25,7 +25,7 @@ from marginface.cli._use import add_option
 _TYPED: dict[str, tuple[type, str]] = {
     "data": (str, "dataset spec: a folder, a .rec, or synthetic:IDSxIMAGES"),
     "head": (str, "margin head name (marginface.list_heads())"),
-    "backbone": (str, "backbone name (marginface.list_backbones()); with --init, the model's"),
+    "backbone": (str, "backbone name (marginface.list_backbones())"),
     "init": (
         str,
         "fine-tune: start from this model (a model folder, model.pt or checkpoint.pt); its "
@@ -37,7 +37,7 @@ _TYPED: dict[str, tuple[type, str]] = {
         "--init, else 1)",
     ),
     "freeze": (int, "with --init: keep the backbone's first N stages as they are"),
-    "epochs": (int, "number of epochs (default 20; 5 with --init)"),
+    "epochs": (int, "number of epochs"),
     "batch_size": (int, "images per process per micro-batch"),
     "lr": (float, "base learning rate"),
     "output": (str, "run folder (checkpoints, models, logs)"),

@@ -22,7 +22,13 @@ from torch.utils.data import Dataset
 from marginface.data.base import FaceDataset, ImagesOnly
 from marginface.data.restricted_pickle import DamagedPickle, RefusedPickle, load_restricted
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
-from marginface.files import atomic_write, check_writable_file, read_text, resolve_inside
+from marginface.files import (
+    atomic_write,
+    check_writable_file,
+    read_bytes,
+    read_text,
+    resolve_inside,
+)
 
 
 @dataclass
@@ -143,7 +149,7 @@ def distinct_images(images: Dataset) -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 def _unpickle_bin(path: Path) -> object:
     try:
-        return load_restricted(path.read_bytes())
+        return load_restricted(read_bytes(path, ".bin pair set"))  # never a FIFO or a device
     except RefusedPickle as exc:
         raise ValueError(
             f"{path}: refused: the pickle asks for {exc}, which a verification .bin never "
@@ -224,9 +230,9 @@ def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     as bytes (InsightFace's own files).
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"verification file {path} does not exist")
-    data = _unpickle_bin(path)
+    data = _unpickle_bin(path)  # a folder, FIFO or device: refused by read_bytes
     if not (isinstance(data, tuple | list) and len(data) == 2):
         raise ValueError(f"{path}: expected a pickle of (bins, issame_list), got {_describe(data)}")
     bins, issame = data
@@ -282,7 +288,7 @@ def pairs_to_bin(
             try:
                 image = decode_image(path)
                 if aligner is None:
-                    encoded[path] = path.read_bytes()
+                    encoded[path] = read_bytes(path, "image")
                 else:
                     buffer = io.BytesIO()
                     aligner(image).save(buffer, format="PNG")
