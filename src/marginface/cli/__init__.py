@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 import traceback
@@ -62,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # OpenMP threads that wait for the others sleep instead of spinning: on a machine busy with
+    # other work a spinning thread burns the time slice its descheduled partner needs, and a
+    # 2-thread step ran 3-6x slower than with sleeping waits (docs/demo.md, shared machines).
+    # Read when torch loads (after this line for every command); the arithmetic is the same.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     _printable_streams()
     debug = debug_requested(argv)
     try:

@@ -159,10 +159,10 @@ def _run(cfg: DemoConfig) -> DemoOutcome:
     toys: list[ToyResult] = []
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
-    # The toy's operations are tiny (an MLP on a few hundred images): on one thread they run
-    # as fast as on two and give the same numbers, while more threads than free cores make
-    # each of a step's few dozen parallel regions wait for a descheduled thread (13x slower
-    # beside two busy processes on 2 cores: docs/demo.md, benchmarks/toy_threads.py).
+    # The toy's operations are tiny (an MLP on a few hundred images): one thread gives the
+    # same numbers as two, and with more threads than free cores each of a step's few dozen
+    # parallel regions waits for a descheduled thread (two threads 5-9x slower than one on
+    # the loaded 2-core machine: docs/demo.md, benchmarks/toy_threads.py).
     torch.set_num_threads(TOY_THREADS)
     try:
         for dim in cfg.toy_dims:
