@@ -109,7 +109,10 @@ class Validator:
                 keep = min(len(pairs), max(keep, MIN_PAIRS))
                 if keep < len(pairs):
                     images = ImagesOnly(pairs.images.dataset, pairs.images.indices[: 2 * keep])
-                    pairs = PairSet(images, pairs.issame[:keep], pairs.name)
+                    groups = None if pairs.groups is None else pairs.groups[:keep]
+                    pairs = PairSet(
+                        images, pairs.issame[:keep], pairs.name, groups, header=pairs.header
+                    )
                     self.sets[k] = (name, pairs)
                     cut = True
             report.append(
