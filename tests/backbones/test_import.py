@@ -194,6 +194,34 @@ def test_onnx_graph_fine_tunes(tmp_path):
     assert not torch.equal(before, bns[0].running_mean)
 
 
+def test_onnx_graph_stages_cut_at_strided_convolutions(tmp_path):
+    """``--freeze N`` takes a converted graph's first N stages: its nodes cut before each
+    strided convolution, the nodes from the last one on (the embedding layers) never."""
+    from marginface.training.finetune import backbone_stages, freeze
+
+    _, onnx_path = export(tmp_path, "mobilefacenet", None)
+    import_model(onnx_path, tmp_path / "imp")
+    model, _ = load_model(tmp_path / "imp")
+    strided = [
+        i
+        for i, node in enumerate(model.nodes)
+        if node["op"] == "Conv" and max(node["attrs"]["strides"]) > 1
+    ]
+    stages = backbone_stages(model)
+    bounds = [0, *strided[1:]]
+    assert [name for name, _ in stages] == [
+        f"nodes[{a}:{b}]" for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
+    assert len(stages) == len(strided) - 1 >= 2
+    assert freeze(model, 2) == [stages[0][0], stages[1][0]]
+    held = {id(p) for _, mods in stages[:2] for m in mods for p in m.parameters()}
+    last = model.nodes[strided[-1]]["module"]
+    assert held and all(not p.requires_grad for p in model.parameters() if id(p) in held)
+    assert all(p.requires_grad for p in model.ops[last].parameters())
+    model.train()
+    assert not stages[0][1][0].training and model.ops[last].training
+
+
 class Custom(nn.Module):
     """A network no registered backbone fits (a TorchScript import goes through ONNX)."""
 

@@ -192,6 +192,11 @@ def test_finetuning_defaults():
     assert (tuned.epochs, tuned.warmup_epochs) == (5, 1.0)
     assert tuned.backbone_lr == FINETUNE_BACKBONE_LR
     assert tuned.init_centres == "imprint"
+    assert (scratch.optimizer, scratch.lr) == ("sgd", 0.1)
+    assert (tuned.optimizer, tuned.lr) == ("adamw", 1e-3)
+    assert TrainConfig(init="m", optimizer="sgd").lr == 0.1  # the optimizer's rate
+    assert TrainConfig(optimizer="adamw").lr == 1e-3
+    assert TrainConfig(init="m", lr=0.05).lr == 0.05
     assert TrainConfig(init="m", epochs=10).warmup_epochs == 2.0
     given = TrainConfig(init="m", epochs=3, warmup_epochs=0, backbone_lr=0.5)
     assert (given.epochs, given.warmup_epochs, given.backbone_lr) == (3, 0, 0.5)
@@ -251,8 +256,8 @@ def test_cli_says_what_it_started_from(cli, trained_run, tmp_path, capsys):
     assert first[0].startswith(f"marginface train: fine-tuning from {trained_run} (sha256 ")
     assert "small_cnn" in first[0]
     assert (
-        "class centres: imprinted; backbone lr 0.1 x the head's; frozen: stage1 (1 of 4 "
-        in first[1]
+        "class centres: imprinted; adamw at lr 0.001, the backbone at 0.1 x that; frozen: "
+        "stage1 (1 of 4 " in first[1]
     )
     assert first[2] == "marginface train: imprinted 6 class centres from 24 training images"
     import json

@@ -222,6 +222,24 @@ class OnnxGraph(nn.Module):
             self.consts.register_buffer(spec["key"], torch.zeros(spec["shape"], dtype=dtype))
             self._const_names[value] = spec["key"]
 
+    def stages(self) -> list[tuple[str, list[nn.Module]]]:
+        """The graph's stages for ``--freeze`` (:func:`marginface.training.finetune.freeze`),
+        input first: the nodes cut before each strided convolution (where the resolution
+        drops), as ``("nodes[a:b]", their modules)``. The nodes from the last strided
+        convolution on hold the embedding layers and are never a stage."""
+        cuts = [
+            i
+            for i, node in enumerate(self.nodes)
+            if i > 0
+            and node["op"] == "Conv"
+            and any(int(s) > 1 for s in node.get("attrs", {}).get("strides", []))
+        ]
+        bounds = [0, *cuts]
+        return [
+            (f"nodes[{a}:{b}]", [self.ops[n["module"]] for n in self.nodes[a:b] if n.get("module")])
+            for a, b in zip(bounds, bounds[1:], strict=False)
+        ]
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, 3, S, S) model-ready images -> the graph's output (B, D)."""
         env: dict[str, Any] = {self.input_name: x}

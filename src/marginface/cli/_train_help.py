@@ -23,9 +23,12 @@ _NONE = {"grad_clip": "off", "max_steps": "all epochs", "data": "required", "val
 def config_default(dest: str) -> str | None:
     """The default of config key ``dest`` as said in ``--help`` (None: not a config key)."""
     from marginface.training.config import (
+        DEFAULT_LR,
         FINETUNE_EPOCHS,
+        FINETUNE_OPTIMIZER,
         SCRATCH_EPOCHS,
         SCRATCH_MODEL,
+        SCRATCH_OPTIMIZER,
         TrainConfig,
     )
 
@@ -38,6 +41,10 @@ def config_default(dest: str) -> str | None:
         return f"{SCRATCH_MODEL[dest]}; with --init, the model's"
     if value is None and dest == "epochs":
         return f"{SCRATCH_EPOCHS}; {FINETUNE_EPOCHS} with --init"
+    if value is None and dest == "optimizer":
+        return f"{SCRATCH_OPTIMIZER}; {FINETUNE_OPTIMIZER} with --init"
+    if value is None and dest == "lr":
+        return ", ".join(f"{lr:g} with {name}" for name, lr in DEFAULT_LR.items())
     if value is None or value == [] or value == {}:
         return _NONE.get(dest, "none")
     if isinstance(value, bool):

@@ -34,6 +34,13 @@ SCRATCH_EPOCHS, FINETUNE_EPOCHS = 20, 5
 #: warm-up left out when fine-tuning: this share of the epochs (none from scratch), so the
 #: first steps' gradients, from centres the backbone has not seen, move it gently
 FINETUNE_WARMUP_SHARE = 0.2
+#: optimizer left out: from scratch, and fine-tuning from ``init``. Plain SGD at the rate that
+#: trains a network from scratch moved a published model's features away within three steps (an
+#: ONNX export folds BatchNorm into the convolutions, so nothing holds a layer's scale); AdamW's
+#: per-weight steps kept them. Measured: benchmarks/finetune_published.py (docs/published.md)
+SCRATCH_OPTIMIZER, FINETUNE_OPTIMIZER = "sgd", "adamw"
+#: learning rate left out: the optimizer's
+DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 #: the backbone's learning rate as a share of the head's when fine-tuning (``backbone_lr`` left
 #: out with ``init``); from scratch it is 1. Measured: benchmarks/finetune_backbone_lr.py
 #: (docs/training.md, "Fine-tune a model")
@@ -83,7 +90,9 @@ class TrainConfig:
     ``freeze`` (the backbone's first N stages stay as they are, BatchNorm statistics
     included). ``epochs`` and ``warmup_epochs`` left out (None): from scratch
     :data:`SCRATCH_EPOCHS` and none; with ``init`` :data:`FINETUNE_EPOCHS` and
-    :data:`FINETUNE_WARMUP_SHARE` of the epochs.
+    :data:`FINETUNE_WARMUP_SHARE` of the epochs; ``optimizer`` left out: SGD from scratch,
+    AdamW with ``init``; ``lr`` left out: the optimizer's (:data:`DEFAULT_LR`: SGD 0.1,
+    AdamW 1e-3).
 
     Optimisation: ``epochs``, ``batch_size`` (per process), ``accumulate`` (micro-batches per
     optimizer step), ``optimizer`` (sgd / adamw) with ``lr``, ``momentum``, ``weight_decay``;
@@ -130,8 +139,8 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int = 128
     accumulate: int = 1
-    optimizer: str = "sgd"
-    lr: float = 0.1
+    optimizer: str | None = None
+    lr: float | None = None
     momentum: float = 0.9
     weight_decay: float = 5e-4
     scheduler: str = "poly"
@@ -178,6 +187,10 @@ class TrainConfig:
                     setattr(self, key, value)
         if self.epochs is None:
             self.epochs = FINETUNE_EPOCHS if tuning else SCRATCH_EPOCHS
+        if self.optimizer is None:
+            self.optimizer = FINETUNE_OPTIMIZER if tuning else SCRATCH_OPTIMIZER
+        if self.lr is None and self.optimizer in DEFAULT_LR:  # else validate() names it
+            self.lr = DEFAULT_LR[self.optimizer]
         if self.warmup_epochs is None:
             share = FINETUNE_WARMUP_SHARE if tuning else 0.0
             self.warmup_epochs = share * self.epochs if _is_number(self.epochs, 1) else 0.0

@@ -4,6 +4,14 @@
 ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`setup_distributed` reads them and
 joins the process group (NCCL on GPUs, gloo on CPUs). Without them training runs in one process.
 
+Under torchrun's restarts (``--max-restarts``) on one node, the process group meets in the
+agent's store under a key space of its own per restart (:func:`_group_store`): the store
+outlives the workers, and without that a restarted worker can read the address a worker of
+the previous attempt left there and fail to connect to it (pytorch/pytorch#135712). Across
+nodes the agents' restart counts need not agree, so there the launcher's
+``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` (a new store per rendezvous round) is the fix
+(docs/training.md, "Clusters").
+
 The model is wrapped with DistributedDataParallel (:func:`wrap_data_parallel`): the backbone and,
 for now, the margin head are replicated and their gradients all-reduced. A model-parallel head
 (class centres sharded over ranks, which synchronises itself) plugs in by passing its parameter
@@ -13,8 +21,10 @@ names in ``ignore`` so DDP leaves them alone.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -53,6 +63,35 @@ def _env_int(name: str, default: int) -> int:
         raise ValueError(f"environment variable {name} must be an int, got {value!r}") from exc
 
 
+def _group_store(world: int) -> dist.Store | None:
+    """The store the process group meets in: under torchrun's agent store on one node
+    (``TORCHELASTIC_USE_AGENT_STORE`` True, ``GROUP_WORLD_SIZE`` 1), the agent's store under
+    ``marginface/attempt_<TORCHELASTIC_RESTART_COUNT>/``, so that a restarted group never reads
+    its predecessor's keys; otherwise None (``init_process_group``'s own ``env://``). A
+    restarted multi-node job on the shared store gets a warning naming the launcher's fix."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    restarts = _env_int("TORCHELASTIC_RESTART_COUNT", 0)
+    if _env_int("GROUP_WORLD_SIZE", 1) != 1:
+        if restarts > 0 and _env_int("RANK", 0) == 0:
+            print(
+                "marginface train: warning: restart of a multi-node job on torchrun's shared "
+                "store: a worker may read the previous attempt's address; launch with "
+                "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 (pytorch/pytorch#135712)",
+                file=sys.stderr,
+                flush=True,
+            )
+        return None
+    agent = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        _env_int("MASTER_PORT", 0),
+        world,
+        is_master=False,
+        timeout=timedelta(minutes=30),
+    )
+    return dist.PrefixStore(f"marginface/attempt_{restarts}", agent)  # keys: prefix/key
+
+
 def setup_distributed(device_preference: str = "auto") -> DistEnv:
     """Read the torchrun environment, pick the device and join the process group if needed."""
     world = _env_int("WORLD_SIZE", 1)
@@ -66,7 +105,8 @@ def setup_distributed(device_preference: str = "auto") -> DistEnv:
     owns = False
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
+        store = _group_store(world)
+        dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
         owns = True
     return DistEnv(rank, world, local, device, owns)
 

@@ -170,8 +170,9 @@ def plan(cfg: TrainConfig, start: Start, backbone: nn.Module, frozen: list[str])
     centres = "imprinted" if cfg.init_centres == "imprint" else "random"
     return [
         start.describe(),
-        f"class centres: {centres}; backbone lr {cfg.backbone_lr:g} x the head's; frozen: "
-        f"{held}; {cfg.epochs} epochs, warm-up {cfg.warmup_epochs:g}",
+        f"class centres: {centres}; {cfg.optimizer} at lr {cfg.lr:g}, the backbone at "
+        f"{cfg.backbone_lr:g} x that; frozen: {held}; {cfg.epochs} epochs, warm-up "
+        f"{cfg.warmup_epochs:g}",
     ]
 
 
