@@ -65,6 +65,8 @@ class AdaCos(MarginHead):
         dynamic: re-estimate s from each training batch.
     """
 
+    scale_policy = "own"
+
     def __init__(
         self,
         embedding_size: int,

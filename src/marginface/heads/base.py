@@ -56,12 +56,36 @@ class MarginHead(nn.Module):
     #: w * margin(cos) + (1 - w) * cos. 1 (the head as published) unless a training schedule
     #: warms the margin up (``TrainConfig.margin_warmup_epochs``); not saved with the weights.
     margin_weight: float = 1.0
-    #: True for heads whose :meth:`update_state` keeps running statistics of the batches
-    #: (AdaFace's norm mean/std, CurricularFace's t): a batch with a non-finite target cosine
-    #: or feature norm (NaN or inf features) is left out of them, with a warning the first
-    #: time, rather than making them NaN for every later batch. The check costs one scalar
-    #: device-to-host copy per training call of such a head.
-    running_statistics: ClassVar[bool] = False
+    # ------------------------------------------------------------------------ the traits
+    #: the loss: ``"margin_softmax"`` (the cross-entropy of the hooks' logits, by the fused
+    #: kernel), ``"binary"`` (:class:`~marginface.heads.binary.BinaryHead`'s per-class terms)
+    #: or ``"own"`` (the head's :meth:`loss_over`). A class that defines :meth:`loss_over`
+    #: without saying is ``"own"``.
+    loss_kind: ClassVar[str] = "margin_softmax"
+    #: the scale of the logits: ``"auto"`` (a fixed ``s`` that ``s = auto`` fits to the number
+    #: of classes, :mod:`marginface.heads.scale`), ``"fixed"`` (a given ``s`` that ``auto``
+    #: does not fit: logits not of the margin softmax's shape), ``"own"`` (the head sets it:
+    #: AdaCos), ``"feature_norm"`` (SphereFace) or ``"none"`` (the plain softmax). Where
+    #: ``"auto"`` (the default) or ``"none"`` cannot hold, the class gets what does.
+    scale_policy: ClassVar[str] = "auto"
+    #: what :meth:`update_state` keeps: ``"none"``, ``"steps"`` (advanced by every training
+    #: call whatever its batch) or ``"running_statistics"`` (of the batches, AdaFace's norm
+    #: mean/std, CurricularFace's t: a batch with a non-finite target cosine or feature norm
+    #: is left out of them, with a warning the first time, rather than making them NaN for
+    #: every later batch; the check costs one scalar device-to-host copy per training call).
+    #: A class that defines :meth:`update_state` without saying is ``"steps"``.
+    state: ClassVar[str] = "none"
+    #: what Partial FC needs, found by the trait check, not declared: ``shardable``, the
+    #: class keeps :meth:`loss` as the template (PartialFC computes :meth:`sharded_loss` on
+    #: each shard instead); ``seeded_centres``, its centres start as the Xavier-uniform rows
+    #: of :meth:`reset_parameters` (PartialFC draws each shard's rows seeded by name)
+    shardable: ClassVar[bool] = True
+    seeded_centres: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """The trait check: once, when a head class is defined."""
+        super().__init_subclass__(**kwargs)
+        check_traits(cls)
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0) -> None:
         super().__init__()
@@ -96,9 +120,9 @@ class MarginHead(nn.Module):
         """Advance training state; called once per labelled call in training mode (detached)."""
 
     def _advance_state(self, cos_y: Tensor, norms: Tensor) -> None:
-        """:meth:`update_state`, skipped for a non-finite batch where the head keeps
-        :attr:`running_statistics`."""
-        if self.running_statistics and not self._finite_batch(cos_y, norms):
+        """:meth:`update_state`, skipped for a non-finite batch where the head's
+        :attr:`state` is running statistics."""
+        if self.state == "running_statistics" and not self._finite_batch(cos_y, norms):
             return
         self.update_state(cos_y, norms)
 
@@ -155,9 +179,9 @@ class MarginHead(nn.Module):
     @property
     def own_loss(self) -> bool:
         """True when the loss is this head's :meth:`loss_over` rather than the margin softmax
-        of its hooks: :meth:`loss` then computes it over one shard of all classes, instead of
-        with the chunked margin-softmax kernel."""
-        return type(self).loss_over is not MarginHead.loss_over
+        of its hooks (:attr:`loss_kind`): :meth:`loss` then computes it over one shard of all
+        classes, instead of with the chunked margin-softmax kernel."""
+        return self.loss_kind != "margin_softmax"
 
     def loss_over(self, shard: Shard) -> Tensor:
         """The mean loss of the batch over the classes of ``shard`` (this process's part of
@@ -406,3 +430,45 @@ class MarginHead(nn.Module):
         )
         target = scale * self.target(z_y, norms)
         return margin_softmax_loss(target, lse_neg)
+
+
+LOSS_KINDS = ("margin_softmax", "binary", "own")
+SCALE_POLICIES = ("auto", "fixed", "own", "feature_norm", "none")
+STATES = ("none", "steps", "running_statistics")
+
+
+def check_traits(cls: type[MarginHead]) -> None:
+    """Check the traits ``cls`` declares (TypeError for a value outside their sets), and give
+    it those that follow from what it defines: the one place that compares a head's methods
+    with the base class's."""
+    for name, allowed in (
+        ("loss_kind", LOSS_KINDS),
+        ("scale_policy", SCALE_POLICIES),
+        ("state", STATES),
+    ):
+        if getattr(cls, name) not in allowed:
+            raise TypeError(
+                f"{cls.__name__}.{name} must be one of {', '.join(allowed)}, "
+                f"got {getattr(cls, name)!r}"
+            )
+    if cls.loss_kind == "margin_softmax" and cls.loss_over is not MarginHead.loss_over:
+        cls.loss_kind = "own"
+    if cls.state == "none" and cls.update_state is not MarginHead.update_state:
+        cls.state = "steps"
+    if cls.scale_policy in ("auto", "none"):
+        cls.scale_policy = _scale_policy(cls)
+    cls.shardable = cls.loss is MarginHead.loss
+    cls.seeded_centres = cls.reset_parameters is MarginHead.reset_parameters
+
+
+def _scale_policy(cls: type[MarginHead]) -> str:
+    """What ``"auto"`` or ``"none"`` becomes where it cannot hold: ``auto`` needs cosine
+    logits (``normalize``) of the margin softmax's shape (``forward`` not replaced) and a fixed
+    default ``s``; ``none`` is the plain softmax (``normalize`` false)."""
+    if cls.forward is not MarginHead.forward:
+        return "fixed"
+    if not cls.normalize:
+        return "none"
+    if cls.scale_policy == "none":
+        raise TypeError(f"{cls.__name__}: scale_policy 'none' is for heads with normalize False")
+    return "auto" if cls.default_hparams().get("s") is not None else "own"

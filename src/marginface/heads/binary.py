@@ -31,6 +31,8 @@ class BinaryHead(MarginHead):
     :meth:`initial_bias` by :meth:`init_shared`).  The margin-softmax hooks of
     :class:`MarginHead` (``margin``, ``row_scale``, ...) are not used."""
 
+    loss_kind = "binary"
+    scale_policy = "fixed"
     #: factor of the target's term and of the other classes' terms, and of the whole loss
     positive_weight: float = 1.0
     negative_weight: float = 1.0

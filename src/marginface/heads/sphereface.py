@@ -38,6 +38,9 @@ class SphereFace(MarginHead):
         base, gamma, power, lambda_min: the annealing schedule (1000, 0.12, 1, 5).
     """
 
+    scale_policy = "feature_norm"
+    state = "steps"
+
     def __init__(
         self,
         embedding_size: int,

@@ -53,6 +53,9 @@ class SphereFaceR(MarginHead):
         m: multiplicative margin (1.4, same config).  version: "v0", "v1" or "v2" (v2).
     """
 
+    loss_kind = "own"
+    scale_policy = "fixed"
+
     def __init__(
         self,
         embedding_size: int,

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from marginface.heads._math import EPS, no_autocast
 from marginface.heads.base import MarginHead
-from marginface.heads.registry import create_head, head_class
+from marginface.heads.registry import check_hparams, head_class
 from marginface.heads.shard import Shard, target_scores
 from marginface.parallel.comm import (
     LOCAL,
@@ -113,7 +113,7 @@ class _RankShard(Shard):
 def _check_supported(head: MarginHead, sample_rate: float) -> None:
     """ValueError when PartialFC cannot compute ``head``'s loss over shards."""
     name = type(head).__name__
-    if type(head).loss is not MarginHead.loss:
+    if not head.shardable:
         raise ValueError(
             f"PartialFC cannot shard head {name}: it overrides loss(), which PartialFC does "
             "not call; a head with a loss of its own defines loss_over(shard) instead "
@@ -150,9 +150,10 @@ def _head_kind(
     if embedding_size is None or num_classes is None:
         raise ValueError("embedding_size and num_classes are needed with a head name")
     # the defaults that depend on the class count: those of all classes
-    hparams = head_class(head).hparams_for(num_classes, head_hparams)
-    probe = create_head(head, embedding_size, 1, **hparams)
-    return None, type(probe), hparams, embedding_size, num_classes
+    cls = head_class(head)
+    hparams = cls.hparams_for(num_classes, head_hparams)
+    check_hparams(head, hparams)
+    return None, cls, hparams, embedding_size, num_classes
 
 
 class PartialFC(nn.Module):
@@ -266,7 +267,7 @@ class PartialFC(nn.Module):
             t = self._tensor(key)
             if full is not None:
                 new = sd[key][s0 * k : s1 * k].detach().clone()
-            elif key == "weight" and head_cls.reset_parameters is MarginHead.reset_parameters:
+            elif key == "weight" and head_cls.seeded_centres:
                 new = seeded_xavier_rows(
                     s0 * k, s1 * k, self.num_classes * k, self.embedding_size, self.seed, t.dtype
                 )

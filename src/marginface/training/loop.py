@@ -30,6 +30,7 @@ from marginface.backbones import create_backbone
 from marginface.backbones.checkpoint import save_model
 from marginface.files import FolderLock, atomic_write_text, clean_stale_temporaries
 from marginface.heads import MarginHead, choose_path
+from marginface.heads.scale import resolve_scale
 from marginface.training import checkpoint as ckpt
 from marginface.training import finetune
 from marginface.training.classifier import build_classifier
@@ -64,7 +65,7 @@ from marginface.training.validation import (
     score_of,
 )
 from marginface.training.verdict import Verdict, training_verdict
-from marginface.training.watch import LossWatch, resolve_scale
+from marginface.training.watch import LossWatch
 
 _log = logging.getLogger("marginface.train")
 #: what the run's log says of each path of the fused loss (marginface.heads.choose_path)
@@ -98,7 +99,7 @@ class TrainResult:
     interruption).
     ``stopped``: ``finished``, ``max_steps`` or ``interrupted``. ``best``: the best validation
     (step, score, threshold) or None. ``validation``: the last validation metrics per set.
-    ``scale``: how the head's scale was set (:class:`marginface.training.watch.ScaleChoice`).
+    ``scale``: how the head's scale was set (:class:`marginface.heads.scale.ScaleChoice`).
     ``warnings``: what the loss watch reported. ``summary``: at the end (None when off or
     interrupted) ``nearer_own_share``, the share of ``images`` training images (up to
     ``summary_images``) nearer their own class centre than any other. ``verdict``: the
