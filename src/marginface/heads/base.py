@@ -11,7 +11,7 @@ shard of the classes that :class:`marginface.parallel.PartialFC` computes on eac
 sets :attr:`MarginHead.batch_scaled` and implements :meth:`MarginHead.update_scale`.
 
 A head with a loss of its own (not the margin softmax of these hooks) overrides
-:meth:`MarginHead.loss_over`, which computes it from a :class:`~marginface.heads.shard.Shard`,
+:meth:`MarginHead.loss_over`, which computes it from a :class:`~marginface.heads.engine.Shard`,
 and :meth:`MarginHead.loss_from_logits`; :meth:`loss` then uses it on one process holding all
 classes, Partial FC on each shard.  The per-class binary heads share
 :class:`marginface.heads.binary.BinaryHead`.  :meth:`loss` itself is a template that no head
@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from marginface.heads._math import EPS, no_autocast
-from marginface.heads.fused import fused_margin_terms, margin_softmax_loss
-from marginface.heads.shard import Shard, target_scores
+from marginface.heads.engine import Shard, build_shard, fused_margin_terms, margin_softmax_loss
 
 
 class MarginHead(nn.Module):
@@ -343,8 +342,8 @@ class MarginHead(nn.Module):
         chunk) or ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
         ``path``: ``"auto"`` (the chunked PyTorch code; the Triton kernel on CUDA when the
         environment variable ``MARGINFACE_FUSED_PATH`` is ``triton``), ``"torch"`` or
-        ``"triton"``; see
-        :func:`marginface.heads.fused.choose_path`.
+        ``"triton"``; see :func:`marginface.heads.engine.choose_path`. A model decides it once
+        and passes it here (the trainer's classifier does).
         """
         self.check_loss_inputs(embeddings, labels)
         labels = labels.long()
@@ -369,18 +368,12 @@ class MarginHead(nn.Module):
     ) -> Shard:
         """The :class:`Shard` of all classes on one process, for the batch ``x`` (B, D) in the
         compute dtype and ``labels`` (B,) int64."""
-        norms = x.norm(dim=1)
-        xn = F.normalize(x, dim=1, eps=EPS) if self.normalize else x
-        w, bias = self._w(x.dtype), self.class_bias()
-        bias = None if bias is None else bias.to(x.dtype)
-        return Shard(
-            x=x,
-            norms=norms,
-            xn=xn,
-            weight=w,
-            bias=bias,
-            labels=labels,
-            cos_y=target_scores(xn, w, bias, labels, self.subcenters, self.normalize),
+        bias = self.class_bias()
+        return build_shard(
+            x,
+            self._w(x.dtype),
+            None if bias is None else bias.to(x.dtype),
+            labels,
             num_classes=self.num_classes,
             subcenters=self.subcenters,
             normalize=self.normalize,
@@ -400,7 +393,7 @@ class MarginHead(nn.Module):
     ) -> Tensor:
         """The loss of ``x`` (B, D) in the compute dtype without the (B, C) logits: the head's
         :meth:`loss_over` of :meth:`local_shard` when it has its :attr:`own_loss`, else the
-        margin softmax with the fused kernel of :mod:`marginface.heads.fused`."""
+        margin softmax with :func:`marginface.heads.engine.fused_margin_terms`."""
         chunking = dict(chunk_size=chunk_size, memory_budget=memory_budget, path=path)
         shard = self.local_shard(x, labels, **chunking)
         if self.own_loss:

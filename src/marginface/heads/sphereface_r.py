@@ -31,11 +31,10 @@ import math
 import torch
 from torch import Tensor
 
-from marginface.heads._chunked import masked_fill_target
 from marginface.heads._math import monotone_cos, no_autocast
 from marginface.heads.base import MarginHead
+from marginface.heads.engine import Shard, masked_fill_target
 from marginface.heads.registry import register_head
-from marginface.heads.shard import Shard
 
 _VERSIONS = ("v0", "v1", "v2")
 

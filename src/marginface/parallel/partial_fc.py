@@ -4,7 +4,7 @@ Every rank holds the centres of a contiguous range of classes (its shard, in ``s
 a head of ``marginface.heads`` built for that many classes).  For the global batch (all
 ranks' embeddings, all-gathered) it finds the target score of every row (on the rank that
 owns the row's class, shared by an all-reduce) and hands the head a
-:class:`marginface.heads.shard.Shard`: the batch, its own centres, and the reductions over the
+:class:`marginface.heads.engine.Shard`: the batch, its own centres, and the reductions over the
 ranks (all-reduced sums and log-sum-exps).  The head computes its loss from that
 (:meth:`marginface.heads.MarginHead.sharded_loss`): PartialFC knows no head.
 
@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads._math import EPS, no_autocast
+from marginface.heads._math import no_autocast
 from marginface.heads.base import MarginHead
+from marginface.heads.engine import Shard, build_shard, target_scores
 from marginface.heads.registry import check_hparams, head_class
-from marginface.heads.shard import Shard, target_scores
 from marginface.parallel.comm import (
     LOCAL,
     GroupInfo,
@@ -176,7 +175,9 @@ class PartialFC(nn.Module):
             exact gradient of the global mean loss.  Set it to the world size when the
             backbone is wrapped in DistributedDataParallel, which averages its gradients
             over the ranks (InsightFace does the same).
-        chunk_size, memory_budget: chunking of the fused loss (see marginface.heads.fused).
+        chunk_size, memory_budget: chunking of the fused loss (see marginface.heads.engine).
+        path: the path of the fused loss (:func:`marginface.heads.engine.choose_path`), decided
+            once for the model: ``"auto"`` decides it on every call.
         shard: ``(rank, world_size)`` with ``process_group="local"``: build that rank's shard
             without communication (offline state building, benchmarks); its loss is then
             that shard's alone, not the global loss.
@@ -197,6 +198,7 @@ class PartialFC(nn.Module):
         embedding_grad_scale: float = 1.0,
         chunk_size: int | None = None,
         memory_budget: int | None = None,
+        path: str = "auto",
         shard: tuple[int, int] | None = None,
         **head_hparams: Any,
     ) -> None:
@@ -221,7 +223,7 @@ class PartialFC(nn.Module):
         self.num_classes, self.embedding_size = num_classes, embedding_size
         self.sample_rate, self.seed = float(sample_rate), int(seed)
         self.embedding_grad_scale = float(embedding_grad_scale)
-        self.chunk_size, self.memory_budget = chunk_size, memory_budget
+        self.chunk_size, self.memory_budget, self.path = chunk_size, memory_budget, path
         self.class_start, self.class_end = shard_range(num_classes, info.world_size, info.rank)
         n_local = self.class_end - self.class_start
         self.class_keys = per_class_keys(head_cls, embedding_size, hparams)
@@ -423,25 +425,31 @@ class PartialFC(nn.Module):
         weight, bias = self._weights(local, x.dtype)
         if self._index is not None and self.training and self.sampling:
             local = torch.searchsorted(self._index, local)
-        xn = F.normalize(x, dim=1, eps=EPS) if head.normalize else x
         k = head.subcenters
-        z_own = target_scores(xn[rows], weight, bias, local, k, head.normalize, _GatherRows.apply)
-        # the target score of every row, known on every rank; gradient on the owner only
-        zeros = x.new_zeros(x.shape[0])
-        cos_all = all_reduce_(zeros.index_put((rows,), z_own.detach()), self._info.group)
-        shard = _RankShard(
-            x=x,
-            norms=x.norm(dim=1),
-            xn=xn,
-            weight=weight,
-            bias=bias,
-            labels=torch.full_like(y_all, -1).index_put((rows,), local),
-            cos_y=cos_all.index_put((rows,), z_own),
+
+        def targets(xn: Tensor) -> tuple[Tensor, Tensor]:
+            z_own = target_scores(
+                xn[rows], weight, bias, local, k, head.normalize, _GatherRows.apply
+            )
+            # the target score of every row, known on every rank; gradient on the owner only
+            zeros = x.new_zeros(x.shape[0])
+            cos_all = all_reduce_(zeros.index_put((rows,), z_own.detach()), self._info.group)
+            labels = torch.full_like(y_all, -1).index_put((rows,), local)
+            return labels, cos_all.index_put((rows,), z_own)
+
+        shard = build_shard(
+            x,
+            weight,
+            bias,
+            y_all,
             num_classes=self.num_classes,
             subcenters=k,
             normalize=head.normalize,
             chunk_size=self.chunk_size,
             memory_budget=self.memory_budget,
+            path=self.path,
+            targets=targets,
+            kind=_RankShard,
             info=self._info,
         )
         return head.sharded_loss(shard)

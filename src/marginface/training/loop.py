@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from marginface.backbones import create_backbone
 from marginface.backbones.checkpoint import save_model
 from marginface.files import FolderLock, atomic_write_text, clean_stale_temporaries
-from marginface.heads import MarginHead, choose_path
+from marginface.heads import MarginHead
 from marginface.heads.scale import resolve_scale
 from marginface.training import checkpoint as ckpt
 from marginface.training import finetune
@@ -346,10 +346,9 @@ class Trainer:
         classifier = build_classifier(cfg, self.num_classes, env, head_kwargs)
         amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
         self.model = TrainModule(backbone, classifier, amp_dtype).to(env.device).train()
-        # the fused loss's path, decided (and a bad MARGINFACE_FUSED_PATH refused) before the
-        # run folder gets its first file
-        subcenters = self.margin_head.subcenters
-        self.loss_path = choose_path(env.device, torch.float32, subcenters=subcenters)
+        # the fused loss's path, decided by build_classifier (a bad MARGINFACE_FUSED_PATH
+        # refused) before the run folder gets its first file
+        self.loss_path = classifier.path
         if cfg.init_centres == "imprint" and not cfg.resume:
             self._imprint()
         params = finetune.param_groups(backbone, classifier, cfg.lr, cfg.backbone_lr)
