@@ -36,6 +36,7 @@ from torch import nn
 
 from marginface.backbones.contract import apply_input_contract, check_contract
 from marginface.backbones.registry import create_backbone
+from marginface.checks import is_int_at_least
 from marginface.files import atomic_torch_save, atomic_write_text, open_regular, read_text
 
 INFO_DEFAULTS: dict[str, Any] = {
@@ -65,7 +66,7 @@ MAX_IMAGE_SIZE = 4096
 
 
 def _whole(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    return is_int_at_least(value, low) and value <= high
 
 
 def complete_info(info: Mapping[str, Any], source: str = "model info") -> dict[str, Any]:

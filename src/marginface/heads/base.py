@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from marginface.checks import check_positive_int
 from marginface.heads._math import EPS, no_autocast
 from marginface.heads.engine import Shard, build_shard, fused_margin_terms, margin_softmax_loss
 
@@ -88,9 +89,8 @@ class MarginHead(nn.Module):
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0) -> None:
         super().__init__()
-        for name, value in (("embedding_size", embedding_size), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(embedding_size, "embedding_size")
+        check_positive_int(num_classes, "num_classes")
         if not s > 0:
             raise ValueError(f"s (scale) must be positive, got {s}")
         self.embedding_size = embedding_size

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from marginface.checks import check_positive_int
 from marginface.heads._math import no_autocast
 from marginface.heads.base import MarginHead
 from marginface.heads.engine import Shard, build_shard, target_scores
@@ -218,8 +219,7 @@ class PartialFC(nn.Module):
         full, head_cls, hparams, embedding_size, num_classes = _head_kind(
             head, embedding_size, num_classes, head_hparams
         )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_positive_int(num_classes, "num_classes")
         self.num_classes, self.embedding_size = num_classes, embedding_size
         self.sample_rate, self.seed = float(sample_rate), int(seed)
         self.embedding_grad_scale = float(embedding_grad_scale)
