@@ -34,7 +34,7 @@ from marginface.heads.scale import resolve_scale
 from marginface.training import checkpoint as ckpt
 from marginface.training import finetune
 from marginface.training.classifier import build_classifier
-from marginface.training.config import RESUME_FREE_KEYS, TrainConfig, config_to_yaml
+from marginface.training.config import TrainConfig, config_to_yaml
 from marginface.training.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -146,22 +146,6 @@ class TrainModule(nn.Module):
 def _ignore_sigint(worker_id: int) -> None:
     """Loader workers leave Ctrl-C to the main process, which stops at a step boundary."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _check_resume_config(new: TrainConfig, saved: dict[str, Any], source: Path) -> None:
-    """ValueError unless ``new`` agrees with the checkpoint's config on every key that changes
-    the result (all but :data:`RESUME_FREE_KEYS`)."""
-    old = TrainConfig.from_dict(saved, f"{source} (config)")
-    clashes = [
-        f"{key}: checkpoint {getattr(old, key)!r}, now {getattr(new, key)!r}"
-        for key in old.to_dict()
-        if key not in RESUME_FREE_KEYS and getattr(old, key) != getattr(new, key)
-    ]
-    if clashes:
-        raise ValueError(
-            f"--resume from {source}: the configuration differs from the checkpoint's in keys "
-            f"that would change the run: {'; '.join(clashes)}"
-        )
 
 
 class Trainer:
@@ -389,24 +373,6 @@ class Trainer:
         return self.model.head.head
 
     # --------------------------------------------------------------------- checkpoints
-    def _payload(
-        self, position: dict[str, int], rng: dict[str, Any], head_state: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        return {
-            "backbone": self.model.backbone.state_dict(),
-            "head": head_state,
-            "sharded_head": self.cfg.partial_fc,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng,
-            "position": dict(position, seed=self.cfg.seed),
-            "best": self.best,
-            "config": self.cfg.to_dict(),
-            "model_info": self.model_info(),
-            "world_size": self.env.world_size,
-        }
-
     def save(self, position: dict[str, int], rng: dict[str, Any], reason: str) -> None:
         """checkpoint.pt + model.pt/model.json (main process only; write, then rename).
 
@@ -420,34 +386,26 @@ class Trainer:
             raise self._diverged("non-finite weights", position["step"] - 1, position["epoch"])
         if reason == "max_steps":
             validate_for_calibration(self)
-        payload = self._payload(position, rng, head_state)
-        ckpt.save_checkpoint(self.output / "checkpoint.pt", payload)
-        save_model(self.output, self.model.backbone, self.model_info())
+        info = self.model_info()
+        payload = ckpt.run_payload(
+            self, self.cfg, position, rng, head_state, self.best, info, self.env.world_size
+        )
+        ckpt.write_run(self.output, payload, self.model.backbone, info)
         self.logger.event("checkpoint", position["step"], reason=reason, epoch=position["epoch"])
 
     def _resume(self) -> tuple[dict[str, int], dict[str, Any]]:
         """Load the checkpoint into the state just built; the position and RNG state to
         continue from."""
         path = self.output / "checkpoint.pt"
-        blob = ckpt.load_checkpoint(path, map_location="cpu")  # RNG states must stay on CPU
-        _check_resume_config(self.cfg, blob["config"], path)
-        saved_world = int(blob.get("world_size", 1))
-        head_state = None if self.cfg.partial_fc else self.model.head.full_state_dict()
-        ckpt.check_resumable(blob, path, self.model.backbone, self.num_classes, head_state)
-        self.model.backbone.load_state_dict(blob["backbone"])
-        self.model.head.load_full_state_dict(blob["head"])
-        self.optimizer.load_state_dict(blob["optimizer"])
-        self.scheduler.load_state_dict(blob["scheduler"])
-        self.scaler.load_state_dict(blob["scaler"])
-        self.best = blob.get("best")
-        self.threshold = (blob.get("model_info") or {}).get("threshold")
-        position = {k: int(blob["position"][k]) for k in ("epoch", "batch", "step")}
-        if saved_world != self.env.world_size:
-            position = self._reshard_position(position, saved_world)
+        resumed = ckpt.resume_into(path, self.cfg, self, self.num_classes)
+        self.best, self.threshold = resumed.best, resumed.threshold
+        position = resumed.position
+        if resumed.world_size != self.env.world_size:
+            position = self._reshard_position(position, resumed.world_size)
         if self.env.is_main:
             kept = truncate_log(self.output / "log.jsonl", position["step"])
             self.history = [r for r in kept if r.get("type") == "train"]
-        return position, blob["rng"]
+        return position, resumed.rng
 
     def _reshard_position(self, position: dict[str, int], saved_world: int) -> dict[str, int]:
         """Where a run saved by ``saved_world`` processes continues with this many.
@@ -530,18 +488,11 @@ class Trainer:
         )
 
     def _snapshot(self, position: dict[str, int]) -> None:
-        """Remember the state at this step boundary (RNG and buffers: a forward pass changes
-        BatchNorm statistics and head state, so an interrupt mid-step restores them)."""
-        self.boundary = {
-            "position": dict(position),
-            "rng": ckpt.capture_rng(),
-            "buffers": {k: v.detach().clone() for k, v in self.model.named_buffers()},
-        }
+        """Remember the state at this step boundary (:class:`~.checkpoint.Boundary`)."""
+        self.boundary = ckpt.snapshot(self.model, position)
 
     def _restore_boundary(self) -> None:
-        self.model.load_state_dict(self.boundary["buffers"], strict=False)
-        ckpt.restore_rng(self.boundary["rng"])
-        self.optimizer.zero_grad(set_to_none=True)
+        ckpt.restore(self.boundary, self.model, self.optimizer)
 
     def _diverged(self, what: float | str, step: int, epoch: int) -> TrainingDiverged:
         """``what``: the non-finite loss, or a description of what became non-finite."""
@@ -617,12 +568,12 @@ class Trainer:
 
         Not when saving the classifier is collective (Partial FC over several processes):
         the other processes may be stuck elsewhere."""
-        position = self.boundary["position"]
+        position = self.boundary.position
         if self.model.head.collective_state or position["step"] == 0:
             return
         self._restore_boundary()
         try:
-            self.save(position, self.boundary["rng"], "error")
+            self.save(position, self.boundary.rng, "error")
         except Exception as save_error:  # noqa: BLE001 - the first error is the one to report
             exc.add_note(f"saving a checkpoint after it failed too: {save_error}")
             return
@@ -809,13 +760,13 @@ class Trainer:
                 self._save_after_error(exc)
                 raise
             if stopped != "finished":
-                position = self.boundary["position"]
+                position = self.boundary.position
                 latency = self.stop.latency_s()  # from the request to the step boundary
                 if latency is not None:
                     self.logger.event("stop_request", position["step"], latency_s=latency)
                     self._say(f"stopped {latency:.2f} s after the request; saving step "
                               f"{position['step']}")  # fmt: skip
-                self.save(position, self.boundary["rng"], stopped)
+                self.save(position, self.boundary.rng, stopped)
         barrier(self.env)
         elapsed = time.perf_counter() - t_start
         self.logger.event("stop", position["step"], reason=stopped, train_time_s=elapsed)
@@ -872,12 +823,12 @@ class Trainer:
             if self.stop.requested:
                 return position, "interrupted"
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                self.save(position, self.boundary["rng"], "every")
+                self.save(position, self.boundary.rng, "every")
         position = {"epoch": epoch + 1, "batch": 0, "step": position["step"]}
         if cfg.val and (not cfg.val_every or position["epoch"] == cfg.epochs):
             self.validate(position["step"], epoch)
         self._snapshot(position)
-        self.save(position, self.boundary["rng"], "epoch")
+        self.save(position, self.boundary.rng, "epoch")
         return position, "finished"
 
     def _after_step(self, position: dict[str, int], record: dict[str, Any], seconds: float):
