@@ -45,9 +45,7 @@ from marginface.parallel.sampling import (
     scatter_row_state,
 )
 from marginface.parallel.sharding import seeded_xavier_rows, shard_range
-
-#: format tag of the extra state (``_extra_state`` key of ``state_dict()``)
-STATE_FORMAT = "marginface.parallel.PartialFC/1"
+from marginface.parallel.state import STATE_FORMAT, gather_full_state, shard_full_state
 
 
 def per_class_keys(
@@ -600,8 +598,6 @@ class PartialFC(nn.Module):
 
         Collective: call it on every rank.  Uses ``gather_object`` (NCCL: set the device).
         """
-        from marginface.parallel.state import gather_full_state
-
         mine = {
             k: (v.detach().cpu() if isinstance(v, Tensor) else v)
             for k, v in self.state_dict().items()
@@ -629,8 +625,6 @@ class PartialFC(nn.Module):
 
     def load_full_state_dict(self, full: dict[str, Any]) -> None:
         """Load this rank's part of a full state (any world size saved it)."""
-        from marginface.parallel.state import shard_full_state
-
         self.load_state_dict(shard_full_state(full, self.world_size, self.rank))
 
 
