@@ -60,32 +60,13 @@ def fused_margin_terms(
         the target score (cosine, max over sub-centres; 0 where the label is -1); in the
         inputs' dtype (float32 for half-precision inputs on the Triton path).
     """
+    terms = dict(bias=bias, normalize=normalize, neg_threshold=neg_threshold, neg_t=neg_t)
     if choose_path(xn.device, xn.dtype, subcenters=subcenters, path=path) == "triton":
         from marginface.heads.engine.triton_path import triton_margin_terms
 
-        return triton_margin_terms(
-            xn,
-            weight,
-            scale,
-            labels,
-            bias=bias,
-            normalize=normalize,
-            neg_threshold=neg_threshold,
-            neg_t=neg_t,
-        )
-    return torch_margin_terms(
-        xn,
-        weight,
-        scale,
-        labels,
-        bias=bias,
-        normalize=normalize,
-        neg_threshold=neg_threshold,
-        neg_t=neg_t,
-        subcenters=subcenters,
-        chunk_size=chunk_size,
-        memory_budget=memory_budget,
-    )
+        return triton_margin_terms(xn, weight, scale, labels, **terms)
+    chunking = dict(subcenters=subcenters, chunk_size=chunk_size, memory_budget=memory_budget)
+    return torch_margin_terms(xn, weight, scale, labels, **terms, **chunking)
 
 
 def margin_softmax_loss(target: Tensor, lse_neg: Tensor) -> Tensor:
