@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from marginface.checks import check_positive_int
 from marginface.heads._math import EPS, no_autocast
 from marginface.heads.engine import Shard, build_shard, fused_margin_terms, margin_softmax_loss
+from marginface.heads.traits import check_traits
 
 
 class MarginHead(nn.Module):
@@ -85,7 +86,7 @@ class MarginHead(nn.Module):
     def __init_subclass__(cls, **kwargs: object) -> None:
         """The trait check: once, when a head class is defined."""
         super().__init_subclass__(**kwargs)
-        check_traits(cls)
+        check_traits(cls, MarginHead)
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0) -> None:
         super().__init__()
@@ -423,45 +424,3 @@ class MarginHead(nn.Module):
         )
         target = scale * self.target(z_y, norms)
         return margin_softmax_loss(target, lse_neg)
-
-
-LOSS_KINDS = ("margin_softmax", "binary", "own")
-SCALE_POLICIES = ("auto", "fixed", "own", "feature_norm", "none")
-STATES = ("none", "steps", "running_statistics")
-
-
-def check_traits(cls: type[MarginHead]) -> None:
-    """Check the traits ``cls`` declares (TypeError for a value outside their sets), and give
-    it those that follow from what it defines: the one place that compares a head's methods
-    with the base class's."""
-    for name, allowed in (
-        ("loss_kind", LOSS_KINDS),
-        ("scale_policy", SCALE_POLICIES),
-        ("state", STATES),
-    ):
-        if getattr(cls, name) not in allowed:
-            raise TypeError(
-                f"{cls.__name__}.{name} must be one of {', '.join(allowed)}, "
-                f"got {getattr(cls, name)!r}"
-            )
-    if cls.loss_kind == "margin_softmax" and cls.loss_over is not MarginHead.loss_over:
-        cls.loss_kind = "own"
-    if cls.state == "none" and cls.update_state is not MarginHead.update_state:
-        cls.state = "steps"
-    if cls.scale_policy in ("auto", "none"):
-        cls.scale_policy = _scale_policy(cls)
-    cls.shardable = cls.loss is MarginHead.loss
-    cls.seeded_centres = cls.reset_parameters is MarginHead.reset_parameters
-
-
-def _scale_policy(cls: type[MarginHead]) -> str:
-    """What ``"auto"`` or ``"none"`` becomes where it cannot hold: ``auto`` needs cosine
-    logits (``normalize``) of the margin softmax's shape (``forward`` not replaced) and a fixed
-    default ``s``; ``none`` is the plain softmax (``normalize`` false)."""
-    if cls.forward is not MarginHead.forward:
-        return "fixed"
-    if not cls.normalize:
-        return "none"
-    if cls.scale_policy == "none":
-        raise TypeError(f"{cls.__name__}: scale_policy 'none' is for heads with normalize False")
-    return "auto" if cls.default_hparams().get("s") is not None else "own"
