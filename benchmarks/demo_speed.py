@@ -34,8 +34,8 @@ import torch
 
 from marginface.backbones import create_backbone
 from marginface.heads import create_head
+from marginface.heads.scale import resolve_scale
 from marginface.training.optim import build_optimizer
-from marginface.training.watch import resolve_scale
 
 VARIANTS = ("fp32", "channels_last", "bf16", "bf16_channels_last", "compile")
 

@@ -2,7 +2,8 @@
 # The GPU checks of issue 15, prepared to run as they are on a CUDA machine, one stage per call
 # (each well under 10 minutes; none has run yet):
 #   bash benchmarks/gpu_session.sh tests    # the kernel's tests natively + the CUDA head tests
-#   bash benchmarks/gpu_session.sh heads    # benchmarks/heads_gpu.py -> results/heads_gpu.json
+#   bash benchmarks/gpu_session.sh heads    # benchmarks/heads_gpu.py -> results/heads_gpu.json,
+#                                           # and benchmarks/fused_vs_dense_cuda.py
 #   INSIGHTFACE=/path/to/insightface/recognition/arcface_torch \
 #     bash benchmarks/gpu_session.sh train  # train_throughput.py against InsightFace's step
 # PYTHON picks the interpreter (default: python). The InsightFace copy stays outside the project.
@@ -18,6 +19,7 @@ case "${1:-}" in
         ;;
     heads)
         "$PY" benchmarks/heads_gpu.py --json benchmarks/results/heads_gpu.json
+        "$PY" benchmarks/fused_vs_dense_cuda.py
         ;;
     train)
         : "${INSIGHTFACE:?set INSIGHTFACE to the arcface_torch folder of an InsightFace copy}"

@@ -91,7 +91,7 @@ def dense_loss(head, amp: torch.dtype | None) -> LossFn:
 def fused_loss(head, amp: torch.dtype | None, path: str) -> LossFn:
     """marginface's fused loss on ``path`` ("torch": chunked, "triton": the kernel), with the
     features and centres in ``amp`` (cast inside the step) and the margin in float32."""
-    from marginface.heads.fused import fused_margin_terms, margin_softmax_loss
+    from marginface.heads.engine import fused_margin_terms, margin_softmax_loss
 
     def run(x, w, y):
         norms = x.detach().norm(dim=1)
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", default=None, help="results file (default: results/heads_gpu.json)")
     args = p.parse_args(argv)
     if args.smoke:
-        # before marginface.heads.triton_margin is imported (on the first kernel call)
+        # before marginface.heads.engine.triton_path is imported (on the first kernel call)
         os.environ.setdefault("TRITON_INTERPRET", "1")
         args.batch, args.dim, args.classes = 16, 24, [50]
         args.repeats, args.warmup = 1, 1
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     json_path = args.json
     if json_path is None and not args.smoke:
         json_path = str(Path(__file__).parent / "results" / "heads_gpu.json")
-    import marginface.heads.fused as fused
+    from marginface.heads.engine import choose_path
 
     versions = {"torch": torch.__version__, "python": platform.python_version()}
     for mod in ("triton", "cut_cross_entropy", "liger_kernel"):
@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"forward + backward of the loss, {where}; torch {versions['torch']}, triton "
         f"{versions['triton']}; median of {args.repeats} after {args.warmup} warm-up; "
-        f"kernel path for float32 by default: {fused.choose_path(device, torch.float32)}",
+        f"kernel path for float32 by default: {choose_path(device, torch.float32)}",
         flush=True,
     )
     all_rows = []

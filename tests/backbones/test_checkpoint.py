@@ -92,7 +92,7 @@ def test_bare_insightface_state_dict_loads(tmp_path):
     assert torch.equal(loaded(x), net(x))
     with torch.device("meta"):
         r100 = create_backbone("iresnet100").state_dict()
-    from marginface.backbones.checkpoint import infer_iresnet_info
+    from marginface.backbones.recognise import infer_iresnet_info
 
     assert infer_iresnet_info(r100)["backbone_kwargs"] == {"embedding_size": 512, "input_size": 112}
     assert infer_iresnet_info({"weight": torch.ones(1)}) is None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -54,32 +52,3 @@ def test_seed_classes_run_on_cuda():
     for cls in (SphereProduct, AddMarginProduct, ArcMarginProduct):
         out = cls(10, 11).cuda()(x, y)
         assert out.shape == (8, 11) and out.is_cuda and torch.isfinite(out).all()
-
-
-def test_report_speed_and_memory_on_cuda():
-    """Not a target: prints fused vs plain at B=512, D=512, C=100,000 on this GPU."""
-    b, d, c = 512, 512, 100_000
-    x = torch.randn(b, d, device="cuda", requires_grad=True)
-    y = torch.randint(0, c, (b,), device="cuda")
-    head = marginface.create_head("arcface", d, c).cuda()
-
-    def plain():
-        F.cross_entropy(F.linear(F.normalize(x), F.normalize(head.weight)) * 64, y).backward()
-
-    def fused():
-        head.loss(x, y).backward()
-
-    for name, fn in (("plain", plain), ("fused", fused)):
-        fn()
-        x.grad = head.weight.grad = None
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        for _ in range(10):
-            fn()
-            x.grad = head.weight.grad = None
-        torch.cuda.synchronize()
-        ms = (time.perf_counter() - t0) * 100
-        peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-        print(f"\n{name}: {ms:.2f} ms per forward+backward, peak growth {peak:.0f} MiB")

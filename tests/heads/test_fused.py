@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import marginface
-from marginface.heads.fused import auto_chunk_size, chunked_logsumexp
+from marginface.heads.engine import auto_chunk_size, chunked_logsumexp
 
 HEADS = ["softmax", "normface", "cosface", "arcface", "combined", "sphereface"]
 

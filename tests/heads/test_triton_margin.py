@@ -1,7 +1,7 @@
 """The Triton kernel of the fused margin loss against the chunked PyTorch path.
 
 On a machine without CUDA the kernels run on CPU tensors under Triton's interpreter: this
-module sets ``TRITON_INTERPRET=1`` before ``marginface.heads.triton_margin`` is imported (the
+module sets ``TRITON_INTERPRET=1`` before ``marginface.heads.engine.triton_path`` is imported (the
 interpreter is chosen when the kernels are decorated, at that import); with CUDA they run
 natively on the GPU.  Skipped when triton is not installed (``pip install -e .[dev]``
 installs it).
@@ -38,23 +38,23 @@ import torch
 import torch.nn.functional as F
 
 CUDA = torch.cuda.is_available()
-if not CUDA:  # before triton_margin (its kernels are decorated on import)
+if not CUDA:  # before triton_path (its kernels are decorated on import)
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 pytest.importorskip("triton")
 
 import marginface  # noqa: E402
-from marginface.heads import triton_margin  # noqa: E402
-from marginface.heads.fused import (  # noqa: E402
+from marginface.heads.engine import (  # noqa: E402
     PATH_ENV,
     choose_path,
     chunked_logsumexp,
     fused_margin_terms,
+    triton_path,
 )
 
-if not CUDA and not triton_margin.INTERPRETED:
+if not CUDA and not triton_path.INTERPRETED:
     pytest.skip(
-        "no CUDA, and triton_margin was imported before TRITON_INTERPRET=1 was set",
+        "no CUDA, and triton_path was imported before TRITON_INTERPRET=1 was set",
         allow_module_level=True,
     )
 
@@ -336,7 +336,7 @@ def test_auto_takes_the_kernel_where_it_can_when_opted_in(monkeypatch):
     assert choose_path(cuda, F64) == "torch"
     assert choose_path(cuda, torch.float32, subcenters=3) == "torch"
     assert choose_path(cuda, path="torch") == "torch"
-    if triton_margin.INTERPRETED:
+    if triton_path.INTERPRETED:
         assert choose_path(cpu, path="triton") == "triton"
     else:  # compiled kernels take CUDA tensors only
         with pytest.raises(ValueError, match="path='triton' runs on CUDA tensors"):
@@ -371,7 +371,7 @@ def test_works_without_triton(tmp_path):
     code = (
         "import sys; sys.modules['triton'] = None\n"
         "import torch, marginface\n"
-        "from marginface.heads.fused import choose_path\n"
+        "from marginface.heads.engine import choose_path\n"
         "head = marginface.create_head('arcface', 8, 5)\n"
         "x, y = torch.randn(4, 8, requires_grad=True), torch.tensor([0, 1, 2, 3])\n"
         "head.loss(x, y).backward()\n"

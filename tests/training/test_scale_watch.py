@@ -1,6 +1,7 @@
 """s = auto in training, the margin warm-up schedule, the loss watch and the end-of-run summary."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -112,7 +113,7 @@ def test_margin_weight_schedule_follows_the_step(tmp_path):
 
     trainer = Trainer.__new__(Trainer)
     trainer.cfg = TrainConfig(epochs=4, margin_warmup_epochs=2)
-    trainer.steps_per_epoch = 5
+    trainer.built = SimpleNamespace(steps_per_epoch=5)
     assert [trainer.margin_weight(k) for k in (0, 5, 9, 10, 19)] == [0.0, 0.5, 0.9, 1.0, 1.0]
     trainer.cfg = TrainConfig(epochs=4)
     assert trainer.margin_weight(0) == 1.0

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from marginface.checks import check_int
+
 
 def check_input_size(input_size: int, minimum: int, name: str) -> int:
     """``input_size`` as an int, or a ValueError naming the backbone and the numbers."""
-    if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < minimum:
-        raise ValueError(f"{name}: input_size must be an int >= {minimum}, got {input_size!r}")
-    return input_size
+    return check_int(input_size, f"{name}: input_size", minimum)
 
 
 def strided_size(size: int, times: int) -> int:

@@ -35,7 +35,9 @@ import torch
 from torch import nn
 
 from marginface.backbones.contract import apply_input_contract, check_contract
+from marginface.backbones.recognise import infer_backbone_info
 from marginface.backbones.registry import create_backbone
+from marginface.checks import is_int_at_least
 from marginface.files import atomic_torch_save, atomic_write_text, open_regular, read_text
 
 INFO_DEFAULTS: dict[str, Any] = {
@@ -65,7 +67,7 @@ MAX_IMAGE_SIZE = 4096
 
 
 def _whole(value: Any, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    return is_int_at_least(value, low) and value <= high
 
 
 def complete_info(info: Mapping[str, Any], source: str = "model info") -> dict[str, Any]:
@@ -179,30 +181,6 @@ def load_state_checked(model: nn.Module, state: Mapping[str, torch.Tensor], sour
     model.load_state_dict(state)
 
 
-def infer_iresnet_info(state: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Model info for a bare InsightFace iResNet state dict (e.g. a released ``backbone.pth``):
-    the depth from the blocks per stage, D from ``fc``, the input size from ``fc``'s width.
-    None when the keys are not an iResNet's."""
-    from marginface.backbones.iresnet import LAYERS
-
-    if not all(k in state for k in ("conv1.weight", "fc.weight", "features.running_mean")):
-        return None
-    blocks = []
-    for stage in range(1, 5):
-        indices = {int(k.split(".")[1]) for k in state if k.startswith(f"layer{stage}.")}
-        blocks.append(max(indices) + 1 if indices else 0)
-    depth = next((d for d, layers in LAYERS.items() if list(layers) == blocks), None)
-    embedding, fc_in = (int(n) for n in state["fc.weight"].shape)
-    side = round((fc_in / 512) ** 0.5)
-    if depth is None or side * side * 512 != fc_in:
-        return None
-    return {
-        "backbone": f"iresnet{depth}",
-        "backbone_kwargs": {"embedding_size": embedding, "input_size": 16 * side},
-        "image_size": 16 * side,
-    }
-
-
 def _resolve(path: Path) -> Path:
     if path.is_dir():
         for name in ("model.pt", "checkpoint.pt"):
@@ -260,8 +238,6 @@ def load_model(
 
             info = load_json(read_text(js, "model info"), str(js))
         else:
-            from marginface.backbones.recognise import infer_backbone_info
-
             # released InsightFace weights only: another model's size is in its model.json
             info = None
             if isinstance(state, Mapping):

@@ -27,8 +27,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from marginface.backbones._common import check_images
+from marginface.backbones._common import check_images, check_input_size
 from marginface.backbones.registry import register_backbone
+from marginface.checks import check_positive_int
 
 
 class ConvBlock(nn.Module):
@@ -125,14 +126,12 @@ class MBF(nn.Module):
         scale: int = 2,
     ) -> None:
         super().__init__()
-        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 16:
-            raise ValueError(f"mbf: input_size must be an int >= 16, got {input_size!r}")
+        check_input_size(input_size, 16, "mbf")
         if input_size % 16:
             raise ValueError(f"mbf: input_size must be divisible by 16, got {input_size}")
         if len(blocks) != 4 or any(not isinstance(b, int) or b < 1 for b in blocks):
             raise ValueError(f"mbf: blocks must be 4 positive ints, got {blocks!r}")
-        if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
-            raise ValueError(f"mbf: scale must be a positive int, got {scale!r}")
+        check_positive_int(scale, "mbf: scale")
         self.input_size = input_size
         c64, c128 = 64 * scale, 128 * scale
         self.layers = nn.ModuleList([ConvBlock(3, c64, 3, 2, 1)])

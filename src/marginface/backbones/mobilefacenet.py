@@ -27,8 +27,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from marginface.backbones._common import check_images
+from marginface.backbones._common import check_images, check_input_size
 from marginface.backbones.registry import register_backbone
+from marginface.checks import check_positive_int
 
 #: (expansion t, output channels c, repeats n, stride of the first) per bottleneck stage
 STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -87,15 +88,13 @@ class MobileFaceNet(nn.Module):
 
     def __init__(self, embedding_size: int = 512, input_size: int = 112, width: int = 1) -> None:
         super().__init__()
-        if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 16:
-            raise ValueError(f"mobilefacenet: input_size must be an int >= 16, got {input_size!r}")
+        check_input_size(input_size, 16, "mobilefacenet")
         if input_size % 16:
             raise ValueError(
                 f"mobilefacenet: input_size must be divisible by 16 (the network halves it 4 "
                 f"times), got {input_size}"
             )
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"mobilefacenet: width must be a positive int, got {width!r}")
+        check_positive_int(width, "mobilefacenet: width")
         self.input_size = input_size
         c64 = 64 * width
         self.stem = nn.Sequential(

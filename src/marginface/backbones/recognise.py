@@ -13,9 +13,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from marginface.backbones.checkpoint import infer_iresnet_info
-
 Info = dict[str, Any]
+
+
+def infer_iresnet_info(state: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Model info for a bare InsightFace iResNet state dict (e.g. a released ``backbone.pth``):
+    the depth from the blocks per stage, D from ``fc``, the input size from ``fc``'s width.
+    None when the keys are not an iResNet's."""
+    from marginface.backbones.iresnet import LAYERS
+
+    if not all(k in state for k in ("conv1.weight", "fc.weight", "features.running_mean")):
+        return None
+    blocks = []
+    for stage in range(1, 5):
+        indices = {int(k.split(".")[1]) for k in state if k.startswith(f"layer{stage}.")}
+        blocks.append(max(indices) + 1 if indices else 0)
+    depth = next((d for d, layers in LAYERS.items() if list(layers) == blocks), None)
+    embedding, fc_in = (int(n) for n in state["fc.weight"].shape)
+    side = round((fc_in / 512) ** 0.5)
+    if depth is None or side * side * 512 != fc_in:
+        return None
+    return {
+        "backbone": f"iresnet{depth}",
+        "backbone_kwargs": {"embedding_size": embedding, "input_size": 16 * side},
+        "image_size": 16 * side,
+    }
 
 
 def _shape(state: Mapping[str, Any], key: str) -> tuple[int, ...] | None:

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from marginface.checks import check_positive_int
+
 BackboneFactory = Callable[..., nn.Module]
 
 _BACKBONES: dict[str, BackboneFactory] = {}
@@ -55,9 +57,7 @@ def create_backbone(name: str, embedding_size: int = 512, **kwargs: object) -> n
     if name not in _BACKBONES:
         valid = ", ".join(list_backbones())
         raise ValueError(f"unknown backbone {name!r}; valid backbones: {valid}")
-    size = embedding_size
-    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-        raise ValueError(f"embedding_size must be a positive int, got {embedding_size!r}")
+    check_positive_int(embedding_size, "embedding_size")
     options = backbone_options(name)
     unknown = sorted(set(kwargs) - set(options)) if options is not None else []
     if unknown:

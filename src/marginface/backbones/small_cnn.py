@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from marginface.backbones._common import check_images
 from marginface.backbones.registry import register_backbone
+from marginface.checks import check_positive_int
 
 
 def _conv(cin: int, cout: int, stride: int) -> list[nn.Module]:
@@ -42,8 +43,7 @@ class SmallCNN(nn.Module):
         input_size: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"small_cnn: width must be a positive int, got {width!r}")
+        check_positive_int(width, "small_cnn: width")
         if input_size is not None and input_size < 8:
             raise ValueError(f"small_cnn: input_size must be >= 8, got {input_size}")
         widths = [32 * width, 64 * width, 128 * width, 256 * width]

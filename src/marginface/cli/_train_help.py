@@ -92,7 +92,7 @@ def head_table() -> list[dict[str, Any]]:
     the docstring's description of each hyperparameter."""
     from marginface.heads import head_hparams, list_heads
     from marginface.heads.registry import head_class
-    from marginface.training.watch import resolve_scale
+    from marginface.heads.scale import resolve_scale
 
     table = []
     for name in list_heads():

@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from marginface.checks import is_int_at_least
+
 DEFAULT_HEADS = ("softmax", "sphereface", "cosface", "arcface")
 
 #: departures from the heads' usual defaults in the main comparison, beyond the scale: none.
@@ -132,7 +134,7 @@ class DemoConfig:
             raise ValueError(f"demo: --seeds must be >= 1, got {self.seeds}")
         if self.threads < 0:
             raise ValueError(f"demo: --threads must be >= 0 (0 = auto), got {self.threads}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 0:
+        if not is_int_at_least(self.workers, 0):
             raise ValueError(f"demo: --workers must be an int >= 0 (0 = auto), got {self.workers}")
         for dim in self.toy_dims:
             if dim not in (2, 3):

@@ -61,7 +61,7 @@ def deviations_of(cfg: DemoConfig, num_classes: int | None = None) -> list[str]:
     """Human-readable list of the departures from the heads' usual defaults (with
     ``num_classes``, the scale s = auto of every cosine head that keeps it, and its value)."""
     from marginface.heads import head_hparams
-    from marginface.training.watch import resolve_scale
+    from marginface.heads.scale import resolve_scale
 
     lines = []
     for head in cfg.heads if num_classes else []:

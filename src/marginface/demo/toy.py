@@ -12,7 +12,7 @@ cheaper, and says so:
 * model: an MLP ``components -> hidden -> hidden -> dim`` (ReLU); its output is the embedding;
 * head: the head under test (:func:`marginface.heads.create_head`); a cosine head without an
   explicit s gets :func:`marginface.heads.scale.auto_scale`'s scale for the toy's C classes
-  (:func:`marginface.training.watch.resolve_scale`); :data:`TOY_HEAD_KWARGS` lists the toy's
+  (:func:`marginface.heads.scale.resolve_scale`); :data:`TOY_HEAD_KWARGS` lists the toy's
   one departure from the usual hyperparameters (SphereFace's lambda, measured reason in
   :data:`TOY_OVERRIDES_REASON`);
 * training: full batch (every toy image every step), AdamW with a linear warm-up and a cosine
@@ -114,7 +114,7 @@ def train_toy(
     (of the last step), the training time, and the head's hyperparameters (s resolved).
     """
     from marginface.heads import create_head
-    from marginface.training.watch import resolve_scale
+    from marginface.heads.scale import resolve_scale
 
     sched = schedule or ToySchedule()
     labels = np.asarray(faces.labels, dtype=np.int64)

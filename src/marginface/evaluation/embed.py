@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from marginface.checks import check_int
 from marginface.data.verification import distinct_images
 from marginface.evaluation.metrics import verification_metrics
 
@@ -58,9 +59,7 @@ class EmbedOptions:
 
     def __post_init__(self) -> None:
         for name, minimum in (("batch_size", 1), ("workers", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+            check_int(getattr(self, name), name, minimum)
 
     def replace(self, **changes: Any) -> EmbedOptions:
         """A copy with ``changes`` (field names) applied."""

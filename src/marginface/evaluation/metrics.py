@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from marginface.checks import check_int
+
 #: FARs at which TAR is reported (when resolvable by the number of impostor pairs)
 FARS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -93,8 +95,7 @@ def kfold_accuracy(
 ) -> tuple[float, float, list[float], list[float]]:
     """LFW-style accuracy: ``(mean, std, fold accuracies, fold thresholds)``."""
     s, y = _check_inputs(scores, issame)
-    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
-        raise ValueError(f"n_folds must be an int >= 2, got {n_folds!r}")
+    check_int(n_folds, "n_folds", 2)
     if len(s) < n_folds:
         raise ValueError(f"{len(s)} pairs cannot be split into n_folds={n_folds} folds")
     accs: list[float] = []
@@ -124,8 +125,7 @@ def insightface_kfold_accuracy(
     Counts by sorted search: O(n log n) per fold, exact integers, as InsightFace's own loop.
     """
     s, y = _check_inputs(scores, issame)
-    if isinstance(n_folds, bool) or not isinstance(n_folds, int) or n_folds < 2:
-        raise ValueError(f"n_folds must be an int >= 2, got {n_folds!r}")
+    check_int(n_folds, "n_folds", 2)
     if len(s) < n_folds:
         raise ValueError(f"{len(s)} pairs cannot be split into n_folds={n_folds} folds")
     distance = 2.0 - 2.0 * s

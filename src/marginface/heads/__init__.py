@@ -23,7 +23,8 @@ from marginface.heads.elasticface import (
     ElasticFaceCos,
     ElasticFaceCosPlus,
 )
-from marginface.heads.fused import (
+from marginface.heads.engine import (
+    Shard,
     auto_chunk_size,
     choose_path,
     chunked_logsumexp,
@@ -38,7 +39,6 @@ from marginface.heads.registry import (
     register_head,
     register_variant,
 )
-from marginface.heads.shard import Shard
 from marginface.heads.softmax import Softmax
 from marginface.heads.sphereface import SphereFace, sphere_psi
 from marginface.heads.sphereface2 import SphereFace2

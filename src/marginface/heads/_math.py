@@ -59,3 +59,9 @@ def monotone_cos(angle: Tensor) -> Tensor:
     k = torch.floor(angle.detach() / math.pi)
     sign = 1.0 - 2.0 * torch.remainder(k, 2.0)
     return sign * torch.cos(angle) - 2.0 * k
+
+
+def softplus(x: Tensor) -> Tensor:
+    """log(1 + exp(x)), exact at every x (``F.softplus`` returns x itself above 20, an error
+    of up to 2e-9 in value and gradient), stable for large |x|; gradient sigmoid(x)."""
+    return torch.logaddexp(x, x.new_zeros(()))

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
+from marginface.checks import is_int_at_least
 from marginface.heads.base import MarginHead
 from marginface.heads.registry import register_head
 
@@ -26,7 +27,7 @@ def adacos_scale(num_classes: int) -> float:
     s cos(pi/4) = log(C - 1).  Two classes give s = 0 (every logit 0, nothing learns) and one
     class none at all, so C < 3 is a ValueError.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 3:
+    if not is_int_at_least(num_classes, 3):
         raise ValueError(
             f"AdaCos's scale sqrt(2) log(C - 1) needs an int number of classes C >= 3 "
             f"(C = 2 gives s = 0), got {num_classes!r}; give the scale s explicitly"
@@ -64,6 +65,8 @@ class AdaCos(MarginHead):
         s: the scale (fixed) or its start (dynamic); None (default) for sqrt(2) log(C - 1).
         dynamic: re-estimate s from each training batch.
     """
+
+    scale_policy = "own"
 
     def __init__(
         self,

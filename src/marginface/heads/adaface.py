@@ -31,7 +31,7 @@ class AdaFace(MarginHead):
     the reference; each labelled call in training mode first updates them,
     ``mu <- t_alpha * mean(a) + (1 - t_alpha) * mu`` (same for sigma; a batch of one
     sample leaves sigma unchanged), then computes z with the new values. A batch with NaN or
-    infinite features leaves both as they were (:attr:`running_statistics`).
+    infinite features leaves both as they were (its :attr:`state` is running statistics).
 
     Args:
         s: scale (64).  m: margin (0.4).  h: concentration of z (0.333).
@@ -39,7 +39,7 @@ class AdaFace(MarginHead):
     """
 
     eps: float = 1e-3
-    running_statistics = True
+    state = "running_statistics"
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ def arc_margin(cos_y: Tensor, m: float | Tensor, easy_margin: bool = False) -> T
     """cos(theta + m) with ArcFace's rules, from cos(theta), shape kept.
 
     Where theta + m > pi (cos < cos(pi - m)) the target would stop falling with theta, so it is
-    replaced by ``cos - m sin m`` (InsightFace's and the seed's fallback).  With
+    replaced by ``cos - m sin m`` (InsightFace's and arcface-pytorch's fallback).  With
     ``easy_margin`` the margin applies only where cos > 0.  Finite gradients at cos = +-1.
     ``m`` is one margin for all rows or a tensor of one per row (ElasticFace, MagFace).
     """
@@ -34,7 +34,7 @@ class ArcFace(MarginHead):
     """Target logit ``s * cos(theta_y + m)``; other logits ``s * cos(theta_j)``.
 
     Args:
-        s: scale (default 64; the seed's ArcMarginProduct uses 30).
+        s: scale (default 64; arcface-pytorch's ArcMarginProduct uses 30).
         m: angular margin in radians (default 0.5).
         easy_margin: apply the margin only where cos(theta_y) > 0.
     """

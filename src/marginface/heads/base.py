@@ -11,7 +11,7 @@ shard of the classes that :class:`marginface.parallel.PartialFC` computes on eac
 sets :attr:`MarginHead.batch_scaled` and implements :meth:`MarginHead.update_scale`.
 
 A head with a loss of its own (not the margin softmax of these hooks) overrides
-:meth:`MarginHead.loss_over`, which computes it from a :class:`~marginface.heads.shard.Shard`,
+:meth:`MarginHead.loss_over`, which computes it from a :class:`~marginface.heads.engine.Shard`,
 and :meth:`MarginHead.loss_from_logits`; :meth:`loss` then uses it on one process holding all
 classes, Partial FC on each shard.  The per-class binary heads share
 :class:`marginface.heads.binary.BinaryHead`.  :meth:`loss` itself is a template that no head
@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from marginface.checks import check_positive_int
 from marginface.heads._math import EPS, no_autocast
-from marginface.heads.fused import fused_margin_terms, margin_softmax_loss
-from marginface.heads.shard import Shard, target_scores
+from marginface.heads.engine import Shard, build_shard, fused_margin_terms, margin_softmax_loss
+from marginface.heads.traits import check_traits
 
 
 class MarginHead(nn.Module):
@@ -56,18 +57,41 @@ class MarginHead(nn.Module):
     #: w * margin(cos) + (1 - w) * cos. 1 (the head as published) unless a training schedule
     #: warms the margin up (``TrainConfig.margin_warmup_epochs``); not saved with the weights.
     margin_weight: float = 1.0
-    #: True for heads whose :meth:`update_state` keeps running statistics of the batches
-    #: (AdaFace's norm mean/std, CurricularFace's t): a batch with a non-finite target cosine
-    #: or feature norm (NaN or inf features) is left out of them, with a warning the first
-    #: time, rather than making them NaN for every later batch. The check costs one scalar
-    #: device-to-host copy per training call of such a head.
-    running_statistics: ClassVar[bool] = False
+    # ------------------------------------------------------------------------ the traits
+    #: the loss: ``"margin_softmax"`` (the cross-entropy of the hooks' logits, by the fused
+    #: kernel), ``"binary"`` (:class:`~marginface.heads.binary.BinaryHead`'s per-class terms)
+    #: or ``"own"`` (the head's :meth:`loss_over`). A class that defines :meth:`loss_over`
+    #: without saying is ``"own"``.
+    loss_kind: ClassVar[str] = "margin_softmax"
+    #: the scale of the logits: ``"auto"`` (a fixed ``s`` that ``s = auto`` fits to the number
+    #: of classes, :mod:`marginface.heads.scale`), ``"fixed"`` (a given ``s`` that ``auto``
+    #: does not fit: logits not of the margin softmax's shape), ``"own"`` (the head sets it:
+    #: AdaCos), ``"feature_norm"`` (SphereFace) or ``"none"`` (the plain softmax). Where
+    #: ``"auto"`` (the default) or ``"none"`` cannot hold, the class gets what does.
+    scale_policy: ClassVar[str] = "auto"
+    #: what :meth:`update_state` keeps: ``"none"``, ``"steps"`` (advanced by every training
+    #: call whatever its batch) or ``"running_statistics"`` (of the batches, AdaFace's norm
+    #: mean/std, CurricularFace's t: a batch with a non-finite target cosine or feature norm
+    #: is left out of them, with a warning the first time, rather than making them NaN for
+    #: every later batch; the check costs one scalar device-to-host copy per training call).
+    #: A class that defines :meth:`update_state` without saying is ``"steps"``.
+    state: ClassVar[str] = "none"
+    #: what Partial FC needs, found by the trait check, not declared: ``shardable``, the
+    #: class keeps :meth:`loss` as the template (PartialFC computes :meth:`sharded_loss` on
+    #: each shard instead); ``seeded_centres``, its centres start as the Xavier-uniform rows
+    #: of :meth:`reset_parameters` (PartialFC draws each shard's rows seeded by name)
+    shardable: ClassVar[bool] = True
+    seeded_centres: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """The trait check: once, when a head class is defined."""
+        super().__init_subclass__(**kwargs)
+        check_traits(cls, MarginHead)
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0) -> None:
         super().__init__()
-        for name, value in (("embedding_size", embedding_size), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int(embedding_size, "embedding_size")
+        check_positive_int(num_classes, "num_classes")
         if not s > 0:
             raise ValueError(f"s (scale) must be positive, got {s}")
         self.embedding_size = embedding_size
@@ -96,9 +120,9 @@ class MarginHead(nn.Module):
         """Advance training state; called once per labelled call in training mode (detached)."""
 
     def _advance_state(self, cos_y: Tensor, norms: Tensor) -> None:
-        """:meth:`update_state`, skipped for a non-finite batch where the head keeps
-        :attr:`running_statistics`."""
-        if self.running_statistics and not self._finite_batch(cos_y, norms):
+        """:meth:`update_state`, skipped for a non-finite batch where the head's
+        :attr:`state` is running statistics."""
+        if self.state == "running_statistics" and not self._finite_batch(cos_y, norms):
             return
         self.update_state(cos_y, norms)
 
@@ -155,9 +179,9 @@ class MarginHead(nn.Module):
     @property
     def own_loss(self) -> bool:
         """True when the loss is this head's :meth:`loss_over` rather than the margin softmax
-        of its hooks: :meth:`loss` then computes it over one shard of all classes, instead of
-        with the chunked margin-softmax kernel."""
-        return type(self).loss_over is not MarginHead.loss_over
+        of its hooks (:attr:`loss_kind`): :meth:`loss` then computes it over one shard of all
+        classes, instead of with the chunked margin-softmax kernel."""
+        return self.loss_kind != "margin_softmax"
 
     def loss_over(self, shard: Shard) -> Tensor:
         """The mean loss of the batch over the classes of ``shard`` (this process's part of
@@ -319,8 +343,8 @@ class MarginHead(nn.Module):
         chunk) or ``memory_budget`` (bytes for the chunk temporaries) tune the chunking.
         ``path``: ``"auto"`` (the chunked PyTorch code; the Triton kernel on CUDA when the
         environment variable ``MARGINFACE_FUSED_PATH`` is ``triton``), ``"torch"`` or
-        ``"triton"``; see
-        :func:`marginface.heads.fused.choose_path`.
+        ``"triton"``; see :func:`marginface.heads.engine.choose_path`. A model decides it once
+        and passes it here (the trainer's classifier does).
         """
         self.check_loss_inputs(embeddings, labels)
         labels = labels.long()
@@ -345,18 +369,12 @@ class MarginHead(nn.Module):
     ) -> Shard:
         """The :class:`Shard` of all classes on one process, for the batch ``x`` (B, D) in the
         compute dtype and ``labels`` (B,) int64."""
-        norms = x.norm(dim=1)
-        xn = F.normalize(x, dim=1, eps=EPS) if self.normalize else x
-        w, bias = self._w(x.dtype), self.class_bias()
-        bias = None if bias is None else bias.to(x.dtype)
-        return Shard(
-            x=x,
-            norms=norms,
-            xn=xn,
-            weight=w,
-            bias=bias,
-            labels=labels,
-            cos_y=target_scores(xn, w, bias, labels, self.subcenters, self.normalize),
+        bias = self.class_bias()
+        return build_shard(
+            x,
+            self._w(x.dtype),
+            None if bias is None else bias.to(x.dtype),
+            labels,
             num_classes=self.num_classes,
             subcenters=self.subcenters,
             normalize=self.normalize,
@@ -376,7 +394,7 @@ class MarginHead(nn.Module):
     ) -> Tensor:
         """The loss of ``x`` (B, D) in the compute dtype without the (B, C) logits: the head's
         :meth:`loss_over` of :meth:`local_shard` when it has its :attr:`own_loss`, else the
-        margin softmax with the fused kernel of :mod:`marginface.heads.fused`."""
+        margin softmax with :func:`marginface.heads.engine.fused_margin_terms`."""
         chunking = dict(chunk_size=chunk_size, memory_budget=memory_budget, path=path)
         shard = self.local_shard(x, labels, **chunking)
         if self.own_loss:

@@ -12,7 +12,7 @@ A subclass gives the two logit maps, the three weights and the initial bias for 
 this class turns them into the logits of ``forward``, the dense loss of those logits, and the
 loss over a shard of the classes (:meth:`BinaryHead.loss_over`), which ``loss`` computes on one
 process and :class:`marginface.parallel.PartialFC` on each.  ``softplus`` is the exact one of
-:mod:`marginface.heads._chunked`.
+:mod:`marginface.heads._math`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from marginface.heads._chunked import softplus
-from marginface.heads._math import no_autocast
+from marginface.heads._math import no_autocast, softplus
 from marginface.heads.base import MarginHead
-from marginface.heads.shard import Shard
+from marginface.heads.engine import Shard
 
 
 class BinaryHead(MarginHead):
@@ -31,6 +30,8 @@ class BinaryHead(MarginHead):
     :meth:`initial_bias` by :meth:`init_shared`).  The margin-softmax hooks of
     :class:`MarginHead` (``margin``, ``row_scale``, ...) are not used."""
 
+    loss_kind = "binary"
+    scale_policy = "fixed"
     #: factor of the target's term and of the other classes' terms, and of the whole loss
     positive_weight: float = 1.0
     negative_weight: float = 1.0

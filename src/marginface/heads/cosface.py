@@ -13,8 +13,8 @@ class CosFace(MarginHead):
     """Target logit ``s * (cos(theta_y) - m)``; other logits ``s * cos(theta_j)``.
 
     Args:
-        s: scale (default 64; the seed's AddMarginProduct uses 30).
-        m: cosine margin (default 0.35; the seed uses 0.40).
+        s: scale (default 64; arcface-pytorch's AddMarginProduct uses 30).
+        m: cosine margin (default 0.35; arcface-pytorch's uses 0.40).
     """
 
     def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m: float = 0.35):

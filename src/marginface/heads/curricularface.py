@@ -33,10 +33,11 @@ class CurricularFace(MarginHead):
         s: scale (64).  m: angular margin in radians (0.5).
         momentum: EMA momentum of t (0.01).
 
-    A batch with NaN or infinite features leaves ``t`` as it was (:attr:`running_statistics`).
+    A batch with NaN or infinite features leaves ``t`` as it was (its :attr:`state` is
+    running statistics).
     """
 
-    running_statistics = True
+    state = "running_statistics"
 
     def __init__(
         self,

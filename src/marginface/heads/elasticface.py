@@ -51,6 +51,8 @@ class ElasticFace(MarginHead):
     ``last_margins`` (not saved).
     """
 
+    state = "steps"
+
     def __init__(
         self,
         embedding_size: int,

@@ -73,10 +73,6 @@ class MagFace(MarginHead):
         self.lambda_g = float(lambda_g)
         self.easy_margin = bool(easy_margin)
 
-    @property
-    def lambda_bound(self) -> float:
-        return magface_lambda_bound(self.s, self.l_a, self.u_a, self.l_m, self.u_m)
-
     def magnitude(self, norms: Tensor) -> Tensor:
         """a = clamp(‖x‖, l_a, u_a), (B,)."""
         return norms.clamp(self.l_a, self.u_a)

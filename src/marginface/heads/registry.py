@@ -102,8 +102,14 @@ def create_head(name: str, embedding_size: int, num_classes: int, **hparams: obj
         **hparams: the head's hyperparameters (``s``, ``m``, ...); unknown names are a
             ValueError that lists the valid ones.
     """
-    cls = head_class(name)
-    valid = cls.default_hparams()
+    check_hparams(name, hparams)
+    return head_class(name)(embedding_size, num_classes, **hparams)
+
+
+def check_hparams(name: str, hparams: Mapping[str, object]) -> None:
+    """ValueError for an unknown head, an unknown hyperparameter of it (listing the valid
+    ones) or a value not of its default's kind; ranges are the head's constructor's to check."""
+    valid = head_class(name).default_hparams()
     unknown = sorted(set(hparams) - set(valid))
     if unknown:
         raise ValueError(
@@ -113,7 +119,6 @@ def create_head(name: str, embedding_size: int, num_classes: int, **hparams: obj
         )
     for key, value in hparams.items():
         _check_hparam(name, key, value, valid[key])
-    return cls(embedding_size, num_classes, **hparams)
 
 
 def _check_hparam(head: str, key: str, value: object, default: object) -> None:

@@ -1,4 +1,9 @@
-"""The scale s that fits the number of classes, and the loss of a model that tells no class apart.
+"""The scale policy of the heads: the scale s that fits the number of classes, how a run's s is
+set (:func:`resolve_scale`), and the loss of a model that tells no class apart.
+
+A head class declares its :attr:`~marginface.heads.MarginHead.scale_policy`; ``s = auto`` (the
+default of ``marginface train``) applies to the heads whose policy is ``"auto"``: cosine logits
+s * cos of the margin softmax with a fixed default s.
 
 A cosine head's logits are s * cos, so s bounds how sure the softmax can be: with the target at
 cos = 1 (after the margin: psi(1)) and the C - 1 other centres orthogonal to the feature
@@ -29,10 +34,13 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from marginface.heads.base import MarginHead
+from marginface.heads.registry import check_hparams, head_class
 
 #: the target probability of the scale rule
 TARGET_PROBABILITY = 0.99
@@ -47,41 +55,50 @@ SCALE_RULE = (
 
 
 def uses_scale(head: type[MarginHead] | MarginHead) -> bool:
-    """True for heads whose logits are s * (cosine logits) of a softmax over the classes, with a
-    fixed default s: the heads :func:`auto_scale` applies to (not plain softmax, SphereFace's
-    feature-norm scale, the per-class binary heads SphereFace2 and UniFace, nor AdaCos, whose
-    default s = None means its own scale)."""
-    cls = head if isinstance(head, type) else type(head)
-    softmax_logits = cls.forward is MarginHead.forward  # the binary heads override forward
-    default = cls.default_hparams().get("s")
-    return cls.normalize and softmax_logits and default is not None
+    """True for heads whose :attr:`~MarginHead.scale_policy` is ``"auto"``: logits s * (cosine
+    logits) of a softmax over the classes, with a fixed default s, the heads :func:`auto_scale`
+    applies to (not plain softmax, SphereFace's feature-norm scale, the per-class binary heads
+    SphereFace2 and UniFace, SphereFace-R, nor AdaCos, which sets its own scale)."""
+    return head.scale_policy == "auto"
+
+
+def _small(cls: type[MarginHead], hparams: dict[str, Any]) -> MarginHead:
+    """A head of ``cls`` with 3 classes of width 1, built without drawing from the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        return cls(1, 3, **hparams)
+
+
+def _ready(probe: MarginHead) -> MarginHead:
+    """``probe`` as the curves read it: the whole margin, eval mode, float64."""
+    probe.margin_weight = 1.0
+    return probe.eval().double()
 
 
 def _probe(head: MarginHead) -> MarginHead:
     """A small copy of ``head`` (same class, hyperparameters and state buffers such as
-    SphereFace's iteration, with 3 classes of width 1), eval mode, float64; built without
-    drawing from the global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        try:
-            probe = type(head)(1, 3, **head.hparams())
-        except (TypeError, ValueError):  # hyperparameters it does not store: copy it whole
-            probe = copy.deepcopy(head)
+    SphereFace's iteration, with 3 classes of width 1), ready for the curves."""
+    try:
+        probe = _small(type(head), head.hparams())
+    except (TypeError, ValueError):  # hyperparameters it does not store: copy it whole
+        probe = copy.deepcopy(head)
     mine = dict(probe.named_buffers())
     with torch.no_grad():
         for name, value in head.named_buffers():  # the state, not the per-class rows
             if name in mine and mine[name].shape == value.shape:
                 mine[name].copy_(value)
-    probe.margin_weight = 1.0
-    return probe.eval().double()
+    return _ready(probe)
 
 
 @torch.no_grad()
+def _target(probe: MarginHead, cos: torch.Tensor) -> torch.Tensor:
+    c = cos.detach().to(torch.float64).reshape(-1)
+    return probe.margin(c, torch.full_like(c, NOMINAL_NORM)).reshape(cos.shape)
+
+
 def target_curve(head: MarginHead, cos: torch.Tensor) -> torch.Tensor:
     """psi(cos): the head's target cosine after the margin (eval mode, norms NOMINAL_NORM,
     the head's current state), float64, shape of ``cos``; the head is not changed."""
-    probe = _probe(head)
-    c = cos.detach().to(torch.float64).reshape(-1)
-    return probe.margin(c, torch.full_like(c, NOMINAL_NORM)).reshape(cos.shape)
+    return _target(_probe(head), cos)
 
 
 def auto_scale(head: MarginHead, num_classes: int, p: float = TARGET_PROBABILITY) -> float:
@@ -91,14 +108,22 @@ def auto_scale(head: MarginHead, num_classes: int, p: float = TARGET_PROBABILITY
     >>> round(auto_scale(create_head("arcface", 8, 2), 299), 2)  # psi(1) = cos(0.5)
     11.73
     """
+    _check_rule(num_classes, p)
+    return _scale_rule(head.head_name, float(target_curve(head, torch.ones(1))), num_classes, p)
+
+
+def _check_rule(num_classes: int, p: float) -> None:
     if num_classes < 2:
         raise ValueError(f"auto_scale needs at least 2 classes, got {num_classes}")
     if not 0.5 < p < 1.0:
         raise ValueError(f"p must lie in (0.5, 1), got {p}")
-    psi1 = float(target_curve(head, torch.ones(1)))
+
+
+def _scale_rule(name: str, psi1: float, num_classes: int, p: float) -> float:
+    """The scale rule for the target ``psi1`` at cos = 1 (the arguments checked)."""
     if not psi1 > 0:
         raise ValueError(
-            f"{head.head_name}: its target at cos = 1 is {psi1:.3f} <= 0: no scale makes a "
+            f"{name}: its target at cos = 1 is {psi1:.3f} <= 0: no scale makes a "
             f"sample on its centre likely; choose s explicitly"
         )
     return (math.log(num_classes - 1) + math.log(p / (1.0 - p))) / psi1
@@ -117,3 +142,53 @@ def chance_loss(head: MarginHead, num_classes: int, points: int = 2001) -> float
     gap = float((c - target_curve(head, c)).min())
     a, b = 0.0, math.log(num_classes - 1) + float(head.s) * gap  # log(e^a + e^b), stably
     return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
+@dataclass
+class ScaleChoice:
+    """How a run's scale was set: ``value``, ``rule`` (None when given explicitly)."""
+
+    head: str
+    num_classes: int
+    value: float | None
+    rule: str | None
+
+    def describe(self) -> str:
+        if self.value is None:
+            return f"head {self.head}: sets its own scale (s=auto applies to the cosine heads)"
+        if self.rule is None:
+            return f"head {self.head}: s={self.value:g} (given)"
+        return (
+            f"head {self.head}: s=auto -> {self.value:.2f} for {self.num_classes} classes "
+            f"({self.rule})"
+        )
+
+
+def resolve_scale(
+    head: str, embedding_size: int, num_classes: int, head_kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], ScaleChoice]:
+    """``head_kwargs`` with ``s`` set: a missing or ``"auto"`` s of a head whose
+    :attr:`~MarginHead.scale_policy` is ``"auto"`` becomes :func:`auto_scale`'s value
+    (computed with the head's other hyperparameters). The other hyperparameters are checked
+    as :func:`~marginface.heads.create_head` checks them."""
+    kwargs = dict(head_kwargs)
+    s = kwargs.get("s", "auto")
+    others = {k: v for k, v in kwargs.items() if k != "s"}
+    check_hparams(head, others)
+    cls = head_class(head)
+    if cls.scale_policy != "auto":
+        if s == "auto" and "s" in kwargs:
+            raise ValueError(
+                f"head_kwargs s: 'auto' applies to the cosine softmax heads; head {head!r} "
+                f"sets its scale otherwise (give a number)"
+            )
+        return kwargs, ScaleChoice(head, num_classes, None, None)
+    if s == "auto":
+        _check_rule(num_classes, TARGET_PROBABILITY)
+        psi1 = float(_target(_ready(_small(cls, others)), torch.ones(1)))
+        value = _scale_rule(head, psi1, num_classes, TARGET_PROBABILITY)
+        kwargs["s"] = round(value, 4)
+        return kwargs, ScaleChoice(head, num_classes, kwargs["s"], SCALE_RULE)
+    number = isinstance(s, int | float) and not isinstance(s, bool)
+    # anything else is create_head's to refuse, naming the head and the key
+    return kwargs, ScaleChoice(head, num_classes, float(s) if number else None, None)

@@ -19,6 +19,7 @@ class Softmax(MarginHead):
     """
 
     normalize = False
+    scale_policy = "none"
 
     def __init__(self, embedding_size: int, num_classes: int, bias: bool = True) -> None:
         super().__init__(embedding_size, num_classes, s=1.0)

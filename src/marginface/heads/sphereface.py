@@ -15,8 +15,9 @@ from marginface.heads.registry import register_head
 def sphere_psi(cos_y: Tensor, m: int) -> Tensor:
     """psi(theta) = (-1)^k cos(m theta) - 2k, k = floor(m theta / pi), from cos(theta).
 
-    cos(m theta) is the Chebyshev polynomial T_m(cos theta) (as the seed's ``mlambda``), so the
-    value and its gradient are polynomial in cos: finite at cos = +-1.  k is piecewise constant.
+    cos(m theta) is the Chebyshev polynomial T_m(cos theta) (as ``mlambda`` of arcface-pytorch's
+    metrics.py), so the value and its gradient are polynomial in cos: finite at cos = +-1.  k is
+    piecewise constant.
     """
     c = cos_y.clamp(-1.0, 1.0)
     k = torch.floor(m * torch.acos(c.detach()) / math.pi)
@@ -26,8 +27,8 @@ def sphere_psi(cos_y: Tensor, m: int) -> Tensor:
 
 @register_head("sphereface")
 class SphereFace(MarginHead):
-    """A-Softmax as in the seed: target ``‖x‖ (lambda cos + psi(theta)) / (1 + lambda)``,
-    other logits ``‖x‖ cos(theta_j)``.
+    """A-Softmax as arcface-pytorch's metrics.py has it: target
+    ``‖x‖ (lambda cos + psi(theta)) / (1 + lambda)``, other logits ``‖x‖ cos(theta_j)``.
 
     lambda = max(lambda_min, base * (1 + gamma * iteration) ** -power) anneals from about
     ``base`` towards ``lambda_min``; ``iteration`` is a buffer (saved in ``state_dict``) that
@@ -37,6 +38,9 @@ class SphereFace(MarginHead):
         m: integer angular margin (default 4).
         base, gamma, power, lambda_min: the annealing schedule (1000, 0.12, 1, 5).
     """
+
+    scale_policy = "feature_norm"
+    state = "steps"
 
     def __init__(
         self,

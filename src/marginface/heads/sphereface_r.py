@@ -31,11 +31,10 @@ import math
 import torch
 from torch import Tensor
 
-from marginface.heads._chunked import masked_fill_target
 from marginface.heads._math import monotone_cos, no_autocast
 from marginface.heads.base import MarginHead
+from marginface.heads.engine import Shard, masked_fill_target
 from marginface.heads.registry import register_head
-from marginface.heads.shard import Shard
 
 _VERSIONS = ("v0", "v1", "v2")
 
@@ -52,6 +51,9 @@ class SphereFaceR(MarginHead):
         s: scale (60, the official SphereFace-R (HFN, v2) config; the code's default is 30).
         m: multiplicative margin (1.4, same config).  version: "v0", "v1" or "v2" (v2).
     """
+
+    loss_kind = "own"
+    scale_policy = "fixed"
 
     def __init__(
         self,

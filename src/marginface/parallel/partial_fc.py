@@ -4,7 +4,7 @@ Every rank holds the centres of a contiguous range of classes (its shard, in ``s
 a head of ``marginface.heads`` built for that many classes).  For the global batch (all
 ranks' embeddings, all-gathered) it finds the target score of every row (on the rank that
 owns the row's class, shared by an all-reduce) and hands the head a
-:class:`marginface.heads.shard.Shard`: the batch, its own centres, and the reductions over the
+:class:`marginface.heads.engine.Shard`: the batch, its own centres, and the reductions over the
 ranks (all-reduced sums and log-sum-exps).  The head computes its loss from that
 (:meth:`marginface.heads.MarginHead.sharded_loss`): PartialFC knows no head.
 
@@ -19,13 +19,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from marginface.heads._math import EPS, no_autocast
+from marginface.checks import check_positive_int
+from marginface.heads._math import no_autocast
 from marginface.heads.base import MarginHead
-from marginface.heads.registry import create_head, head_class
-from marginface.heads.shard import Shard, target_scores
+from marginface.heads.engine import Shard, build_shard, target_scores
+from marginface.heads.registry import check_hparams, head_class
 from marginface.parallel.comm import (
     LOCAL,
     GroupInfo,
@@ -45,9 +45,7 @@ from marginface.parallel.sampling import (
     scatter_row_state,
 )
 from marginface.parallel.sharding import seeded_xavier_rows, shard_range
-
-#: format tag of the extra state (``_extra_state`` key of ``state_dict()``)
-STATE_FORMAT = "marginface.parallel.PartialFC/1"
+from marginface.parallel.state import STATE_FORMAT, gather_full_state, shard_full_state
 
 
 def per_class_keys(
@@ -113,7 +111,7 @@ class _RankShard(Shard):
 def _check_supported(head: MarginHead, sample_rate: float) -> None:
     """ValueError when PartialFC cannot compute ``head``'s loss over shards."""
     name = type(head).__name__
-    if type(head).loss is not MarginHead.loss:
+    if not head.shardable:
         raise ValueError(
             f"PartialFC cannot shard head {name}: it overrides loss(), which PartialFC does "
             "not call; a head with a loss of its own defines loss_over(shard) instead "
@@ -150,9 +148,10 @@ def _head_kind(
     if embedding_size is None or num_classes is None:
         raise ValueError("embedding_size and num_classes are needed with a head name")
     # the defaults that depend on the class count: those of all classes
-    hparams = head_class(head).hparams_for(num_classes, head_hparams)
-    probe = create_head(head, embedding_size, 1, **hparams)
-    return None, type(probe), hparams, embedding_size, num_classes
+    cls = head_class(head)
+    hparams = cls.hparams_for(num_classes, head_hparams)
+    check_hparams(head, hparams)
+    return None, cls, hparams, embedding_size, num_classes
 
 
 class PartialFC(nn.Module):
@@ -175,7 +174,9 @@ class PartialFC(nn.Module):
             exact gradient of the global mean loss.  Set it to the world size when the
             backbone is wrapped in DistributedDataParallel, which averages its gradients
             over the ranks (InsightFace does the same).
-        chunk_size, memory_budget: chunking of the fused loss (see marginface.heads.fused).
+        chunk_size, memory_budget: chunking of the fused loss (see marginface.heads.engine).
+        path: the path of the fused loss (:func:`marginface.heads.engine.choose_path`), decided
+            once for the model: ``"auto"`` decides it on every call.
         shard: ``(rank, world_size)`` with ``process_group="local"``: build that rank's shard
             without communication (offline state building, benchmarks); its loss is then
             that shard's alone, not the global loss.
@@ -196,6 +197,7 @@ class PartialFC(nn.Module):
         embedding_grad_scale: float = 1.0,
         chunk_size: int | None = None,
         memory_budget: int | None = None,
+        path: str = "auto",
         shard: tuple[int, int] | None = None,
         **head_hparams: Any,
     ) -> None:
@@ -215,12 +217,11 @@ class PartialFC(nn.Module):
         full, head_cls, hparams, embedding_size, num_classes = _head_kind(
             head, embedding_size, num_classes, head_hparams
         )
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        check_positive_int(num_classes, "num_classes")
         self.num_classes, self.embedding_size = num_classes, embedding_size
         self.sample_rate, self.seed = float(sample_rate), int(seed)
         self.embedding_grad_scale = float(embedding_grad_scale)
-        self.chunk_size, self.memory_budget = chunk_size, memory_budget
+        self.chunk_size, self.memory_budget, self.path = chunk_size, memory_budget, path
         self.class_start, self.class_end = shard_range(num_classes, info.world_size, info.rank)
         n_local = self.class_end - self.class_start
         self.class_keys = per_class_keys(head_cls, embedding_size, hparams)
@@ -266,7 +267,7 @@ class PartialFC(nn.Module):
             t = self._tensor(key)
             if full is not None:
                 new = sd[key][s0 * k : s1 * k].detach().clone()
-            elif key == "weight" and head_cls.reset_parameters is MarginHead.reset_parameters:
+            elif key == "weight" and head_cls.seeded_centres:
                 new = seeded_xavier_rows(
                     s0 * k, s1 * k, self.num_classes * k, self.embedding_size, self.seed, t.dtype
                 )
@@ -422,25 +423,31 @@ class PartialFC(nn.Module):
         weight, bias = self._weights(local, x.dtype)
         if self._index is not None and self.training and self.sampling:
             local = torch.searchsorted(self._index, local)
-        xn = F.normalize(x, dim=1, eps=EPS) if head.normalize else x
         k = head.subcenters
-        z_own = target_scores(xn[rows], weight, bias, local, k, head.normalize, _GatherRows.apply)
-        # the target score of every row, known on every rank; gradient on the owner only
-        zeros = x.new_zeros(x.shape[0])
-        cos_all = all_reduce_(zeros.index_put((rows,), z_own.detach()), self._info.group)
-        shard = _RankShard(
-            x=x,
-            norms=x.norm(dim=1),
-            xn=xn,
-            weight=weight,
-            bias=bias,
-            labels=torch.full_like(y_all, -1).index_put((rows,), local),
-            cos_y=cos_all.index_put((rows,), z_own),
+
+        def targets(xn: Tensor) -> tuple[Tensor, Tensor]:
+            z_own = target_scores(
+                xn[rows], weight, bias, local, k, head.normalize, _GatherRows.apply
+            )
+            # the target score of every row, known on every rank; gradient on the owner only
+            zeros = x.new_zeros(x.shape[0])
+            cos_all = all_reduce_(zeros.index_put((rows,), z_own.detach()), self._info.group)
+            labels = torch.full_like(y_all, -1).index_put((rows,), local)
+            return labels, cos_all.index_put((rows,), z_own)
+
+        shard = build_shard(
+            x,
+            weight,
+            bias,
+            y_all,
             num_classes=self.num_classes,
             subcenters=k,
             normalize=head.normalize,
             chunk_size=self.chunk_size,
             memory_budget=self.memory_budget,
+            path=self.path,
+            targets=targets,
+            kind=_RankShard,
             info=self._info,
         )
         return head.sharded_loss(shard)
@@ -591,8 +598,6 @@ class PartialFC(nn.Module):
 
         Collective: call it on every rank.  Uses ``gather_object`` (NCCL: set the device).
         """
-        from marginface.parallel.state import gather_full_state
-
         mine = {
             k: (v.detach().cpu() if isinstance(v, Tensor) else v)
             for k, v in self.state_dict().items()
@@ -620,8 +625,6 @@ class PartialFC(nn.Module):
 
     def load_full_state_dict(self, full: dict[str, Any]) -> None:
         """Load this rank's part of a full state (any world size saved it)."""
-        from marginface.parallel.state import shard_full_state
-
         self.load_state_dict(shard_full_state(full, self.world_size, self.rank))
 
 

@@ -25,13 +25,13 @@ from marginface.heads.base import MarginHead
 from marginface.heads.registry import create_head
 from marginface.parallel.sharding import shard_range
 
+#: format tag of PartialFC's extra state (``_extra_state`` key of its ``state_dict()``)
+STATE_FORMAT = "marginface.parallel.PartialFC/1"
 EXTRA = "_extra_state"
 HEAD = "head."
 
 
 def _extra(sd: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    from marginface.parallel.partial_fc import STATE_FORMAT
-
     extra = sd.get(prefix + EXTRA)
     if not isinstance(extra, dict) or extra.get("format") != STATE_FORMAT:
         raise ValueError(

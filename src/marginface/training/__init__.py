@@ -6,14 +6,16 @@
     ...                   output="runs/demo")  # doctest: +SKIP
     >>> result = train(cfg)  # doctest: +SKIP
 
-Modules: ``config`` (TrainConfig, YAML, overrides), ``loop`` (the loop), ``optim`` (optimizers
-and schedules), ``sampler`` (deterministic, resumable data order), ``checkpoint`` (training
-checkpoints, RNG states), ``distributed`` (torchrun / DDP), ``validation``, ``logger``,
+Modules: ``config`` (TrainConfig, YAML, overrides), ``run`` (what a run trains, built from its
+config), ``loop`` (the loop), ``optim`` (optimizers and schedules), ``sampler`` (deterministic,
+resumable data order), ``checkpoint`` (training checkpoints: payload, resume, the step
+boundary, RNG states), ``distributed`` (torchrun / DDP), ``validation``, ``logger``,
 ``preflight`` (output folder and disk checks).
 """
 
 from marginface.training.config import TrainConfig, load_yaml, resolve_config
-from marginface.training.loop import TrainingDiverged, TrainModule, TrainResult, train
+from marginface.training.loop import TrainingDiverged, TrainResult, train
+from marginface.training.run import TrainModule
 
 __all__ = [
     "TrainConfig",

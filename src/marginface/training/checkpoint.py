@@ -17,6 +17,11 @@ Resuming (:func:`check_resumable`) also refuses a checkpoint whose weights or op
 hold NaN or inf (a run would continue from a broken state), and one whose backbone or head
 does not fit the run being built (another architecture, or data that gained or lost an
 identity), naming the cause.
+
+The run's side: :func:`run_payload` is what a run saves, :func:`write_run` writes it with the
+model files, :func:`resume_into` loads it into a run being built, and :class:`Boundary` is the
+state at the last step boundary (:func:`snapshot`, :func:`restore`) that an interrupted step
+goes back to.
 """
 
 from __future__ import annotations
@@ -24,15 +29,17 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from marginface.checksum import DIGEST, leaves, payload_digest, verify_checksum
 from marginface.files import atomic_torch_save, open_regular
+from marginface.training.config import RESUME_FREE_KEYS, TrainConfig
 
 FORMAT = 1
 __all__ = ["DIGEST", "check_resumable", "load_checkpoint", "payload_digest", "save_checkpoint",
@@ -170,3 +177,123 @@ def check_resumable(
         raise ValueError(
             f"--resume from {path}: the checkpoint does not fit the model being built ({text})"
         )
+
+
+# ------------------------------------------------------------------------- a run's checkpoint
+def run_payload(
+    run: Any,
+    cfg: TrainConfig,
+    position: dict[str, int],
+    rng: dict[str, Any],
+    head_state: dict[str, Any] | None,
+    best: dict[str, Any] | None,
+    model_info: dict[str, Any],
+    world_size: int,
+) -> dict[str, Any]:
+    """What ``checkpoint.pt`` holds of a run (``run``: its ``model``, ``optimizer``,
+    ``scheduler`` and ``scaler``) at ``position``; ``head_state``: the classifier's full state."""
+    return {
+        "backbone": run.model.backbone.state_dict(),
+        "head": head_state,
+        "sharded_head": cfg.partial_fc,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "rng": rng,
+        "position": dict(position, seed=cfg.seed),
+        "best": best,
+        "config": cfg.to_dict(),
+        "model_info": model_info,
+        "world_size": world_size,
+    }
+
+
+def write_run(
+    output: Path, payload: dict[str, Any], backbone: nn.Module, model_info: dict[str, Any]
+) -> None:
+    """``output``/checkpoint.pt from ``payload``, then model.pt + model.json (each written,
+    then renamed)."""
+    from marginface.backbones.checkpoint import save_model
+
+    save_checkpoint(output / "checkpoint.pt", payload)
+    save_model(output, backbone, model_info)
+
+
+def check_resume_config(new: TrainConfig, saved: dict[str, Any], source: Path) -> None:
+    """ValueError unless ``new`` agrees with the checkpoint's config on every key that changes
+    the result (all but :data:`~marginface.training.config.RESUME_FREE_KEYS`)."""
+    old = TrainConfig.from_dict(saved, f"{source} (config)")
+    clashes = [
+        f"{key}: checkpoint {getattr(old, key)!r}, now {getattr(new, key)!r}"
+        for key in old.to_dict()
+        if key not in RESUME_FREE_KEYS and getattr(old, key) != getattr(new, key)
+    ]
+    if clashes:
+        raise ValueError(
+            f"--resume from {source}: the configuration differs from the checkpoint's in keys "
+            f"that would change the run: {'; '.join(clashes)}"
+        )
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a checkpoint gives a resumed run beyond its weights and optimizer state: the
+    ``position`` and ``rng`` state it was saved at, ``best`` validation, the ``threshold`` of
+    its model info and the ``world_size`` that saved it."""
+
+    position: dict[str, int]
+    rng: dict[str, Any]
+    best: dict[str, Any] | None
+    threshold: float | None
+    world_size: int
+
+
+def resume_into(path: Path, cfg: TrainConfig, run: Any, num_classes: int) -> Resumed:
+    """Load the checkpoint ``path`` into ``run`` (its ``model``, ``optimizer``, ``scheduler``,
+    ``scaler``, just built from ``cfg`` for ``num_classes`` classes), after the checks of
+    :func:`check_resume_config` and :func:`check_resumable`."""
+    blob = load_checkpoint(path, map_location="cpu")  # RNG states must stay on CPU
+    check_resume_config(cfg, blob["config"], path)
+    saved_world = int(blob.get("world_size", 1))
+    model = run.model
+    head_state = None if cfg.partial_fc else model.head.full_state_dict()
+    check_resumable(blob, path, model.backbone, num_classes, head_state)
+    model.backbone.load_state_dict(blob["backbone"])
+    model.head.load_full_state_dict(blob["head"])
+    run.optimizer.load_state_dict(blob["optimizer"])
+    run.scheduler.load_state_dict(blob["scheduler"])
+    run.scaler.load_state_dict(blob["scaler"])
+    return Resumed(
+        position={k: int(blob["position"][k]) for k in ("epoch", "batch", "step")},
+        rng=blob["rng"],
+        best=blob.get("best"),
+        threshold=(blob.get("model_info") or {}).get("threshold"),
+        world_size=saved_world,
+    )
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """The state at a step boundary: the ``position``, the ``rng`` states and the model's
+    ``buffers`` (a forward pass changes BatchNorm statistics and head state, so an interrupt
+    mid-step restores them)."""
+
+    position: dict[str, int]
+    rng: dict[str, Any]
+    buffers: dict[str, Tensor]
+
+
+def snapshot(model: nn.Module, position: dict[str, int]) -> Boundary:
+    """The :class:`Boundary` of ``model`` at ``position``, now."""
+    return Boundary(
+        position=dict(position),
+        rng=capture_rng(),
+        buffers={k: v.detach().clone() for k, v in model.named_buffers()},
+    )
+
+
+def restore(boundary: Boundary, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    """Put ``model``'s buffers and the RNG states back to ``boundary``; drop the gradients."""
+    model.load_state_dict(boundary.buffers, strict=False)
+    restore_rng(boundary.rng)
+    optimizer.zero_grad(set_to_none=True)

@@ -10,7 +10,8 @@ Two kinds keep it, and the training loop knows neither:
 The interface: ``forward(embeddings, labels) -> loss``; ``head`` (the margin head; with
 Partial FC this process's shard of it); ``state_module`` (what :class:`TrainResult` hands
 back: the head itself, or the PartialFC); ``attach_optimizer(optimizer)``;
-``synchronised_names()`` (tensors DDP must leave alone); ``full_state_dict()`` /
+``synchronised_names()`` (tensors DDP must leave alone); ``path`` (the path of the fused loss,
+decided once by :func:`build_classifier`); ``full_state_dict()`` /
 ``load_full_state_dict(state)`` (the state of all classes, as the checkpoint's ``head``; a
 collective call when ``collective_state``) and ``full_weight()`` (the centres of all classes).
 """
@@ -22,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from marginface.heads import MarginHead, create_head
+from marginface.heads import MarginHead, choose_path, create_head
 from marginface.training.config import TrainConfig
 from marginface.training.distributed import DistEnv
 
@@ -37,12 +38,13 @@ class ReplicatedHead(nn.Module):
     #: saving the state needs no other process
     collective_state = False
 
-    def __init__(self, head: MarginHead) -> None:
+    def __init__(self, head: MarginHead, path: str = "auto") -> None:
         super().__init__()
         self.head = head
+        self.path = path
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        return self.head.loss(embeddings, labels)
+        return self.head.loss(embeddings, labels, path=self.path)
 
     @property
     def state_module(self) -> MarginHead:
@@ -68,7 +70,18 @@ class ReplicatedHead(nn.Module):
 def build_classifier(
     cfg: TrainConfig, num_classes: int, env: DistEnv, head_kwargs: dict[str, Any]
 ) -> nn.Module:
-    """The run's classifier: a :class:`ReplicatedHead`, or PartialFC when ``cfg.partial_fc``."""
+    """The run's classifier: a :class:`ReplicatedHead`, or PartialFC when ``cfg.partial_fc``;
+    its ``path``, the path of the fused loss on ``env.device``, decided here (a bad
+    ``MARGINFACE_FUSED_PATH`` refused) once for the run."""
+    classifier = _classifier(cfg, num_classes, env, head_kwargs)
+    subcenters = classifier.head.subcenters
+    classifier.path = choose_path(env.device, torch.float32, subcenters=subcenters)
+    return classifier
+
+
+def _classifier(
+    cfg: TrainConfig, num_classes: int, env: DistEnv, head_kwargs: dict[str, Any]
+) -> nn.Module:
     if not cfg.partial_fc:
         return ReplicatedHead(create_head(cfg.head, cfg.embedding_size, num_classes, **head_kwargs))
     from marginface.parallel import PartialFC

@@ -26,14 +26,12 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from marginface.backbones import create_backbone
 from marginface.backbones.checkpoint import save_model
 from marginface.files import FolderLock, atomic_write_text, clean_stale_temporaries
-from marginface.heads import MarginHead, choose_path
+from marginface.heads import MarginHead
 from marginface.training import checkpoint as ckpt
 from marginface.training import finetune
-from marginface.training.classifier import build_classifier
-from marginface.training.config import RESUME_FREE_KEYS, TrainConfig, config_to_yaml
+from marginface.training.config import TrainConfig, config_to_yaml
 from marginface.training.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -47,7 +45,6 @@ from marginface.training.estimate import SLOW_S, cpu_estimate
 from marginface.training.eta import Eta, clock, validations_left
 from marginface.training.interrupt import StepAbandoned, StopFlag
 from marginface.training.logger import RunLogger, truncate_log
-from marginface.training.optim import WarmupDecay, build_optimizer
 from marginface.training.preflight import (
     check_output_dir,
     check_output_inside_data,
@@ -55,6 +52,7 @@ from marginface.training.preflight import (
     set_aside_old_log,
 )
 from marginface.training.record import run_records, validate_for_calibration
+from marginface.training.run import Run, TrainModule, build_run
 from marginface.training.sampler import EpochBatchSampler, SeededItems
 from marginface.training.validation import (
     VAL_SHARE,
@@ -64,7 +62,9 @@ from marginface.training.validation import (
     score_of,
 )
 from marginface.training.verdict import Verdict, training_verdict
-from marginface.training.watch import LossWatch, resolve_scale
+from marginface.training.watch import LossWatch
+
+__all__ = ["TrainModule", "TrainResult", "Trainer", "TrainingDiverged", "train"]
 
 _log = logging.getLogger("marginface.train")
 #: what the run's log says of each path of the fused loss (marginface.heads.choose_path)
@@ -98,7 +98,7 @@ class TrainResult:
     interruption).
     ``stopped``: ``finished``, ``max_steps`` or ``interrupted``. ``best``: the best validation
     (step, score, threshold) or None. ``validation``: the last validation metrics per set.
-    ``scale``: how the head's scale was set (:class:`marginface.training.watch.ScaleChoice`).
+    ``scale``: how the head's scale was set (:class:`marginface.heads.scale.ScaleChoice`).
     ``warnings``: what the loss watch reported. ``summary``: at the end (None when off or
     interrupted) ``nearer_own_share``, the share of ``images`` training images (up to
     ``summary_images``) nearer their own class centre than any other. ``verdict``: the
@@ -121,54 +121,20 @@ class TrainResult:
     verdict: Verdict | None = None
 
 
-class TrainModule(nn.Module):
-    """Backbone + classifier: ``forward(images (B, 3, S, S), labels (B,)) -> loss ()``.
-
-    One module so that DistributedDataParallel sees every parameter used in a step. The
-    backbone runs under autocast (``amp_dtype``); the classifier (``head``:
-    :mod:`marginface.training.classifier`, its forward gives the loss) computes its loss in
-    float32.
-    """
-
-    def __init__(self, backbone: nn.Module, head: nn.Module, amp_dtype: torch.dtype | None):
-        super().__init__()
-        self.backbone, self.head, self.amp_dtype = backbone, head, amp_dtype
-
-    def forward(self, images: Tensor, labels: Tensor) -> Tensor:
-        with torch.autocast(
-            images.device.type, dtype=self.amp_dtype or torch.float32, enabled=bool(self.amp_dtype)
-        ):
-            embeddings = self.backbone(images)
-        return self.head(embeddings.float(), labels)
-
-
 def _ignore_sigint(worker_id: int) -> None:
     """Loader workers leave Ctrl-C to the main process, which stops at a step boundary."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _check_resume_config(new: TrainConfig, saved: dict[str, Any], source: Path) -> None:
-    """ValueError unless ``new`` agrees with the checkpoint's config on every key that changes
-    the result (all but :data:`RESUME_FREE_KEYS`)."""
-    old = TrainConfig.from_dict(saved, f"{source} (config)")
-    clashes = [
-        f"{key}: checkpoint {getattr(old, key)!r}, now {getattr(new, key)!r}"
-        for key in old.to_dict()
-        if key not in RESUME_FREE_KEYS and getattr(old, key) != getattr(new, key)
-    ]
-    if clashes:
-        raise ValueError(
-            f"--resume from {source}: the configuration differs from the checkpoint's in keys "
-            f"that would change the run: {'; '.join(clashes)}"
-        )
-
-
 class Trainer:
     """One training run; :func:`train` is the way to use it.
 
-    :meth:`_setup` builds the whole state of the run, in one place; :meth:`_loop` runs the
-    epochs (:meth:`_epoch`), each optimizer step (:meth:`_step`) followed by
-    :meth:`_after_step`."""
+    Every attribute is set in ``__init__`` (those of the run ``None`` until :meth:`_setup`).
+    :meth:`_setup` builds the state of the run: :func:`~marginface.training.run.build_run`'s
+    :class:`~marginface.training.run.Run` (``built``), the checkpoint's state when resuming
+    (:mod:`marginface.training.checkpoint`), the loss watch, validator and logger;
+    :meth:`_loop` runs the epochs (:meth:`_epoch`), each optimizer step (:meth:`_step`)
+    followed by :meth:`_after_step`."""
 
     def __init__(
         self,
@@ -179,8 +145,14 @@ class Trainer:
     ):
         self.cfg, self.env = config, env
         self.output = Path(config.output)
-        self.dataset = dataset
+        self.dataset = dataset  # the caller's, or None: cfg.data's (build_run opens it)
         self.on_step = on_step
+        # built by _setup: the run (build_run), the loss watch, the validator, the logger
+        self.built: Run | None = None
+        self.watch: LossWatch | None = None
+        self.validator: Validator | None = None
+        self.logger: RunLogger | None = None
+        self._resume_rng: dict[str, Any] | None = None  # restored before the first step
         # what the run learns as it goes (a resumed run starts from the checkpoint's)
         self.history: list[dict[str, Any]] = []
         self.reshard: dict[str, int] | None = None  # resumed at another world size
@@ -188,14 +160,18 @@ class Trainer:
         self.last_validation: dict[str, dict[str, Any]] = {}
         self.threshold: float | None = None
         self._last_val_step = -1
+        self._calibration: tuple[int, Any] | None = None  # training.record's, per step
         self._estimated = False  # the CPU estimate, after the first step
         self.eta = Eta()
         self.warnings: list[str] = []
+        # while the loop runs: the progress bar, the stop flag, the last step boundary
         self.bar = None
-        # fine-tuning (cfg.init): what the run started from, its frozen stages, the centres
+        self.stop: StopFlag | None = None
+        self.boundary: ckpt.Boundary | None = None
+        # fine-tuning (cfg.init): what the run started from, its backbone, its frozen stages
         self.start: finetune.Start | None = None
+        self.start_backbone: nn.Module | None = None
         self.frozen: list[str] = []
-        self.imprinted: int | None = None
 
     # ------------------------------------------------------------------------ setting up
     def _fail_together(self, check) -> Any:
@@ -218,21 +194,18 @@ class Trainer:
         if self.cfg.init is not None:
             self._start_model()
         cfg, env = self.cfg, self.env
-        self.dataset = self._open_data()
-        self.num_classes = int(self.dataset.num_classes)
-        names = getattr(self.dataset, "identity_names", None)
-        self.identity_names = [str(n) for n in names] if names is not None else None
-        self.micro_per_epoch, self.steps_per_epoch, self.total_steps = self._schedule()
-        self._build()
+        run = self.built = build_run(
+            cfg, env, self.dataset, backbone=self.start_backbone, say=self._say
+        )
         position, rng = {"epoch": 0, "batch": 0, "step": 0}, None
         if cfg.resume:
             position, rng = self._resume()
-        needed = estimate_output_bytes(self.model.backbone, self.model.head, cfg.optimizer)
+        needed = estimate_output_bytes(run.model.backbone, run.model.head, cfg.optimizer)
         self._fail_together(lambda: check_output_dir(self.output, needed + cfg.min_free_bytes))
         if env.is_main:
-            scale_note = f"# {self.scale_choice.describe()}\n"
+            scale_note = f"# {run.scale.describe()}\n"
             atomic_write_text(self.output / "config.yaml", config_to_yaml(cfg) + scale_note)
-        self.watch = LossWatch(self.margin_head, self.num_classes, self.total_steps, cfg.loss_watch)
+        self.watch = LossWatch(self.margin_head, run.num_classes, run.total_steps, cfg.loss_watch)
         for record in self.history:  # a resumed run: the steps before the interruption
             self.watch.update(record["step"], record["loss"])
         self.validator = self._fail_together(
@@ -262,19 +235,13 @@ class Trainer:
         for line in finetune.plan(self.cfg, self.start, self.start_backbone, self.frozen):
             self._say(line)
 
-    def _imprint(self) -> None:
-        """The class centres imprinted (fresh runs only: a resumed run's come from its
-        checkpoint)."""
-        self.imprinted, line = finetune.imprint_classifier(
-            self.model.backbone, self.model.head, self.dataset, self.cfg, self.env
-        )
-        self._say(line)
-
     def _size_validation(self, position: dict[str, int]) -> None:
         """Cut the generated pair sets to the time budget (:func:`image_budget`); logged."""
         cfg = self.cfg
-        per_epoch = self.steps_per_epoch / cfg.val_every if cfg.val_every else 1
-        budget = image_budget(self.steps_per_epoch * cfg.batch_size * cfg.accumulate, per_epoch)
+        per_epoch = self.built.steps_per_epoch / cfg.val_every if cfg.val_every else 1
+        budget = image_budget(
+            self.built.steps_per_epoch * cfg.batch_size * cfg.accumulate, per_epoch
+        )
         for entry in self.validator.fit(budget):
             sizes = {k: v for k, v in entry.items() if k != "name"}
             self.logger.event(
@@ -287,94 +254,15 @@ class Trainer:
                     "(--max-pairs N sets the number instead)"
                 )
 
-    def _open_data(self) -> Dataset:
-        cfg = self.cfg
-        dataset = self.dataset
-        if dataset is None:
-            if not cfg.data:
-                raise ValueError("config data: a dataset spec is needed (--data SPEC)")
-            from marginface.data import open_dataset
-
-            dataset = open_dataset(cfg.data, image_size=cfg.image_size, augment=True)
-        if hasattr(dataset, "max_bad"):
-            dataset.max_bad = cfg.max_bad_images
-        if int(dataset.num_classes) < 2:
-            raise ValueError(
-                f"dataset {cfg.data!r} has {dataset.num_classes} identity: a classifier needs "
-                "at least 2 (with one, every loss is 0 and nothing is learnt)"
-            )
-        return dataset
-
-    def _schedule(self) -> tuple[int, int, int]:
-        """Micro-batches per epoch (a multiple of ``accumulate``), optimizer steps per epoch
-        and in all (per process)."""
-        cfg, n = self.cfg, len(self.dataset)
-        per_step = cfg.batch_size * self.env.world_size
-        batches = EpochBatchSampler.batches_per_epoch(n, cfg.batch_size, self.env.world_size)
-        micro = batches - batches % cfg.accumulate
-        if micro == 0:
-            raise ValueError(
-                f"dataset {cfg.data!r} has {n} images: too few for one optimizer step of "
-                f"{cfg.accumulate} x {per_step} images (accumulate x batch_size x processes)"
-            )
-        steps = micro // cfg.accumulate
-        return micro, steps, steps * cfg.epochs
-
-    def _build(self) -> None:
-        """The model (backbone + classifier), optimizer, schedule and grad scaler."""
-        cfg, env = self.cfg, self.env
-        if cfg.amp == "fp16" and env.device.type != "cuda":
-            raise ValueError("amp fp16 needs a CUDA device; use --amp bf16 on CPU")
-        torch.manual_seed(cfg.seed)
-        if env.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest kernels
-        if self.start is not None:  # the model's own kwargs (finetune.start_model)
-            self.backbone_kwargs = {"embedding_size": cfg.embedding_size, **cfg.backbone_kwargs}
-            backbone = self.start_backbone
-        else:
-            self.backbone_kwargs = {
-                "embedding_size": cfg.embedding_size,
-                "input_size": cfg.image_size,
-                **cfg.backbone_kwargs,
-            }
-            kwargs = {k: v for k, v in self.backbone_kwargs.items() if k != "embedding_size"}
-            backbone = create_backbone(cfg.backbone, embedding_size=cfg.embedding_size, **kwargs)
-        head_kwargs, self.scale_choice = resolve_scale(
-            cfg.head, cfg.embedding_size, self.num_classes, cfg.head_kwargs
-        )
-        classifier = build_classifier(cfg, self.num_classes, env, head_kwargs)
-        amp_dtype = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.amp]
-        self.model = TrainModule(backbone, classifier, amp_dtype).to(env.device).train()
-        # the fused loss's path, decided (and a bad MARGINFACE_FUSED_PATH refused) before the
-        # run folder gets its first file
-        subcenters = self.margin_head.subcenters
-        self.loss_path = choose_path(env.device, torch.float32, subcenters=subcenters)
-        if cfg.init_centres == "imprint" and not cfg.resume:
-            self._imprint()
-        params = finetune.param_groups(backbone, classifier, cfg.lr, cfg.backbone_lr)
-        self.optimizer = build_optimizer(
-            params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.weight_decay
-        )
-        classifier.attach_optimizer(self.optimizer)
-        self.scheduler = WarmupDecay(
-            self.optimizer,
-            total_steps=self.total_steps,
-            warmup_steps=round(cfg.warmup_epochs * self.steps_per_epoch),
-            kind=cfg.scheduler,
-            power=cfg.poly_power,
-            min_lr=cfg.min_lr,
-        )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16")
-
     def model_info(self) -> dict[str, Any]:
         """The ``model.json`` info of the backbone being trained (fine-tuned: with the start
         model's input contract and an ``init`` record of where it started)."""
         start = self.start
         return {
             "backbone": self.cfg.backbone,
-            "backbone_kwargs": dict(self.backbone_kwargs),
+            "backbone_kwargs": dict(self.built.backbone_kwargs),
             "image_size": self.cfg.image_size,
-            "identity_names": self.identity_names,
+            "identity_names": self.built.identity_names,
             "threshold": self.threshold,
             "head": self.cfg.head,
             "head_kwargs": self.margin_head.hparams(),
@@ -386,68 +274,42 @@ class Trainer:
     @property
     def margin_head(self) -> MarginHead:
         """The margin head (with Partial FC: this rank's shard of it)."""
-        return self.model.head.head
+        return self.built.model.head.head
 
     # --------------------------------------------------------------------- checkpoints
-    def _payload(
-        self, position: dict[str, int], rng: dict[str, Any], head_state: dict[str, Any] | None
-    ) -> dict[str, Any]:
-        return {
-            "backbone": self.model.backbone.state_dict(),
-            "head": head_state,
-            "sharded_head": self.cfg.partial_fc,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": rng,
-            "position": dict(position, seed=self.cfg.seed),
-            "best": self.best,
-            "config": self.cfg.to_dict(),
-            "model_info": self.model_info(),
-            "world_size": self.env.world_size,
-        }
-
     def save(self, position: dict[str, int], rng: dict[str, Any], reason: str) -> None:
         """checkpoint.pt + model.pt/model.json (main process only; write, then rename).
 
         Weights that are not finite are never written: TrainingDiverged instead."""
-        head_state = self.model.head.full_state_dict()  # collective with Partial FC
+        head_state = self.built.model.head.full_state_dict()  # collective with Partial FC
         if not self.env.is_main:
             return
-        tensors = [*self.model.backbone.state_dict().values()]
+        tensors = [*self.built.model.backbone.state_dict().values()]
         tensors += [v for v in (head_state or {}).values() if isinstance(v, Tensor)]
         if not _all_finite(tensors):
             raise self._diverged("non-finite weights", position["step"] - 1, position["epoch"])
         if reason == "max_steps":
             validate_for_calibration(self)
-        payload = self._payload(position, rng, head_state)
-        ckpt.save_checkpoint(self.output / "checkpoint.pt", payload)
-        save_model(self.output, self.model.backbone, self.model_info())
+        info = self.model_info()
+        payload = ckpt.run_payload(
+            self.built, self.cfg, position, rng, head_state, self.best, info, self.env.world_size
+        )
+        ckpt.write_run(self.output, payload, self.built.model.backbone, info)
         self.logger.event("checkpoint", position["step"], reason=reason, epoch=position["epoch"])
 
     def _resume(self) -> tuple[dict[str, int], dict[str, Any]]:
         """Load the checkpoint into the state just built; the position and RNG state to
         continue from."""
         path = self.output / "checkpoint.pt"
-        blob = ckpt.load_checkpoint(path, map_location="cpu")  # RNG states must stay on CPU
-        _check_resume_config(self.cfg, blob["config"], path)
-        saved_world = int(blob.get("world_size", 1))
-        head_state = None if self.cfg.partial_fc else self.model.head.full_state_dict()
-        ckpt.check_resumable(blob, path, self.model.backbone, self.num_classes, head_state)
-        self.model.backbone.load_state_dict(blob["backbone"])
-        self.model.head.load_full_state_dict(blob["head"])
-        self.optimizer.load_state_dict(blob["optimizer"])
-        self.scheduler.load_state_dict(blob["scheduler"])
-        self.scaler.load_state_dict(blob["scaler"])
-        self.best = blob.get("best")
-        self.threshold = (blob.get("model_info") or {}).get("threshold")
-        position = {k: int(blob["position"][k]) for k in ("epoch", "batch", "step")}
-        if saved_world != self.env.world_size:
-            position = self._reshard_position(position, saved_world)
+        resumed = ckpt.resume_into(path, self.cfg, self.built, self.built.num_classes)
+        self.best, self.threshold = resumed.best, resumed.threshold
+        position = resumed.position
+        if resumed.world_size != self.env.world_size:
+            position = self._reshard_position(position, resumed.world_size)
         if self.env.is_main:
             kept = truncate_log(self.output / "log.jsonl", position["step"])
             self.history = [r for r in kept if r.get("type") == "train"]
-        return position, blob["rng"]
+        return position, resumed.rng
 
     def _reshard_position(self, position: dict[str, int], saved_world: int) -> dict[str, int]:
         """Where a run saved by ``saved_world`` processes continues with this many.
@@ -462,9 +324,9 @@ class Trainer:
         global_batch = cfg.batch_size * world * cfg.accumulate
         batch = -(-done // global_batch) * cfg.accumulate
         moved = {"epoch": position["epoch"], "batch": batch, "step": position["step"]}
-        if batch >= self.micro_per_epoch:
+        if batch >= self.built.micro_per_epoch:
             moved = {"epoch": position["epoch"] + 1, "batch": 0, "step": position["step"]}
-        reached = min(batch, self.micro_per_epoch) * cfg.batch_size * world
+        reached = min(batch, self.built.micro_per_epoch) * cfg.batch_size * world
         skipped = max(0, reached - done)
         self.reshard = {
             "saved_world_size": saved_world,
@@ -483,7 +345,7 @@ class Trainer:
             self._last_val_step = step
             t0 = time.perf_counter()
             with self.stop.droppable():  # a stop request drops the validation too
-                results = self.validator.run(self.model.backbone)
+                results = self.validator.run(self.built.model.backbone)
             self.eta.validation(time.perf_counter() - t0)
             self.last_validation = results
             first = next(iter(results.values()))
@@ -499,7 +361,7 @@ class Trainer:
                     "score": score,
                     "threshold": self.threshold,
                 }
-                save_model(self.output / "best", self.model.backbone, self.model_info())
+                save_model(self.output / "best", self.built.model.backbone, self.model_info())
                 self.logger.event("best", step, score=score, threshold=self.threshold)
             if self.bar is not None:
                 self.bar.write(
@@ -512,7 +374,7 @@ class Trainer:
     def _loader(self, epoch: int, start_batch: int) -> DataLoader:
         cfg, env = self.cfg, self.env
         sampler = EpochBatchSampler(
-            len(self.dataset),
+            len(self.built.dataset),
             cfg.batch_size,
             cfg.seed,
             epoch,
@@ -521,7 +383,7 @@ class Trainer:
             env.world_size,
         )
         return DataLoader(
-            SeededItems(self.dataset),
+            SeededItems(self.built.dataset),
             batch_sampler=sampler,
             num_workers=cfg.num_workers,
             pin_memory=env.device.type == "cuda",
@@ -530,18 +392,11 @@ class Trainer:
         )
 
     def _snapshot(self, position: dict[str, int]) -> None:
-        """Remember the state at this step boundary (RNG and buffers: a forward pass changes
-        BatchNorm statistics and head state, so an interrupt mid-step restores them)."""
-        self.boundary = {
-            "position": dict(position),
-            "rng": ckpt.capture_rng(),
-            "buffers": {k: v.detach().clone() for k, v in self.model.named_buffers()},
-        }
+        """Remember the state at this step boundary (:class:`~.checkpoint.Boundary`)."""
+        self.boundary = ckpt.snapshot(self.built.model, position)
 
     def _restore_boundary(self) -> None:
-        self.model.load_state_dict(self.boundary["buffers"], strict=False)
-        ckpt.restore_rng(self.boundary["rng"])
-        self.optimizer.zero_grad(set_to_none=True)
+        ckpt.restore(self.boundary, self.built.model, self.built.optimizer)
 
     def _diverged(self, what: float | str, step: int, epoch: int) -> TrainingDiverged:
         """``what``: the non-finite loss, or a description of what became non-finite."""
@@ -561,7 +416,7 @@ class Trainer:
     def margin_weight(self, step: int) -> float:
         """The margin's share w at optimizer step ``step`` (0-based): linear from 0 over
         ``margin_warmup_epochs``, then 1. A function of the step, so a resume continues it."""
-        warm = self.cfg.margin_warmup_epochs * self.steps_per_epoch
+        warm = self.cfg.margin_warmup_epochs * self.built.steps_per_epoch
         return 1.0 if warm <= 0 else min(1.0, step / warm)
 
     def _say(self, text: str, level: int = logging.INFO) -> None:
@@ -581,10 +436,10 @@ class Trainer:
     def _summary(self) -> dict[str, Any] | None:
         """Share of up to ``summary_images`` training images nearer their own class centre
         (main process; the centres of every rank with Partial FC: collective)."""
-        n = min(self.cfg.summary_images, len(self.dataset))
+        n = min(self.cfg.summary_images, len(self.built.dataset))
         if n == 0:
             return None
-        weight = self.model.head.full_weight()  # collective with Partial FC
+        weight = self.built.model.head.full_weight()  # collective with Partial FC
         if not self.env.is_main or weight is None:
             return None
         from marginface.evaluation.angles import (
@@ -595,14 +450,14 @@ class Trainer:
         )
 
         rng = torch.Generator().manual_seed(self.cfg.seed + 1)
-        idx = torch.randperm(len(self.dataset), generator=rng)[:n].sort().values.tolist()
+        idx = torch.randperm(len(self.built.dataset), generator=rng)[:n].sort().values.tolist()
         features, labels = [], []
         devices_rng = ckpt.capture_rng()  # augmenting datasets draw from the global RNG
         try:
             for start in range(0, n, 256):  # a batch of images in memory at a time
-                items = [self.dataset[i] for i in idx[start : start + 256]]
+                items = [self.built.dataset[i] for i in idx[start : start + 256]]
                 images = torch.stack([torch.as_tensor(im) for im, _ in items])
-                features.append(embed_raw(self.model.backbone, images, self.env.device))
+                features.append(embed_raw(self.built.model.backbone, images, self.env.device))
                 labels += [int(y) for _, y in items]
         finally:
             ckpt.restore_rng(devices_rng)
@@ -617,12 +472,12 @@ class Trainer:
 
         Not when saving the classifier is collective (Partial FC over several processes):
         the other processes may be stuck elsewhere."""
-        position = self.boundary["position"]
-        if self.model.head.collective_state or position["step"] == 0:
+        position = self.boundary.position
+        if self.built.model.head.collective_state or position["step"] == 0:
             return
         self._restore_boundary()
         try:
-            self.save(position, self.boundary["rng"], "error")
+            self.save(position, self.boundary.rng, "error")
         except Exception as save_error:  # noqa: BLE001 - the first error is the one to report
             exc.add_note(f"saving a checkpoint after it failed too: {save_error}")
             return
@@ -646,24 +501,24 @@ class Trainer:
                 sync = i == k - 1 or not env.distributed
                 with contextlib.nullcontext() if sync else ddp.no_sync():
                     loss = ddp(images, labels)
-                    self.scaler.scale(loss / k).backward()
+                    self.built.scaler.scale(loss / k).backward()
                 total += loss.detach().double().cpu()
         stats = torch.stack([total / k, torch.tensor(float(self.stop.requested))])
         stats = all_reduce_sum(stats.double(), env)
         mean_loss = float(stats[0]) / env.world_size
         if not math.isfinite(mean_loss):
             raise self._diverged(mean_loss, position["step"], position["epoch"])
-        lr = self.optimizer.param_groups[0]["lr"]
+        lr = self.built.optimizer.param_groups[0]["lr"]
         record: dict[str, Any] = {}
         if cfg.grad_clip is not None:
-            self.scaler.unscale_(self.optimizer)
-            norm = nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            self.built.scaler.unscale_(self.built.optimizer)
+            norm = nn.utils.clip_grad_norm_(self.built.model.parameters(), cfg.grad_clip)
             record["grad_norm"] = float(norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
-        finite = torch.tensor([float(_all_finite(list(self.model.parameters())))])
+        self.built.scaler.step(self.built.optimizer)
+        self.built.scaler.update()
+        self.built.optimizer.zero_grad(set_to_none=True)
+        self.built.scheduler.step()
+        finite = torch.tensor([float(_all_finite(list(self.built.model.parameters())))])
         if float(all_reduce_sum(finite.double(), env)[0]) < env.world_size:
             raise self._diverged("non-finite weights", position["step"], position["epoch"])
         record.update(loss=mean_loss, lr=lr)
@@ -710,15 +565,15 @@ class Trainer:
         from tqdm import tqdm
 
         cfg, env = self.cfg, self.env
-        names = [f"head.{n}" for n in self.model.head.synchronised_names()]
-        ddp = wrap_data_parallel(self.model, env, names)
+        names = [f"head.{n}" for n in self.built.model.head.synchronised_names()]
+        ddp = wrap_data_parallel(self.built.model, env, names)
         self.logger.event(
             "resume" if cfg.resume else "start",
             position["step"],
             epoch=position["epoch"],
             world_size=env.world_size,
             device=str(env.device),
-            steps=self.total_steps,
+            steps=self.built.total_steps,
         )
         if self.reshard is not None:
             note = self.reshard
@@ -735,21 +590,21 @@ class Trainer:
                 position["step"],
                 **self.start.record(),
                 centres=cfg.init_centres,
-                imprinted=self.imprinted,
+                imprinted=self.built.imprinted,
                 backbone_lr=cfg.backbone_lr,
                 frozen=self.frozen,
             )
-        choice = self.scale_choice
+        choice = self.built.scale
         self.logger.event(
             "scale", position["step"], head=cfg.head, s=choice.value, rule=choice.rule
         )
         self._say(choice.describe())
-        self.logger.event("loss_path", position["step"], path=self.loss_path)
-        self._say(f"loss: {LOSS_PATHS[self.loss_path]} on {env.device.type}")
+        self.logger.event("loss_path", position["step"], path=self.built.loss_path)
+        self._say(f"loss: {LOSS_PATHS[self.built.loss_path]} on {env.device.type}")
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng)
         self.bar = tqdm(
-            total=self.total_steps,
+            total=self.built.total_steps,
             initial=position["step"],
             unit="step",
             dynamic_ncols=True,
@@ -765,7 +620,7 @@ class Trainer:
         setting that fits (:mod:`marginface.training.estimate`)."""
         cfg = self.cfg
         self._estimated = True
-        end = min(self.total_steps, cfg.max_steps or self.total_steps)
+        end = min(self.built.total_steps, cfg.max_steps or self.built.total_steps)
         steps = max(0, end - position["step"])
         val_runs = (
             steps // cfg.val_every if cfg.val_every else cfg.epochs - position["epoch"]
@@ -793,7 +648,7 @@ class Trainer:
         t_start = time.perf_counter()
         self._snapshot(position)
         with StopFlag(abandon=not self.env.distributed) as self.stop:
-            self.stop.watch(self.model)
+            self.stop.watch(self.built.model)
             try:
                 while position["epoch"] < self.cfg.epochs and stopped == "finished":
                     position, stopped = self._epoch(position, ddp)
@@ -809,13 +664,13 @@ class Trainer:
                 self._save_after_error(exc)
                 raise
             if stopped != "finished":
-                position = self.boundary["position"]
+                position = self.boundary.position
                 latency = self.stop.latency_s()  # from the request to the step boundary
                 if latency is not None:
                     self.logger.event("stop_request", position["step"], latency_s=latency)
                     self._say(f"stopped {latency:.2f} s after the request; saving step "
                               f"{position['step']}")  # fmt: skip
-                self.save(position, self.boundary["rng"], stopped)
+                self.save(position, self.boundary.rng, stopped)
         barrier(self.env)
         elapsed = time.perf_counter() - t_start
         self.logger.event("stop", position["step"], reason=stopped, train_time_s=elapsed)
@@ -825,13 +680,13 @@ class Trainer:
             output_dir=self.output,
             history=self.history,
             train_time_s=elapsed,
-            backbone=self.model.backbone,
-            head=self.model.head.state_module,
+            backbone=self.built.model.backbone,
+            head=self.built.model.head.state_module,
             stopped=stopped,
             steps=position["step"],
             best=self.best,
             validation=self.last_validation,
-            scale=self.scale_choice,
+            scale=self.built.scale,
             warnings=list(self.warnings),
             summary=summary,
             verdict=verdict,
@@ -843,7 +698,7 @@ class Trainer:
         verdict = training_verdict(
             stopped=stopped,
             steps=step,
-            total_steps=self.total_steps,
+            total_steps=self.built.total_steps,
             summary=summary,
             stalled=self.watch.final_message(),
             loss_first=losses[0] if losses else None,
@@ -858,7 +713,7 @@ class Trainer:
         ``interrupted`` (the step boundary to save is then ``self.boundary``)."""
         cfg, epoch = self.cfg, position["epoch"]
         batches = iter(self._loader(epoch, position["batch"]))
-        while position["batch"] < self.micro_per_epoch:
+        while position["batch"] < self.built.micro_per_epoch:
             if cfg.max_steps is not None and position["step"] >= cfg.max_steps:
                 return position, "max_steps"
             t0 = time.perf_counter()
@@ -872,12 +727,12 @@ class Trainer:
             if self.stop.requested:
                 return position, "interrupted"
             if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                self.save(position, self.boundary["rng"], "every")
+                self.save(position, self.boundary.rng, "every")
         position = {"epoch": epoch + 1, "batch": 0, "step": position["step"]}
         if cfg.val and (not cfg.val_every or position["epoch"] == cfg.epochs):
             self.validate(position["step"], epoch)
         self._snapshot(position)
-        self.save(position, self.boundary["rng"], "epoch")
+        self.save(position, self.boundary.rng, "epoch")
         return position, "finished"
 
     def _after_step(self, position: dict[str, int], record: dict[str, Any], seconds: float):
@@ -891,7 +746,7 @@ class Trainer:
         if self.env.device.type == "cpu" and self.env.is_main and not self._estimated:
             self._cpu_estimate(position, seconds)
         self._snapshot(position)  # the state of this completed step
-        if step % cfg.log_every == 0 or step == self.total_steps:
+        if step % cfg.log_every == 0 or step == self.built.total_steps:
             self.logger.log(record, prefix="train")
         if self.on_step is not None and self.env.is_main:
             self.on_step(record)
@@ -908,7 +763,7 @@ class Trainer:
     def _seconds_left(self, position: dict[str, int]) -> float:
         """The rest of the run, validations included (:mod:`marginface.training.eta`)."""
         cfg = self.cfg
-        end = min(self.total_steps, cfg.max_steps or self.total_steps)
+        end = min(self.built.total_steps, cfg.max_steps or self.built.total_steps)
         step = position["step"]
         validations = 0
         if self.validator:

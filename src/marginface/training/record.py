@@ -27,7 +27,7 @@ def training_record(trainer: Any) -> dict[str, Any]:
     steps = int(last.get("step", 0))
     return {
         "steps": steps,
-        "epochs": round(steps / max(1, trainer.steps_per_epoch), 4),
+        "epochs": round(steps / max(1, trainer.built.steps_per_epoch), 4),
         "final_loss": last.get("loss"),
         "data": str(trainer.cfg.data) if trainer.cfg.data else None,
         "head": trainer.cfg.head,
@@ -67,7 +67,7 @@ def validate_for_calibration(trainer: Any) -> None:
     """Score the validation sets on the weights now (main process, no log record), so that the
     last save of a run stopped by ``max_steps`` is calibrated."""
     if trainer.env.is_main and trainer.validator and trainer._last_val_step != _step(trainer):
-        trainer.validator.run(trainer.model.backbone)
+        trainer.validator.run(trainer.built.model.backbone)
         trainer._last_val_step = _step(trainer)
 
 

@@ -1,23 +1,21 @@
-"""The scale of a run's head, and a watch on its loss that says when the run is not learning.
+"""A watch on a run's loss that says when the run is not learning.
 
-:func:`resolve_scale` fills ``s = "auto"`` (the default of ``marginface train`` for every cosine
-head) from :func:`marginface.heads.scale.auto_scale`. :class:`LossWatch` compares the loss, after a
-set share of the run, with the loss of a model that tells no class apart
-(:func:`marginface.heads.scale.chance_loss`): a run still at that plateau has learnt nothing that
-separates the classes, most often because the scale is too high for the number of classes.
+:class:`LossWatch` compares the loss, after a set share of the run, with the loss of a model that
+tells no class apart (:func:`marginface.heads.scale.chance_loss`): a run still at that plateau has
+learnt nothing that separates the classes, most often because the scale is too high for the
+number of classes. How the run's scale was set is :mod:`marginface.heads.scale`'s.
 """
 
 from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass
-from typing import Any
 
-import torch
+from marginface.heads import MarginHead
+from marginface.heads.scale import ScaleChoice, auto_scale, chance_loss, resolve_scale
 
-from marginface.heads import MarginHead, create_head
-from marginface.heads.scale import SCALE_RULE, auto_scale, chance_loss, uses_scale
+#: the scale policy (:mod:`marginface.heads.scale`) is imported from here too
+__all__ = ["STALLED_ABOVE", "LossWatch", "ScaleChoice", "resolve_scale"]
 
 #: a run is stalled when, at the check, its loss is above this multiple of the chance-level loss.
 #: Measured (docs/training.md, ArcFace on 100 synthetic identities, 300 steps): halfway through,
@@ -25,51 +23,6 @@ from marginface.heads.scale import SCALE_RULE, auto_scale, chance_loss, uses_sca
 #: never learnt (s = 32, 64) at 1.42-2.1x; the issue's stalled s = 64 run on 299 real people
 #: ended at 1.54x.
 STALLED_ABOVE = 1.15
-
-
-@dataclass
-class ScaleChoice:
-    """How a run's scale was set: ``value``, ``rule`` (None when given explicitly)."""
-
-    head: str
-    num_classes: int
-    value: float | None
-    rule: str | None
-
-    def describe(self) -> str:
-        if self.value is None:
-            return f"head {self.head}: sets its own scale (s=auto applies to the cosine heads)"
-        if self.rule is None:
-            return f"head {self.head}: s={self.value:g} (given)"
-        return (
-            f"head {self.head}: s=auto -> {self.value:.2f} for {self.num_classes} classes "
-            f"({self.rule})"
-        )
-
-
-def resolve_scale(
-    head: str, embedding_size: int, num_classes: int, head_kwargs: dict[str, Any]
-) -> tuple[dict[str, Any], ScaleChoice]:
-    """``head_kwargs`` with ``s`` set: a missing or ``"auto"`` s of a cosine head becomes
-    :func:`auto_scale`'s value (computed with the head's other hyperparameters)."""
-    kwargs = dict(head_kwargs)
-    s = kwargs.get("s", "auto")
-    probe_kwargs = {k: v for k, v in kwargs.items() if k != "s"}
-    with torch.random.fork_rng(devices=[]):  # the probe's init must not move the run's RNG
-        probe = create_head(head, 1, max(3, num_classes), **probe_kwargs)
-    if not uses_scale(probe):
-        if s == "auto" and "s" in kwargs:
-            raise ValueError(
-                f"head_kwargs s: 'auto' applies to the cosine softmax heads; head {head!r} "
-                f"sets its scale otherwise (give a number)"
-            )
-        return kwargs, ScaleChoice(head, num_classes, None, None)
-    if s == "auto":
-        kwargs["s"] = round(auto_scale(probe, num_classes), 4)
-        return kwargs, ScaleChoice(head, num_classes, kwargs["s"], SCALE_RULE)
-    number = isinstance(s, int | float) and not isinstance(s, bool)
-    # anything else is create_head's to refuse, naming the head and the key
-    return kwargs, ScaleChoice(head, num_classes, float(s) if number else None, None)
 
 
 class LossWatch:
@@ -86,12 +39,11 @@ class LossWatch:
     def __init__(self, head: MarginHead, num_classes: int, total_steps: int, share: float):
         self.num_classes = num_classes
         self.head_name = head.head_name
-        self.scale = float(head.s) if uses_scale(head) else None
+        self.scale = float(head.s) if head.scale_policy == "auto" else None
         self.suggested = auto_scale(head, num_classes) if self.scale is not None else None
         # the plain softmax and the cosine heads; not SphereFace (its scale is the feature
         # norm) nor the binary heads (their loss is not a softmax cross-entropy)
-        plain = not head.normalize and type(head).forward is MarginHead.forward
-        watched = plain or self.scale is not None
+        watched = head.scale_policy in ("auto", "none")
         self.chance = chance_loss(head, num_classes) if watched else None
         self.check_step = max(1, math.ceil(share * total_steps)) if share > 0 else None
         self.enabled = share > 0

@@ -1,7 +1,9 @@
-"""Chunked per-row reductions over classes for heads whose loss the fused softmax can't express.
+"""The chunk size of every per-class loop, and chunked per-row reductions over classes for heads
+whose loss the fused softmax can't express.
 
-:func:`marginface.heads.fused.chunked_logsumexp` covers every head whose logits are
-``r_i * g(z_ij)`` with a margin on the target only.  A few later heads need more: a
+:func:`auto_chunk_size` sizes the chunks of both. :func:`marginface.heads.engine.chunked_logsumexp`
+covers every head whose logits are ``r_i * g(z_ij)`` with a margin on the target only.  A few
+later heads need more: a
 different map of the non-target cosines (SphereFace-R v2) or a sum of per-class binary
 losses instead of a softmax (SphereFace2, UniFace).  :func:`chunk_reduce` evaluates such a
 per-row function one block of classes at a time under activation checkpointing, so that
@@ -19,9 +21,42 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from marginface.heads._math import EPS
-from marginface.heads.fused import auto_chunk_size
 
-#: Default bytes of a block's temporaries on CUDA devices (CPU: fused.DEFAULT_CHUNK_BYTES).
+#: Default size of the per-chunk working set in bytes, on CPU and on CUDA devices.  Measured
+#: at B = D = 512, C = 100,000, ArcFace forward + backward: on 2 CPU cores 24 MiB is as fast as
+#: any larger size; on an H200, 24 / 64 / 128 / 512 MiB took 29.7 / 18.3 / 14.5 / 12.3 ms with
+#: peak growth 216 / 244 / 286 / 542 MiB (the plain dense loss: 5.7 ms, 982 MiB).
+DEFAULT_CHUNK_BYTES = 24 * 2**20
+DEFAULT_CHUNK_BYTES_CUDA = 128 * 2**20
+#: Temporaries of shape (B, chunk) alive at once in the backward pass.
+_TEMPS = 3
+
+
+def auto_chunk_size(
+    batch_size: int,
+    num_classes: int,
+    memory_budget: int | None = None,
+    subcenters: int = 1,
+    device_type: str = "cpu",
+) -> int:
+    """Number of classes per chunk for ``batch_size`` rows.
+
+    Args:
+        memory_budget: bytes the (B, chunk) temporaries may take; the default, 24 MiB on CPU
+            (4096 classes per chunk at B = 512: the matrix products dominate, small beside
+            the weight) and 128 MiB on CUDA (fewer, larger kernels).
+    """
+    default = DEFAULT_CHUNK_BYTES_CUDA if device_type == "cuda" else DEFAULT_CHUNK_BYTES
+    budget = default if memory_budget is None else int(memory_budget)
+    if budget <= 0:
+        raise ValueError(f"memory_budget must be positive, got {memory_budget}")
+    per_class = max(1, batch_size) * 4 * _TEMPS * subcenters
+    chunk = max(64, budget // per_class)
+    return int(min(num_classes, chunk)) if num_classes > 0 else 1
+
+
+#: Default bytes of a block's temporaries in :func:`chunk_reduce` on CUDA devices (CPU:
+#: DEFAULT_CHUNK_BYTES).
 GPU_CHUNK_BYTES = 64 * 2**20
 
 #: fn(cos (B, c1 - c0), c0, c1) -> (B,): a per-row reduction over one block of classes
@@ -49,7 +84,7 @@ def chunk_reduce(
         xn: (B, D) L2-normalised embeddings.
         weight: (C, D) class centres (normalised per row inside each block).
         chunk_size / memory_budget: classes per block, or the bytes its temporaries may use
-            (see :func:`marginface.heads.fused.auto_chunk_size`; default 4 MiB on CPU,
+            (see :func:`auto_chunk_size`; default 24 MiB on CPU,
             ``GPU_CHUNK_BYTES`` = 64 MiB on CUDA).
 
     The caller reduces the (B, blocks) result: a sum for per-class losses, a logsumexp for a
@@ -78,9 +113,3 @@ def masked_fill_target(logits: Tensor, labels: Tensor, c0: int, value: float) ->
     """``logits`` (B, k) of classes c0 .. c0+k-1 with each row's target cell set to ``value``."""
     cols = torch.arange(c0, c0 + logits.shape[1], device=logits.device)
     return logits.masked_fill(labels[:, None] == cols[None, :], value)
-
-
-def softplus(x: Tensor) -> Tensor:
-    """log(1 + exp(x)), exact at every x (``F.softplus`` returns x itself above 20, an error
-    of up to 2e-9 in value and gradient), stable for large |x|; gradient sigmoid(x)."""
-    return torch.logaddexp(x, x.new_zeros(()))

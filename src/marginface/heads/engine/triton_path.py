@@ -1,7 +1,7 @@
-"""Triton kernels for the margin-softmax terms (N, z_y) of :func:`fused_margin_terms`.
+"""The Triton path: kernels for the margin-softmax terms (N, z_y) of ``fused_margin_terms``.
 
-The same contract as the chunked PyTorch path of :mod:`marginface.heads.fused`, computed in
-tiles of BLOCK_B rows x BLOCK_C class centres that live in on-chip memory only:
+The same contract as the chunked PyTorch path of :mod:`marginface.heads.engine.torch_path`,
+computed in tiles of BLOCK_B rows x BLOCK_C class centres that live in on-chip memory only:
 
 * forward: per tile, the dot products x_i.w_j (a loop over D in BLOCK_D slices), times the
   centres' inverse norms (normalising on the fly), plus the bias, through the optional
@@ -34,7 +34,7 @@ imported) the same kernels run on CPU tensors; there bfloat16 tiles are upcast t
 before each dot product (bit-identical products: a bfloat16 x bfloat16 product is exact in
 float32), because the interpreter's dot reads bfloat16 storage as integers.
 
-Sub-centres are not handled here: :func:`marginface.heads.fused.choose_path` sends them to
+Sub-centres are not handled here: :func:`marginface.heads.engine.choose_path` sends them to
 the PyTorch path.
 """
 
@@ -45,7 +45,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from marginface.heads.fused import _Block, _target_grads, inverse_norms
+from marginface.heads.engine.blocks import Block, inverse_norms, target_grads
 
 
 @triton.jit
@@ -379,10 +379,10 @@ class _Inputs:
             PRECISION=_precision(self.x.dtype),
         )
 
-    def block(self) -> _Block:
+    def block(self) -> Block:
         """The PyTorch path's view of the same inputs, for the target scores z_y."""
         x = self.x.to(self.acc)
-        return _Block(
+        return Block(
             x, self.w, self.scale, self.labels, self.bias, self.inv_norm is not None,
             None, 0.0, 1, self.inv_norm,
         )  # fmt: skip
@@ -484,7 +484,7 @@ class _TritonMarginTerms(torch.autograd.Function):
         if coef is not None:  # through w / |w|: g_j - (g_j . w^_j) w^_j / |w_j|
             gw.addcmul_(inp.w, (coef * inp.inv_norm**2)[:, None], value=-1.0)
         # the target scores z_y = x.w_y / |w_y| (+ b_y): the PyTorch path's code
-        gx = _target_grads(inp.block(), inp.x.to(acc), grad_zy.to(acc), gx, gw, gb, need_x, need_w)
+        gx = target_grads(inp.block(), inp.x.to(acc), grad_zy.to(acc), gx, gw, gb, need_x, need_w)
         return (
             None if gx is None else gx.to(xn.dtype),
             None if gw is None else gw.to(weight.dtype),
@@ -508,7 +508,7 @@ def triton_margin_terms(
     neg_threshold: Tensor | None = None,
     neg_t: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
-    """(N, z_y) as :func:`marginface.heads.fused.fused_margin_terms` (one centre per class),
+    """(N, z_y) as :func:`marginface.heads.engine.fused_margin_terms` (one centre per class),
     by the Triton kernels; N and z_y in float32 (float64 for float64 inputs).  Call it through
     ``fused_margin_terms(..., path="triton")``, which checks that the kernel applies."""
     if xn.dim() != 2 or weight.dim() != 2 or xn.shape[1] != weight.shape[1]:

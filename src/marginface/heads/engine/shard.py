@@ -6,7 +6,8 @@ centres of this process's classes, the target score of every row, and four reduc
 the processes. A head's :meth:`~marginface.heads.MarginHead.loss_over` computes its loss from
 a shard alone, so Partial FC needs to know nothing of the head. :meth:`MarginHead.loss` of a
 head with a loss of its own builds the one-process shard of all classes (the reductions are
-then identities), so the head's loss is written once and serves both.
+then identities), so the head's loss is written once and serves both. :func:`build_shard` builds
+both.
 
 The reductions keep gradients exact: :meth:`Shard.own` counts a per-row term of the target
 on the process that holds the row's class only, :meth:`Shard.sum` and :meth:`Shard.logsumexp`
@@ -25,12 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from marginface.heads._chunked import chunk_reduce
 from marginface.heads._math import EPS
-from marginface.heads.fused import chunked_logsumexp, fused_margin_terms
-
-#: fn(cos (N, c1 - c0), c0, c1) -> (N,): a per-row reduction over the classes c0 .. c1 - 1
-BlockFn = Callable[[Tensor, int, int], Tensor]
+from marginface.heads.engine.chunking import BlockFn, chunk_reduce
+from marginface.heads.engine.terms import chunked_logsumexp, fused_margin_terms
 
 
 def target_scores(
@@ -78,7 +76,7 @@ class Shard:
         subcenters: K; normalize: as the head's.
         chunk_size, memory_budget: the chunking of the per-block reductions.
         path: the implementation of the margin-softmax terms
-            (:func:`marginface.heads.fused.choose_path`).
+            (:func:`marginface.heads.engine.choose_path`).
     """
 
     x: Tensor
@@ -147,7 +145,7 @@ class Shard:
         negatives: tuple[Tensor, float] | None = None,
     ) -> Tensor:
         """(N,) the log-sum-exp over all classes of the margin-softmax logits
-        ``scale_i * g(z_ij)`` (:mod:`marginface.heads.fused`): of the non-target ones without
+        ``scale_i * g(z_ij)`` (:mod:`marginface.heads.engine.terms`): of the non-target ones without
         ``target``, else with ``target`` (N,) in each row's target column. ``negatives``:
         CurricularFace's (threshold (N,), t) modulation of hard negatives."""
         chunking: dict[str, Any] = dict(
@@ -174,3 +172,53 @@ class Shard:
                 **chunking,
             )
         return self.logsumexp(local)
+
+
+#: targets(xn) -> (labels, cos_y): each row's label among the shard's classes (-1 where
+#: another process holds it) and every row's target score
+Targets = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+
+def build_shard(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    labels: Tensor,
+    *,
+    num_classes: int,
+    subcenters: int = 1,
+    normalize: bool = True,
+    chunk_size: int | None = None,
+    memory_budget: int | None = None,
+    path: str = "auto",
+    targets: Targets | None = None,
+    kind: type[Shard] = Shard,
+    **fields: Any,
+) -> Shard:
+    """The :class:`Shard` (or subclass ``kind`` with its extra ``fields``) of the batch ``x``
+    (N, D) in the compute dtype over the centres ``weight`` and ``bias`` (in that dtype).
+
+    Without ``targets``, the shard holds all classes: ``labels`` (N,) int64 are the rows'
+    classes and the target scores are :func:`target_scores`; ``targets(xn)`` gives both where
+    the rows' classes are spread over processes (Partial FC)."""
+    xn = F.normalize(x, dim=1, eps=EPS) if normalize else x
+    if targets is None:
+        cos_y = target_scores(xn, weight, bias, labels, subcenters, normalize)
+    else:
+        labels, cos_y = targets(xn)
+    return kind(
+        x=x,
+        norms=x.norm(dim=1),
+        xn=xn,
+        weight=weight,
+        bias=bias,
+        labels=labels,
+        cos_y=cos_y,
+        num_classes=num_classes,
+        subcenters=subcenters,
+        normalize=normalize,
+        chunk_size=chunk_size,
+        memory_budget=memory_budget,
+        path=path,
+        **fields,
+    )
