@@ -50,10 +50,12 @@ def finish(*procs: subprocess.Popen, timeout: float = 240, code: int = 0) -> lis
         try:
             out, _ = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            for q in procs:
+            pending = [q for q in procs if q.returncode is None]
+            for q in pending:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(q.pid, signal.SIGKILL)
-            raise AssertionError("torchrun timed out") from None
+            said = [(q.communicate()[0] or "")[-3000:] for q in pending]
+            raise AssertionError("torchrun timed out:\n" + "\n".join(said)) from None
         outputs.append(out)
         assert p.returncode == code, "\n".join(outputs)
     return outputs
