@@ -5,6 +5,9 @@
   metrics, embedded as an :class:`EmbedOptions` says (batch size, flip, device, workers,
   progress).
 * ``identification``: rank-1 / rank-5 and CMC; ``search``: exact cosine search (torch/faiss).
+* ``config``: :class:`~marginface.evaluation.config.EvalConfig`, what ``marginface eval``
+  evaluates; ``evaluate``: the run; ``run_report``: its metrics.json and report; ``folds``:
+  the accuracy's folds and their warnings.
 * ``report``: a generic Markdown + self-contained HTML report builder; ``plots``: ROC,
   score histograms, CMC; ``export``: ONNX export verified with onnxruntime.
 """
