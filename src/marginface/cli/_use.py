@@ -274,7 +274,7 @@ def make_aligner(
     detect = getattr(args, "detect", False)
     if detect is False:
         return None
-    from marginface.evaluation.use import face_aligner
+    from marginface.inference.verify import face_aligner
 
     return face_aligner(
         image_size, detect, device=args.device, select=args.select, fallback=fallback,
@@ -285,7 +285,7 @@ def make_aligner(
 
 def describe_failure(path, why: str) -> str:
     """How a skipped file is named in a warning: no face found, or unreadable (and why)."""
-    from marginface.evaluation.images import NO_FACE
+    from marginface.inference.images import NO_FACE
 
     if why == NO_FACE:
         return f"image {path} (no face found)"

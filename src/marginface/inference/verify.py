@@ -82,7 +82,7 @@ def verify_images(
     from marginface.backbones.trained import check_trained
     from marginface.evaluation.calibration import decision_threshold
     from marginface.evaluation.embed import embed_images
-    from marginface.evaluation.images import load_image
+    from marginface.inference.images import load_image
 
     check_trained(model, info, path, allow=allow_untrained)
     chosen, origin = decision_threshold(info, threshold)
