@@ -24,6 +24,7 @@ from marginface.data.formats import (
     register_dataset_format,
     spec_help,
 )
+from marginface.data.pair_formats import find_pair_format, list_pair_formats, register_pair_format
 from marginface.data.verification import PairSet
 
 
@@ -71,10 +72,11 @@ def open_pairs(
         spec: a ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin ...); a ``pairs.txt`` (images in the
             folder beside it, or ``pairs.txt::FOLDER``); a ``.csv`` of columns ``a,b,same``
             (``[,identity]``; paths relative to its folder or ``FILE.csv::FOLDER``,
-            :func:`marginface.data.verification.read_pairs_csv`); or any :func:`open_dataset`
-            spec, from which pairs are generated: every genuine pair up to ``max_pairs``
-            (seeded sample beyond), the same number of impostor pairs, alternating genuine /
-            impostor.
+            :func:`marginface.data.verification.read_pairs_csv`); the spec of a format
+            registered with :func:`register_pair_format` (``marginface.data.pair_formats``);
+            or any :func:`open_dataset` spec, from which pairs are generated: every genuine
+            pair up to ``max_pairs`` (seeded sample beyond), the same number of impostor pairs,
+            alternating genuine / impostor.
         image_size: output size of the images.
         max_pairs: cap on generated genuine pairs (so at most 2 * max_pairs pairs); files
             (``.bin``, ``pairs.txt``) are always used whole, as their protocols define.
@@ -88,18 +90,10 @@ def open_pairs(
     from marginface.data import verification
 
     text = str(spec)
-    if "::" in text:
-        pairs_file, folder = text.split("::", 1)
-        if pairs_file.endswith(".csv"):
-            return verification.open_pairs_csv(pairs_file, folder, image_size, aligner)
-        return verification.open_pairs_txt(pairs_file, folder, image_size, aligner)
+    fmt = find_pair_format(text)
+    if fmt is not None:
+        return fmt.open(text, image_size=image_size, aligner=aligner)
     path = Path(text)
-    if path.suffix == ".bin":
-        return verification.open_bin(path, image_size=image_size, aligner=aligner)
-    if path.suffix == ".txt":
-        return verification.open_pairs_txt(path, image_size=image_size, aligner=aligner)
-    if path.suffix == ".csv":
-        return verification.open_pairs_csv(path, image_size=image_size, aligner=aligner)
     dataset = open_dataset(text, image_size=image_size, aligner=aligner)
     if text.startswith(SYNTHETIC):
         name = "synthetic"
@@ -113,7 +107,9 @@ __all__ = [
     "FaceDataset",
     "PairSet",
     "list_dataset_formats",
+    "list_pair_formats",
     "open_dataset",
     "open_pairs",
     "register_dataset_format",
+    "register_pair_format",
 ]
