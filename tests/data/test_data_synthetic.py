@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from marginface.data import open_dataset
+from marginface.data import TRAINING_TRANSFORMS, open_dataset
 from marginface.data.synthetic import (
     SyntheticFaces,
     SyntheticSpec,
@@ -126,9 +126,9 @@ def test_difficulty_changes_the_variation():
     assert np.abs(a[centre] - b[centre]).max() == 0
 
 
-def test_augment_flips_sometimes():
+def test_training_transforms_flip_sometimes():
     plain = open_dataset("synthetic:1x1", image_size=16)[0][0]
-    aug = open_dataset("synthetic:1x1", image_size=16, augment=True)
+    aug = open_dataset("synthetic:1x1", image_size=16, transforms=TRAINING_TRANSFORMS)
     torch.manual_seed(0)
     results = [aug[0][0] for _ in range(20)]
     assert any(torch.equal(r, plain) for r in results)

@@ -4,7 +4,7 @@ embedded synthetic identity dataset.
 Two entry points::
 
     from marginface.data import open_dataset, open_pairs
-    train = open_dataset("synthetic:1000x20", image_size=112, augment=True)
+    train = open_dataset("synthetic:1000x20", image_size=112, transforms=TRAINING_TRANSFORMS)
     pairs = open_pairs("synthetic:200x10,first=100000", image_size=112)
 
 Every item is ``(image, label)``: float32 (3, H, W) RGB in [-1, 1] and an int.
@@ -25,13 +25,14 @@ from marginface.data.formats import (
     spec_help,
 )
 from marginface.data.pair_formats import find_pair_format, list_pair_formats, register_pair_format
+from marginface.data.transforms import NO_TRANSFORMS, TRAINING_TRANSFORMS, Transforms
 from marginface.data.verification import PairSet
 
 
 def open_dataset(
     spec: str | os.PathLike,
     image_size: int | tuple[int, int] = 112,
-    augment: bool = False,
+    transforms: Transforms = NO_TRANSFORMS,
     aligner=None,
 ) -> FaceDataset:
     """Open a face dataset (a map-style torch Dataset of ``(image, label)``).
@@ -42,7 +43,8 @@ def open_dataset(
             ``synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]``; or a spec of a
             format registered with :func:`register_dataset_format` (``marginface.data.formats``).
         image_size: output size, an int or ``(H, W)``; images are resized to it.
-        augment: add the training transforms (random horizontal flip).
+        transforms: applied to every item (:data:`TRAINING_TRANSFORMS`: a random horizontal
+            flip; default none).
         aligner: for a folder of raw photos, a :class:`marginface.data.detect.FaceAligner`
             that detects and aligns each face first.
 
@@ -56,7 +58,7 @@ def open_dataset(
         if not Path(text).exists():
             raise FileNotFoundError(f"dataset {text!r} not found: expected {spec_help()}")
         raise ValueError(f"dataset {text!r} is a file of no known format; expected {spec_help()}")
-    return fmt.open(text, image_size=image_size, augment=augment, aligner=aligner)
+    return fmt.open(text, image_size=image_size, transforms=transforms, aligner=aligner)
 
 
 def open_pairs(
@@ -105,7 +107,10 @@ def open_pairs(
 __all__ = [
     "BadImageWarning",
     "FaceDataset",
+    "NO_TRANSFORMS",
     "PairSet",
+    "TRAINING_TRANSFORMS",
+    "Transforms",
     "list_dataset_formats",
     "list_pair_formats",
     "open_dataset",

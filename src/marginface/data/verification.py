@@ -77,7 +77,7 @@ class EncodedImages(FaceDataset):
         image_size: int | tuple[int, int] = 112,
         origin: str = "images",
     ) -> None:
-        super().__init__(image_size, augment=False)
+        super().__init__(image_size)
         self.sources = list(sources)
         self.origin = origin
         self.labels = np.arange(len(self.sources), dtype=np.int64)
