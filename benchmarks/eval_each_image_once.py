@@ -9,6 +9,10 @@ JPEG, one distinct file per distinct image (some crops cut the face off: MTCNN f
 The pair list names 12,000 of them: the 7,701 distinct once each, then 4,299 repeats, shuffled
 (``--pairs`` scales the whole down in proportion).
 
+``--lfw pairs.txt::PHOTOS`` measures real LFW instead: the official pair list over the original
+photos (fewer ``--pairs``: the first genuine and the first impostor pairs, half each; 600 is
+the first fold).
+
 Timed, each on the same photos and model (a randomly initialised ``--backbone``: the speed does
 not depend on the weights), flip test, batch 64, ``--threads`` torch threads:
 
@@ -86,6 +90,18 @@ def lfw_like(folder: Path, pairs: int, seed: int = 0) -> PairSet:
     return PairSet(_TensorsOnly(EncodedImages(references, 112)), issame, "lfw-like")
 
 
+def lfw_real(spec: str, pairs: int) -> PairSet:
+    """The first ``pairs`` pairs of an LFW ``pairs.txt`` (``FILE::PHOTOS``) over its photos."""
+    from marginface.data.verification import read_pairs_txt
+
+    pairs_file, folder = spec.split("::", 1)
+    paths, issame = read_pairs_txt(pairs_file, folder)
+    half = pairs // 2  # the file holds each fold's genuine pairs, then its impostors
+    keep = sorted([*np.flatnonzero(issame)[:half], *np.flatnonzero(~issame)[: pairs - half]])
+    paths = [p for k in keep for p in (paths[2 * k], paths[2 * k + 1])]
+    return PairSet(_TensorsOnly(EncodedImages(paths, 112)), issame[keep], "lfw")
+
+
 def aligner(cache_folder: Path | None, threads: int) -> FaceAligner:
     torch.set_num_threads(threads)
     detector = FaceDetector()
@@ -100,12 +116,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", help="folder for the photos and cache (default: a temporary)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--lfw", help="pairs.txt::PHOTOS: real LFW instead of made photos")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(args.work or tempfile.mkdtemp(prefix="marginface-eval-once-"))
     (work / "photos").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    pairs = lfw_like(work / "photos", args.pairs)
+    pairs = lfw_real(args.lfw, args.pairs) if args.lfw else lfw_like(work / "photos", args.pairs)
     made = time.perf_counter() - t0
     sources = pairs.images.dataset.sources
     n_distinct = len(set(sources))
@@ -162,6 +179,7 @@ def main() -> None:
             json.dumps(
                 {
                     "pairs": args.pairs,
+                    "photos": "LFW " + args.lfw if args.lfw else "made from astronaut.png",
                     "images_named": len(sources),
                     "distinct": n_distinct,
                     "backbone": args.backbone,

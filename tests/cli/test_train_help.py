@@ -35,11 +35,22 @@ def _entry(text: str, flag: str) -> str:
 
 
 def test_defaults_come_from_the_config(help_text):
-    from marginface.training.config import FINETUNE_EPOCHS, SCRATCH_EPOCHS, SCRATCH_MODEL
+    from marginface.training.config import (
+        DEFAULT_LR,
+        FINETUNE_EPOCHS,
+        FINETUNE_OPTIMIZER,
+        SCRATCH_EPOCHS,
+        SCRATCH_MODEL,
+        SCRATCH_OPTIMIZER,
+    )
 
     defaults = TrainConfig()
-    for flag, key in [("--lr", "lr"), ("--batch-size", "batch_size"), ("--head", "head")]:
+    for flag, key in [("--batch-size", "batch_size"), ("--head", "head")]:
         assert f"(default: {getattr(defaults, key)})" in _entry(help_text, flag), flag
+    rates = ", ".join(f"{lr:g} with {name}" for name, lr in DEFAULT_LR.items())
+    assert f"(default: {rates})" in _entry(help_text, "--lr")
+    optimizer = f"(default: {SCRATCH_OPTIMIZER}; {FINETUNE_OPTIMIZER} with --init)"
+    assert optimizer in _entry(help_text, "--optimizer")
     for flag, key in [("--backbone", "backbone"), ("--image-size", "image_size"),
                       ("--embedding-size", "embedding_size")]:  # fmt: skip
         said = f"(default: {SCRATCH_MODEL[key]}; with --init, the model's)"

@@ -6,6 +6,7 @@ processes resumes at 1 and at 3 with the documented data position."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -39,6 +40,7 @@ def torchrun(launcher: list[str], target: list[str], timeout: float = 240) -> su
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,  # so that a timeout takes the workers down with the agent
     )
 
 
@@ -49,7 +51,8 @@ def finish(*procs: subprocess.Popen, timeout: float = 240, code: int = 0) -> lis
             out, _ = p.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             for q in procs:
-                q.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(q.pid, signal.SIGKILL)
             raise AssertionError("torchrun timed out") from None
         outputs.append(out)
         assert p.returncode == code, "\n".join(outputs)
