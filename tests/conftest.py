@@ -26,7 +26,7 @@ collect_ignore = ["parallel/gpu_smoke.py", "fuzz/run.py"]
 
 @pytest.fixture(autouse=True)
 def _detect_cache_in_tmp(tmp_path, monkeypatch):
-    """The detection cache (marginface.data.detect_cache) of each test in its own folder,
+    """The detection cache (marginface.data.detection.detect_cache) of each test in its own folder,
     never the user's ~/.cache."""
     monkeypatch.setenv("MARGINFACE_DETECT_CACHE", str(tmp_path / "detect-cache"))
 
@@ -79,8 +79,8 @@ def astronaut() -> Image.Image:
 def detector():
     """The MTCNN detector on the CPU; the weights come with facenet-pytorch (scripts/env.sh
     installs it with --no-deps)."""
-    from marginface.data.detect import FaceDetector
-    from marginface.data.mtcnn import weights_folder
+    from marginface.data.detection.detect import FaceDetector
+    from marginface.data.detection.mtcnn import weights_folder
 
     try:
         weights_folder()

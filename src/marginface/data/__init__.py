@@ -45,7 +45,7 @@ def open_dataset(
         image_size: output size, an int or ``(H, W)``; images are resized to it.
         transforms: applied to every item (:data:`TRAINING_TRANSFORMS`: a random horizontal
             flip; default none).
-        aligner: for a folder of raw photos, a :class:`marginface.data.detect.FaceAligner`
+        aligner: for a folder of raw photos, a :class:`marginface.data.detection.detect.FaceAligner`
             that detects and aligns each face first.
 
     The dataset has ``num_classes``, ``identity_names``, ``labels`` (np.int64 per item, known
@@ -83,8 +83,8 @@ def open_pairs(
         max_pairs: cap on generated genuine pairs (so at most 2 * max_pairs pairs); files
             (``.bin``, ``pairs.txt``) are always used whole, as their protocols define.
         seed: seed of the generated pairs.
-        aligner: images are raw photos: a :class:`marginface.data.detect.FaceAligner` detects
-            and aligns each face first (``.bin`` files, pair lists and folders).
+        aligner: images are raw photos: a :class:`marginface.data.detection.detect.FaceAligner`
+            detects and aligns each face first (``.bin`` files, pair lists and folders).
 
     Returns a :class:`PairSet`: ``images`` (Dataset of 2N tensors, pair k = images 2k, 2k + 1),
     ``issame`` (bool, N), ``name``.

@@ -151,7 +151,7 @@ def load_tensor(
 ) -> torch.Tensor:
     """Decode, convert to RGB, resize, normalise and apply ``transforms`` to one image.
 
-    ``aligner`` (a :class:`marginface.data.detect.FaceAligner`) turns a raw photo into the
+    ``aligner`` (a :class:`marginface.data.detection.detect.FaceAligner`) turns a raw photo into the
     aligned crop of its face first; it raises ``NoFaceError`` (a ValueError) when there is none.
     An aligner with a ``cache`` is given the photo's content key (SHA-256 of its bytes), so
     that a photo it has seen is not detected again.
@@ -159,7 +159,7 @@ def load_tensor(
     if aligner is not None and getattr(aligner, "cache", None) is not None:
         # the aligner keeps the faces it found by the photo's content: read the bytes once,
         # key them, decode them
-        from marginface.data.detect_cache import content_key
+        from marginface.data.detection.detect_cache import content_key
 
         if isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)

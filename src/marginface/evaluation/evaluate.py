@@ -180,11 +180,11 @@ def run_evaluation(
         options: how every image is embedded: batch size, flip test, device, DataLoader
             workers, progress bars (:class:`~marginface.evaluation.embed.EmbedOptions`; None =
             its defaults).
-        aligner: the images are raw photos: a :class:`marginface.data.detect.FaceAligner` that
-            detects and aligns each face (to each checkpoint's image size). It should fall back
+        aligner: the images are raw photos: a :class:`marginface.data.detection.detect.FaceAligner`
+            that detects and aligns each face (to each checkpoint's image size). It should fall back
             to the whole photo when it finds no face (a pair must still be scored); those photos
             are counted in a warning (with ``options.workers`` 0). An aligner with a
-            ``cache`` (:class:`marginface.data.detect_cache.DetectionCache`) detects each
+            ``cache`` (:class:`marginface.data.detection.detect_cache.DetectionCache`) detects each
             photo once for all the checkpoints (and, with a cache folder, for later runs).
 
     Returns: an :class:`EvaluationResult`; :func:`marginface.evaluation.run_report.write_evaluation`
