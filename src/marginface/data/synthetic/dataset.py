@@ -30,16 +30,10 @@ import torch
 from PIL import Image
 
 from marginface.data.base import FaceDataset
-from marginface.data.faces import identity_params, render_face
+from marginface.data.synthetic.faces import render_face
 from marginface.data.transforms import NO_TRANSFORMS, Transforms, to_tensor
 
-__all__ = [
-    "SyntheticFaces",
-    "SyntheticSpec",
-    "identity_params",
-    "parse_synthetic_spec",
-    "render_face",
-]
+__all__ = ["SyntheticFaces", "SyntheticSpec", "parse_synthetic_spec"]
 
 DEFAULT_IMAGES_PER_IDENTITY = 20
 MAX_IDENTITIES = 10**9
