@@ -40,8 +40,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from marginface.data.align import ARCFACE_TEMPLATE, similarity_transform
-from marginface.data.detect import FaceDetector
+from marginface.data.detection.align import ARCFACE_TEMPLATE, similarity_transform
+from marginface.data.detection.detect import FaceDetector
 
 LANDMARKS = ("left eye", "right eye", "nose", "left mouth", "right mouth")
 
@@ -104,7 +104,7 @@ def quality(csv_path: Path) -> dict:
 def astronaut_sheet(detector: FaceDetector, tile: int = 160) -> Image.Image:
     from PIL import ImageDraw
 
-    from marginface.data.detect import FaceAligner
+    from marginface.data.detection.detect import FaceAligner
 
     photo = astronaut()
     variants = [
@@ -144,7 +144,7 @@ def folder_sheet(folder: Path, rows: int = 8, columns: int = 10) -> Image.Image:
 
 
 def mirror_consistency(detector: FaceDetector, folder: Path, count: int) -> dict:
-    from marginface.data.detect import select_face
+    from marginface.data.detection.detect import select_face
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
     files = files[:: max(1, len(files) // count)][:count]

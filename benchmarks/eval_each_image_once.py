@@ -45,8 +45,8 @@ import torch
 from PIL import Image
 
 from marginface.backbones import create_backbone
-from marginface.data.detect import FaceAligner, FaceDetector
-from marginface.data.detect_cache import DetectionCache
+from marginface.data.detection.detect import FaceAligner, FaceDetector
+from marginface.data.detection.detect_cache import DetectionCache
 from marginface.data.verification import EncodedImages, PairSet, _TensorsOnly
 from marginface.evaluation import EmbedOptions, embed_dataset, evaluate_pairs, pair_scores
 

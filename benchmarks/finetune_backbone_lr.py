@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from marginface.data.transforms import TRAINING_TRANSFORMS
 from marginface.data.verification import generate_pairs
 from marginface.demo.cache import render_dataset
 from marginface.evaluation import EmbedOptions, embed_dataset, verification_metrics
@@ -63,7 +64,7 @@ def pretrain(args, work: Path) -> Path:
             device="cpu",
             summary_images=0,
         ),
-        dataset=data.with_augment(True),
+        dataset=data.with_transforms(TRAINING_TRANSFORMS),
     )
     print(
         f"start model: {args.pretrain}, {result.steps} steps, loss "
@@ -91,7 +92,7 @@ def finetune(args, start: Path, train_set, work: Path, name: str, seed: int, **k
             summary_images=0,
             **keys,
         ),
-        dataset=train_set.with_augment(True),
+        dataset=train_set.with_transforms(TRAINING_TRANSFORMS),
     )
     losses = [r["loss"] for r in result.history]
     print(

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from marginface.data.transforms import TRAINING_TRANSFORMS
 from marginface.data.verification import generate_pairs
 from marginface.demo.cache import render_dataset
 from marginface.demo.parallel import run_jobs
@@ -74,7 +75,9 @@ def run_one(context: tuple, job: tuple, progress) -> dict[str, Any]:
     steps = (len(train_set) // config.batch_size) * config.epochs
     progress.start_run(f"{name} seed {seed}", steps, config.batch_size)
     try:
-        result = train(config, dataset=train_set.with_augment(True), on_step=progress.step)
+        result = train(
+            config, dataset=train_set.with_transforms(TRAINING_TRANSFORMS), on_step=progress.step
+        )
     finally:
         progress.end_run()
     seconds = time.perf_counter() - t0

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from marginface.evaluation.index import approximate_index
+from marginface.inference.index import approximate_index
 
 BLOCK = 1 << 18
 

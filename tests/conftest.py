@@ -1,6 +1,7 @@
 """Suite-wide settings and the fixtures several test folders share. The tests use tiny tensors,
 for which one intra-op thread is fastest (and several threads contend badly when the machine is
-busy). Models: ``saved_model`` (untrained), ``trained_run`` (trained a few steps); data:
+busy). Models: ``tiny_net`` (a small embedding network), ``saved_model`` (untrained),
+``trained_run`` (trained a few steps); data:
 ``face_folder``, ``make_folder``; the real photo (``astronaut``) and the MTCNN ``detector``;
 ``cli`` runs ``marginface train``. Plain helpers are in ``tests/_support`` (``from _support.X
 import Y``)."""
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from _support.threads import one_thread
+from _support.tiny_net import TinyNet
 
 torch.set_num_threads(1)
 
@@ -24,9 +26,16 @@ collect_ignore = ["parallel/gpu_smoke.py", "fuzz/run.py"]
 
 @pytest.fixture(autouse=True)
 def _detect_cache_in_tmp(tmp_path, monkeypatch):
-    """The detection cache (marginface.data.detect_cache) of each test in its own folder,
+    """The detection cache (marginface.data.detection.detect_cache) of each test in its own folder,
     never the user's ~/.cache."""
     monkeypatch.setenv("MARGINFACE_DETECT_CACHE", str(tmp_path / "detect-cache"))
+
+
+@pytest.fixture
+def tiny_net() -> TinyNet:
+    """:class:`_support.tiny_net.TinyNet` (8-d), seeded, in eval mode."""
+    torch.manual_seed(0)
+    return TinyNet().eval()
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +79,8 @@ def astronaut() -> Image.Image:
 def detector():
     """The MTCNN detector on the CPU; the weights come with facenet-pytorch (scripts/env.sh
     installs it with --no-deps)."""
-    from marginface.data.detect import FaceDetector
-    from marginface.data.mtcnn import weights_folder
+    from marginface.data.detection.detect import FaceDetector
+    from marginface.data.detection.mtcnn import weights_folder
 
     try:
         weights_folder()

@@ -21,6 +21,7 @@ LAYERS = [
     {"backbones"},
     {"data"},
     {"evaluation"},
+    {"inference"},
     {"training"},
     {"demo"},
     {"cli"},

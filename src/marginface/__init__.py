@@ -22,13 +22,13 @@ _LAZY = {
     "list_heads": "marginface.heads",
     "create_backbone": "marginface.backbones",
     "list_backbones": "marginface.backbones",
-    "import_model": "marginface.evaluation.importing",
+    "import_model": "marginface.inference.importing",
 }
 
 if TYPE_CHECKING:
     from marginface.backbones import create_backbone, list_backbones
-    from marginface.evaluation.importing import import_model
     from marginface.heads import create_head, list_heads
+    from marginface.inference.importing import import_model
 
 
 def __getattr__(name: str):

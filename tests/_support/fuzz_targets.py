@@ -23,7 +23,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from marginface.data.align import read_landmarks
+from marginface.data.detection.align import read_landmarks
 from marginface.data.recordio import RecordDataset
 from marginface.data.transforms import decode_image, to_tensor
 from marginface.data.verification import read_bin, read_pairs_txt

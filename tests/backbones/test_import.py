@@ -16,7 +16,7 @@ from marginface.backbones import create_backbone, load_model, save_model
 from marginface.backbones.contract import check_contract, contract_of
 from marginface.backbones.recognise import infer_backbone_info
 from marginface.cli import main
-from marginface.evaluation.importing import INSIGHTFACE_CONTRACT, import_model
+from marginface.inference.importing import INSIGHTFACE_CONTRACT, import_model
 
 SIZE = 32
 
@@ -317,7 +317,7 @@ class ManyOps(nn.Module):
 
 
 def test_converter_ops_of_published_models(tmp_path):
-    from marginface.evaluation.export import export_onnx
+    from marginface.inference.export import export_onnx
 
     net = randomised(ManyOps())
     path = tmp_path / "ops.onnx"

@@ -273,7 +273,7 @@ def test_csv_pairs(model, face_folder, tmp_path, capsys):
 
 def test_verify_images_in_python(saved_model, trained_run, face_folder):
     from marginface.backbones.checkpoint import load_model
-    from marginface.evaluation.use import verify_images
+    from marginface.inference.verify import verify_images
 
     a = face_folder / "person00" / "person00_0001.png"
     model, info = load_model(saved_model)

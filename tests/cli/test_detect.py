@@ -154,7 +154,7 @@ def test_default_detection_whole_photo_vs_crop(trained_run, photos, tmp_path, ca
 def test_crops_alone_never_load_the_detector():
     from PIL import Image
 
-    from marginface.data.detect import CropsOrPhotos
+    from marginface.data.detection.detect import CropsOrPhotos
 
     def refuse():
         raise AssertionError("the detector was built for a crop")

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from marginface.cli import main
-from marginface.data.detect_folder import CSV_FIELDS, list_photos
+from marginface.data.detection.detect_folder import CSV_FIELDS, list_photos
 from marginface.files import NotRegularFile, open_regular, read_text
 
 MARKS = "38 52 74 52 56 72 42 92 71 92"

@@ -89,7 +89,7 @@ def test_truncated_file(capsys, tmp_path, kind):
     if kind == "pth":
         torch.save(net.state_dict(), full)
     else:
-        from marginface.evaluation.export import export_onnx
+        from marginface.inference.export import export_onnx
 
         export_onnx(net, full, 16, batch_sizes=(1,))
     data = full.read_bytes()

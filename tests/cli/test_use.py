@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from marginface.cli import main
-from marginface.evaluation.search import faiss_available
+from marginface.inference.search import faiss_available
 
 
 def _run(argv, capsys):

@@ -18,7 +18,7 @@ from PIL import Image
 from marginface.cli import main
 from marginface.data import formats, open_dataset, open_pairs, register_dataset_format
 from marginface.data.base import FaceDataset
-from marginface.data.transforms import random_flip, resize, to_tensor
+from marginface.data.transforms import NO_TRANSFORMS, Transforms, resize, to_tensor
 
 
 # --- the whole of "npz_faces.py" -----------------------------------------------------------
@@ -26,8 +26,8 @@ class NpzFaces(FaceDataset):
     """Faces stored in one ``.npz``: ``images`` (N, H, W, 3) uint8, ``labels`` (N,) ints,
     optional ``names`` (one per identity)."""
 
-    def __init__(self, path: str, image_size=112, augment: bool = False) -> None:
-        super().__init__(image_size, augment)
+    def __init__(self, path: str, image_size=112, transforms: Transforms = NO_TRANSFORMS) -> None:
+        super().__init__(image_size, transforms)
         self.path = path
         with np.load(path, allow_pickle=False) as data:
             self.pixels = data["images"]
@@ -37,16 +37,17 @@ class NpzFaces(FaceDataset):
         self.identity_names = [str(n) for n in names]
 
     def load(self, index: int):
-        tensor = to_tensor(resize(Image.fromarray(self.pixels[index]), self.image_size))
-        return random_flip(tensor) if self.augment else tensor
+        return self.transforms(
+            to_tensor(resize(Image.fromarray(self.pixels[index]), self.image_size))
+        )
 
     def describe(self, index: int) -> str:
         return f"{self.path} image {index}"
 
 
-def open_npz(spec: str, image_size, augment, aligner) -> FaceDataset:
+def open_npz(spec: str, image_size, transforms, aligner) -> FaceDataset:
     formats.refuse_aligner(spec, aligner)  # aligned crops: no face detection
-    return NpzFaces(spec, image_size=image_size, augment=augment)
+    return NpzFaces(spec, image_size=image_size, transforms=transforms)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from marginface.cli import main
-from marginface.data.align import (
+from marginface.data.detection.align import (
     ARCFACE_TEMPLATE,
     align_face,
     read_landmarks,

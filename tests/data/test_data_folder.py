@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from marginface.data import BadImageWarning, open_dataset
+from marginface.data import TRAINING_TRANSFORMS, BadImageWarning, open_dataset
 from marginface.data.transforms import to_pixels
 
 
@@ -29,7 +29,7 @@ def test_folder_resizes_and_flips(make_folder):
     ds = open_dataset(root, image_size=12)
     assert ds[0][0].shape == (3, 12, 12)
     plain = open_dataset(root, image_size=12)[1][0]
-    augmented = open_dataset(root, image_size=12, augment=True)
+    augmented = open_dataset(root, image_size=12, transforms=TRAINING_TRANSFORMS)
     torch.manual_seed(1)
     seen = {bool(torch.equal(augmented[1][0], plain)) for _ in range(30)}
     assert seen == {True, False}

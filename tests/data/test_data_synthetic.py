@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from marginface.data import open_dataset
+from marginface.data import TRAINING_TRANSFORMS, open_dataset
 from marginface.data.synthetic import (
     SyntheticFaces,
     SyntheticSpec,
@@ -126,9 +126,9 @@ def test_difficulty_changes_the_variation():
     assert np.abs(a[centre] - b[centre]).max() == 0
 
 
-def test_augment_flips_sometimes():
+def test_training_transforms_flip_sometimes():
     plain = open_dataset("synthetic:1x1", image_size=16)[0][0]
-    aug = open_dataset("synthetic:1x1", image_size=16, augment=True)
+    aug = open_dataset("synthetic:1x1", image_size=16, transforms=TRAINING_TRANSFORMS)
     torch.manual_seed(0)
     results = [aug[0][0] for _ in range(20)]
     assert any(torch.equal(r, plain) for r in results)
@@ -145,3 +145,33 @@ def test_landmarks_sit_on_the_pupils():
         # left eye left of right eye, nose between eyes and mouth, mouth corners ordered
         assert marks[0, 0] < marks[1, 0] and marks[3, 0] < marks[4, 0]
         assert marks[:2, 1].mean() < marks[2, 1] < marks[3:, 1].mean()
+
+
+#: sha256 (first 32 hex digits) of the pixels and the float64 landmarks of a few faces, as the
+#: renderer drew them before its steps were named (the demo's figures depend on these pixels);
+#: recorded with Pillow 13.0 and numpy 2.4 (another Pillow may rasterise a polygon otherwise)
+RENDERED = {
+    (0, 0, 0, 32, 1.0): "6990fa5537c7b6759855171ec584be02",
+    (0, 3, 1, 112, 0.0): "4f3e1eff1ee276a56f929fae734e5f97",
+    (7, 9, 2, (48, 40), 2.0): "4a2cfeda5fbd97ef0e2e3d8c09d77110",
+    (0, 12, 3, 64, 0.5): "ed29f8608b05a51e9c73c6474389987d",
+    (7, 21, 0, (40, 56), 3.0): "e7ba52d2040c56156e10214148274c6d",
+    (0, 33, 1, 32, 3.0): "4d5647f44abed895aae5d2f2b02f395a",
+    (7, 45, 3, 112, 1.0): "c61168193be39da9e863433fcc5fd5d3",
+    (0, 57, 2, (48, 40), 1.0): "587c96e0c9e1a9f53b2affc3a05bc01c",
+}
+
+
+def test_rendered_faces_are_bit_identical_to_the_reference():
+    import hashlib
+
+    import PIL
+
+    pillow, numpy_major = tuple(PIL.__version__.split(".")[:2]), np.__version__.split(".")[0]
+    if pillow != ("13", "0") or numpy_major != "2":
+        pytest.skip(f"digests recorded with Pillow 13.0 / numpy 2, not {PIL.__version__}")
+    for case, digest in RENDERED.items():
+        image, marks = render_face(*case, with_landmarks=True)
+        data = image.tobytes() + np.asarray(marks, dtype=np.float64).tobytes()
+        assert hashlib.sha256(data).hexdigest()[:32] == digest, case
+        assert render_face(*case).tobytes() == image.tobytes()

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from marginface.data.align import ARCFACE_TEMPLATE, similarity_transform, template
-from marginface.data.boxes import batched_nms, box_overlap, nms
-from marginface.data.detect import FaceAligner, NoFaceError, select_face
+from marginface.data.detection.align import ARCFACE_TEMPLATE, similarity_transform, template
+from marginface.data.detection.boxes import batched_nms, box_overlap, nms
+from marginface.data.detection.detect import FaceAligner, NoFaceError, select_face
 
 
 def iod(landmarks: np.ndarray) -> float:
@@ -139,7 +139,7 @@ def test_aligned_crop_puts_the_face_on_the_template(detector, astronaut, referen
 
 
 def test_selection_largest_central_score(detector):
-    from marginface.data.detect import Face
+    from marginface.data.detection.detect import Face
 
     marks = np.zeros((5, 2))
     big = Face(np.array([0.0, 0.0, 100.0, 100.0]), marks, 0.90)
@@ -174,7 +174,7 @@ def test_nms_by_hand():
 
 
 def test_missing_weights_name_the_package(tmp_path, monkeypatch):
-    from marginface.data.mtcnn import weights_folder
+    from marginface.data.detection.mtcnn import weights_folder
 
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps facenet-pytorch==2\.6\.0"):
         weights_folder(tmp_path)
@@ -184,7 +184,7 @@ def test_missing_weights_name_the_package(tmp_path, monkeypatch):
 
 
 def test_option_errors(detector):
-    from marginface.data.detect import FaceDetector
+    from marginface.data.detection.detect import FaceDetector
 
     with pytest.raises(ValueError, match="min_face_size"):
         FaceDetector(min_face_size=8)
@@ -201,7 +201,7 @@ def test_option_errors(detector):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_agrees_with_cpu(astronaut, reference):
-    from marginface.data.detect import FaceDetector
+    from marginface.data.detection.detect import FaceDetector
 
     face = FaceDetector(device="cuda").detect_one(astronaut)[0]
     np.testing.assert_allclose(face.landmarks, reference.landmarks, atol=0.05)

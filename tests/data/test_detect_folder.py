@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from marginface.cli import main
-from marginface.data.detect_folder import CSV_FIELDS
+from marginface.data.detection.detect_folder import CSV_FIELDS
 
 
 def rows_of(path):

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from marginface.cli import main
-from marginface.data.align import align_folder
+from marginface.data.detection.align import align_folder
 from marginface.data.verification import read_pairs_txt
 from marginface.files import resolve_inside
 

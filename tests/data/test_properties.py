@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from marginface.data.align import read_landmarks
+from marginface.data.detection.align import read_landmarks
 from marginface.data.recordio import RecordHeader, RecordReader, RecordWriter, pack_payload
 from marginface.data.transforms import UnreadableImage, decode_image
 from marginface.data.verification import read_bin

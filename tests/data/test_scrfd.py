@@ -20,8 +20,8 @@ from PIL import Image
 from torch import nn
 
 from marginface.cli import main
-from marginface.data.detect import FaceDetector, make_detector
-from marginface.data.scrfd import ScrfdDetector, anchor_centres, letterbox_scale
+from marginface.data.detection.detect import FaceDetector, make_detector
+from marginface.data.detection.scrfd import ScrfdDetector, anchor_centres, letterbox_scale
 
 pytest.importorskip("onnxruntime")
 

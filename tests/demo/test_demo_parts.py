@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from marginface.data import open_dataset, open_pairs
+from marginface.data import NO_TRANSFORMS, TRAINING_TRANSFORMS, open_dataset, open_pairs
 from marginface.data.verification import generate_pairs
 from marginface.demo import cache as cache_module
 from marginface.demo.cache import render_dataset
@@ -46,9 +46,9 @@ def test_pool_rendering_equals_in_process_rendering(monkeypatch):
     assert sum(counted) == 20 and len(counted) == 4
 
 
-def test_augment_flips_some_items_and_only_flips():
-    cached = render_dataset(SPEC, image_size=16, workers=1).with_augment(True)
-    plain = cached.with_augment(False)
+def test_training_transforms_flip_some_items_and_only_flip():
+    cached = render_dataset(SPEC, image_size=16, workers=1).with_transforms(TRAINING_TRANSFORMS)
+    plain = cached.with_transforms(NO_TRANSFORMS)
     torch.manual_seed(0)
     flipped = 0
     for i in range(len(cached)):

@@ -9,7 +9,6 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import TensorDataset
 
 from _support.threads import one_thread
@@ -17,32 +16,11 @@ from _support.threads import one_thread
 matplotlib.use("Agg")
 
 
-class TinyNet(nn.Module):
-    """(B, 3, H, W) -> (B, D): a conv, a PReLU, global pooling and a linear layer."""
-
-    def __init__(self, embedding_size: int = 8) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 6, 3, padding=1)
-        self.bn = nn.BatchNorm2d(6)
-        self.act = nn.PReLU(6)
-        self.pool = nn.AdaptiveAvgPool2d(2)
-        self.fc = nn.Linear(24, embedding_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(self.act(self.bn(self.conv(x)))).flatten(1))
-
-
 @pytest.fixture(autouse=True)
 def _evaluation_tests_on_one_thread():
     """Every test of this folder runs torch on one thread; other folders are untouched."""
     with one_thread():
         yield
-
-
-@pytest.fixture
-def tiny_net() -> TinyNet:
-    torch.manual_seed(0)
-    return TinyNet().eval()
 
 
 @pytest.fixture

@@ -14,12 +14,13 @@ from PIL import Image
 from torch import nn
 
 from marginface.data import open_pairs
-from marginface.data.align import template
 from marginface.data.base import ImagesOnly
-from marginface.data.detect import Face, FaceAligner
-from marginface.data.detect_cache import DetectionCache, content_key, settings_digest
+from marginface.data.detection.align import template
+from marginface.data.detection.detect import Face, FaceAligner
+from marginface.data.detection.detect_cache import DetectionCache, content_key, settings_digest
 from marginface.data.verification import EncodedImages, _TensorsOnly, distinct_images
 from marginface.evaluation import EmbedOptions, embed_dataset, evaluate_pairs, pair_scores
+from marginface.evaluation.config import EvalConfig
 from marginface.evaluation.evaluate import run_evaluation
 
 QUIET = EmbedOptions(batch_size=7, progress=False)
@@ -116,16 +117,15 @@ def _aligner(cache_folder, detector=None):
 def test_photos_detected_once_for_two_models_and_not_again_next_run(tmp_path, saved_model):
     pairs_file = _lfw_folder(tmp_path / "lfw")
     aligner = _aligner(tmp_path / "cache")
-    result = run_evaluation(
-        [saved_model, saved_model], [str(pairs_file)], options=QUIET, aligner=aligner
-    )
+    config = EvalConfig([saved_model, saved_model], [str(pairs_file)])
+    result = run_evaluation(config, QUIET, aligner=aligner)
     assert len(result.checkpoints) == 2
     assert aligner.detector.calls == 18  # 96 images named, 18 distinct, two models
     assert any("no face in 1 photos" in w for w in result.warnings)
     first = result.scores[result.checkpoints[0].name][result.pair_set_names[0]][0]
     # a second run on the same photos: every face comes from the folder
     again = _aligner(tmp_path / "cache")
-    result2 = run_evaluation([saved_model], [str(pairs_file)], options=QUIET, aligner=again)
+    result2 = run_evaluation(EvalConfig([saved_model], [str(pairs_file)]), QUIET, aligner=again)
     assert again.detector.calls == 0 and again.cache.hits == 18
     second = result2.scores[result2.checkpoints[0].name][result2.pair_set_names[0]][0]
     np.testing.assert_array_equal(first, second)
@@ -133,7 +133,7 @@ def test_photos_detected_once_for_two_models_and_not_again_next_run(tmp_path, sa
     # other detector settings never read these entries
     other = CountingDetector()
     other.settings = lambda: {"detector": "counting", "min_face_size": 40}
-    run_evaluation([saved_model], [str(pairs_file)], options=QUIET, aligner=_aligner(
+    run_evaluation(EvalConfig([saved_model], [str(pairs_file)]), QUIET, aligner=_aligner(
         tmp_path / "cache", other))  # fmt: skip
     assert other.calls == 18
 

@@ -7,13 +7,10 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from marginface.evaluation.evaluate import (
-    EvaluationResult,
-    LoadedCheckpoint,
-    build_report,
-    pair_set_names,
-)
+from marginface.evaluation.config import EvalConfig
+from marginface.evaluation.evaluate import EvaluationResult, LoadedCheckpoint, pair_set_names
 from marginface.evaluation.metrics import verification_metrics
+from marginface.evaluation.run_report import build_report
 
 
 def _result(checkpoints: list[str], pair_sets: list[str]) -> EvaluationResult:
@@ -23,7 +20,7 @@ def _result(checkpoints: list[str], pair_sets: list[str]) -> EvaluationResult:
         LoadedCheckpoint(n, Path(n), nn.Identity(), {"backbone": "x", "image_size": 16})
         for n in checkpoints
     ]
-    result = EvaluationResult(ckpts, pair_sets, settings={"n_folds": 10, "flip": True})
+    result = EvaluationResult(ckpts, pair_sets, EvalConfig(checkpoints, pair_sets))
     for c in checkpoints:
         result.verification[c], result.scores[c] = {}, {}
         for p in pair_sets:
@@ -70,3 +67,23 @@ def test_checkpoint_names(tmp_path):
     assert checkpoint_name(tmp_path / "runs/arcface/best") == "arcface/best"
     assert checkpoint_name(tmp_path / "runs/arcface/best/model.pt") == "arcface/best"
     assert checkpoint_name(tmp_path / "exported.pt") == "exported"
+
+
+def test_eval_config_names_what_cannot_be_evaluated():
+    import pytest
+
+    cases = {
+        "give at least one pair set": {},
+        "give both a gallery list and a probe list": {"pairs": ["x"], "gallery_list": "g"},
+        "need an identification folder": {"pairs": ["x"], "gallery_list": "g", "probe_list": "p"},
+        "eval config n_folds: must be None .* an int >= 2, got 1": {"pairs": ["x"], "n_folds": 1},
+        "eval config max_pairs: must be an int >= 1, got True": {"pairs": ["x"], "max_pairs": True},
+        "eval config threshold_grid: must be one of exact, insightface": {
+            "pairs": ["x"],
+            "threshold_grid": "grid",
+        },
+    }
+    for message, keys in cases.items():
+        with pytest.raises(ValueError, match=message):
+            EvalConfig(["model"], **keys)
+    assert EvalConfig(["model"], identification="faces").pairs == []

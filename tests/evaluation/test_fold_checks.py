@@ -13,7 +13,9 @@ from marginface.cli import main
 from marginface.data import open_pairs
 from marginface.data.verification import read_pairs_header
 from marginface.evaluation import EmbedOptions
-from marginface.evaluation.evaluate import fold_warnings, run_evaluation
+from marginface.evaluation.config import EvalConfig
+from marginface.evaluation.evaluate import run_evaluation
+from marginface.evaluation.folds import fold_warnings
 
 QUIET = EmbedOptions(progress=False)
 
@@ -45,18 +47,18 @@ def test_read_pairs_header(tmp_path):
 def test_one_fold_header_cut_in_order_warns_with_the_fix(tmp_path, saved_model):
     # the case: a subset whose header says 1 fold, genuine pairs first
     pairs_file = _pairs_file(tmp_path / "lfw", "1 30", 30, 30)
-    result = run_evaluation([saved_model], [str(pairs_file)], options=QUIET)
+    result = run_evaluation(EvalConfig([saved_model], [str(pairs_file)]), QUIET)
     (warning,) = [w for w in result.warnings if "only genuine" in w]
     assert "fold(s) 1-5 only genuine pairs; fold(s) 6-10 only impostor pairs" in warning
     assert "in file order" in warning and "--fold-seed 0" in warning
     assert "official pairs file" in warning
     # shuffled by a seed: every fold holds both, no warning, the same scores
-    shuffled = run_evaluation([saved_model], [str(pairs_file)], options=QUIET, fold_seed=0)
+    shuffled = run_evaluation(EvalConfig([saved_model], [str(pairs_file)], fold_seed=0), QUIET)
     assert not [w for w in shuffled.warnings if "only genuine" in w or "only impostor" in w]
     name = result.pair_set_names[0]
     ckpt = result.checkpoints[0].name
     np.testing.assert_array_equal(result.scores[ckpt][name][0], shuffled.scores[ckpt][name][0])
-    assert shuffled.settings["fold_seed"] == 0
+    assert shuffled.config.fold_seed == 0
 
 
 def test_a_header_of_several_folds_is_followed_unless_folds_are_given(tmp_path, saved_model):
@@ -66,12 +68,12 @@ def test_a_header_of_several_folds_is_followed_unless_folds_are_given(tmp_path, 
     genuine, impostor = lines[1:5], lines[5:9]
     body = [x for k in range(3) for x in [genuine[k % 4]] * 4 + [impostor[k % 4]] * 4]
     pairs_file.write_text("\n".join([lines[0], *body]) + "\n")
-    result = run_evaluation([saved_model], [str(pairs_file)], options=QUIET)
+    result = run_evaluation(EvalConfig([saved_model], [str(pairs_file)]), QUIET)
     name = result.pair_set_names[0]
     metrics = result.verification[result.checkpoints[0].name][name]
-    assert result.settings["folds"] == {name: 3} and len(metrics["fold_accuracies"]) == 3
+    assert result.folds == {name: 3} and len(metrics["fold_accuracies"]) == 3
     assert not result.warnings
-    given = run_evaluation([saved_model], [str(pairs_file)], options=QUIET, n_folds=4)
+    given = run_evaluation(EvalConfig([saved_model], [str(pairs_file)], n_folds=4), QUIET)
     assert any("its header says 3 folds, evaluated in --folds 4" in w for w in given.warnings)
 
 
@@ -96,9 +98,9 @@ def test_the_cli_prints_the_fold_warning(tmp_path, saved_model, capsys):
 
 
 def test_the_report_says_how_the_folds_were_cut():
-    from marginface.evaluation.evaluate import _folds_text
+    from marginface.evaluation.folds import folds_text
 
-    assert _folds_text({"n_folds": 10, "folds": {"lfw": 10}}) == "10 folds in order"
-    mixed = {"n_folds": None, "folds": {"lfw": 10, "sub": 3}, "fold_seed": 0}
-    text = _folds_text(mixed)
+    assert folds_text({"lfw": 10}, n_folds=None, fold_seed=None) == "10 folds in order"
+    assert folds_text({"lfw": 10, "sub": 3}, n_folds=10, fold_seed=None) == "10 folds in order"
+    text = folds_text({"lfw": 10, "sub": 3}, n_folds=None, fold_seed=0)
     assert "per pair set: lfw 10, sub 3" in text and "shuffled by seed 0" in text

@@ -10,7 +10,7 @@ from marginface.evaluation.identification import (
     identification_metrics,
     probe_ranks,
 )
-from marginface.evaluation.search import cosine_search, faiss_available
+from marginface.inference.search import cosine_search, faiss_available
 
 
 def test_torch_search_matches_brute_force_with_small_chunks():

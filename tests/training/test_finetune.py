@@ -41,7 +41,7 @@ def _expected_means(start) -> torch.Tensor:
     """Each identity's mean normalised embedding, normalised, in float64: the start model in
     eval mode on the unaugmented images, all in one batch as the trainer embeds them."""
     backbone, _ = load_model(start)
-    data = open_dataset(DATA, image_size=16, augment=False)
+    data = open_dataset(DATA, image_size=16)
     images = torch.stack([data[i][0] for i in range(len(data))])
     labels = torch.as_tensor([data[i][1] for i in range(len(data))])
     with torch.no_grad():

@@ -152,7 +152,7 @@ def add_detector_arguments(
     """The face detector's options; with ``switch``, also ``--detect`` (off by default: the
     images are taken as aligned crops); with ``auto``, detection is on by default for every
     image that is not a crop of the model's size, ``--no-detect`` turns it off
-    (:class:`marginface.data.detect.CropsOrPhotos`)."""
+    (:class:`marginface.data.detection.detect.CropsOrPhotos`)."""
     if switch and auto:
         parser.add_argument(
             "--detect",
@@ -208,8 +208,8 @@ def add_detector_arguments(
 
 def detector_options(args: argparse.Namespace) -> dict:
     """``detector``, ``min_face_size`` and ``thresholds`` for
-    :func:`marginface.data.detect.make_detector`, from the parsed arguments; errors name the
-    flag."""
+    :func:`marginface.data.detection.detect.make_detector`, from the parsed arguments; errors name
+    the flag."""
     scrfd = args.detector != "mtcnn"
     thresholds = None
     if args.thresholds is not None:
@@ -248,10 +248,10 @@ def add_detect_cache_argument(parser: argparse.ArgumentParser) -> None:
 
 def detect_cache_folder(args: argparse.Namespace):
     """The detection cache folder of ``--detect-cache`` (its default: see
-    :func:`marginface.data.detect_cache.default_cache_folder`); None = memory only."""
+    :func:`marginface.data.detection.detect_cache.default_cache_folder`); None = memory only."""
     from pathlib import Path
 
-    from marginface.data.detect_cache import default_cache_folder
+    from marginface.data.detection.detect_cache import default_cache_folder
 
     given = getattr(args, "detect_cache", None)
     if given is None:
@@ -262,19 +262,19 @@ def detect_cache_folder(args: argparse.Namespace):
 def make_aligner(
     args: argparse.Namespace, image_size: int, fallback: bool = False, cache: bool = False
 ):
-    """A :class:`~marginface.data.detect.FaceAligner` when ``--detect`` is given, None with
-    ``--no-detect`` (or no switch), and by default (``detect`` None) a
-    :class:`~marginface.data.detect.CropsOrPhotos`: crops of ``image_size`` pass, any other
-    image is detected and aligned (the detector is loaded at the first such image).
+    """A :class:`~marginface.data.detection.detect.FaceAligner` when ``--detect`` is given, None
+    with ``--no-detect`` (or no switch), and by default (``detect`` None) a
+    :class:`~marginface.data.detection.detect.CropsOrPhotos`: crops of ``image_size`` pass, any
+    other image is detected and aligned (the detector is loaded at the first such image).
 
     ``cache``: the aligner keeps the faces it finds by photo content
-    (:class:`~marginface.data.detect_cache.DetectionCache`), in memory and in the folder of
-    ``--detect-cache``.
+    (:class:`~marginface.data.detection.detect_cache.DetectionCache`), in memory and in the folder
+    of ``--detect-cache``.
     """
     detect = getattr(args, "detect", False)
     if detect is False:
         return None
-    from marginface.evaluation.use import face_aligner
+    from marginface.inference.verify import face_aligner
 
     return face_aligner(
         image_size, detect, device=args.device, select=args.select, fallback=fallback,
@@ -285,7 +285,7 @@ def make_aligner(
 
 def describe_failure(path, why: str) -> str:
     """How a skipped file is named in a warning: no face found, or unreadable (and why)."""
-    from marginface.evaluation.images import NO_FACE
+    from marginface.inference.images import NO_FACE
 
     if why == NO_FACE:
         return f"image {path} (no face found)"

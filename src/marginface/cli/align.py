@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.detect:
         return _run_detect(args)
-    from marginface.data.align import align_folder
+    from marginface.data.detection.align import align_folder
     from marginface.files import check_writable_dir
     from marginface.text import printable
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_detect(args: argparse.Namespace) -> int:
     from marginface.cli._use import detector_options
-    from marginface.data.detect_folder import detect_align_folder
+    from marginface.data.detection.detect_folder import detect_align_folder
     from marginface.text import printable
 
     result = detect_align_folder(

@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from marginface.backbones.checkpoint import load_model
     from marginface.cli._use import describe_failure, embed_options, make_aligner, model_flip
     from marginface.evaluation.embed import embed_dataset
-    from marginface.evaluation.images import embed_files, find_images
     from marginface.files import atomic_write_bytes, check_writable_file
+    from marginface.inference.images import embed_files, find_images
     from marginface.text import printable
 
     options = embed_options(args)

@@ -102,8 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from marginface.cli._use import check_positive, embed_options, make_aligner
-    from marginface.evaluation.evaluate import run_evaluation, write_evaluation
+    from marginface.evaluation.config import EvalConfig
+    from marginface.evaluation.evaluate import run_evaluation
     from marginface.evaluation.metrics import far_key
+    from marginface.evaluation.run_report import write_evaluation
     from marginface.files import check_writable_dir
 
     check_positive(args.max_pairs, "--max-pairs")
@@ -116,10 +118,9 @@ def run(args: argparse.Namespace) -> int:
     check_writable_dir(args.output, "--output")
     # a pair must be scored even when no face is found: the whole photo then (counted)
     aligner = make_aligner(args, 112, fallback=True, cache=True)
-    result = run_evaluation(
-        args.checkpoint,
-        args.pairs,
-        options=options,
+    config = EvalConfig(
+        checkpoints=args.checkpoint,
+        pairs=args.pairs,
         max_pairs=args.max_pairs,
         n_folds=args.folds,
         fold_seed=args.fold_seed,
@@ -129,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
         probe_list=args.probe_list,
         ijb=args.ijb,
         ijb_target=args.ijb_target,
-        aligner=aligner,
         title=args.title,
     )
+    result = run_evaluation(config, options, aligner=aligner)
     paths = write_evaluation(result, args.output)
     for ckpt, per in result.verification.items():
         for name, m in per.items():

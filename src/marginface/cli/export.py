@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from marginface.backbones.checkpoint import load_model
-    from marginface.evaluation.export import check_opset, export_onnx, onnx_metadata
     from marginface.files import check_writable_file
+    from marginface.inference.export import check_opset, export_onnx, onnx_metadata
 
     if Path(args.output).suffix != ".onnx":
         raise ValueError(f"--output must end with .onnx, got {args.output}")

@@ -81,7 +81,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from marginface.evaluation.importing import import_model
+    from marginface.inference.importing import import_model
 
     for flag, values in (("--mean", args.mean), ("--std", args.std)):
         if values is not None and len(values) not in (1, 3):

@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
         model_flip,
     )
     from marginface.evaluation.calibration import decision_threshold
-    from marginface.evaluation.images import embed_files, find_images
-    from marginface.evaluation.index import build_index
+    from marginface.inference.images import embed_files, find_images
+    from marginface.inference.index import build_index
     from marginface.text import printable
 
     check_positive(args.top_k, "--top-k")

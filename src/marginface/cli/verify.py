@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from marginface.cli._model import load_use_model
     from marginface.cli._use import make_aligner, model_flip
     from marginface.devices import resolve_device
-    from marginface.evaluation.use import verify_images
+    from marginface.inference.verify import verify_images
 
     args.device = str(resolve_device(args.device, what="--device"))
     model, info = load_use_model(args)

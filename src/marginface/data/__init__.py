@@ -4,7 +4,7 @@ embedded synthetic identity dataset.
 Two entry points::
 
     from marginface.data import open_dataset, open_pairs
-    train = open_dataset("synthetic:1000x20", image_size=112, augment=True)
+    train = open_dataset("synthetic:1000x20", image_size=112, transforms=TRAINING_TRANSFORMS)
     pairs = open_pairs("synthetic:200x10,first=100000", image_size=112)
 
 Every item is ``(image, label)``: float32 (3, H, W) RGB in [-1, 1] and an int.
@@ -24,13 +24,15 @@ from marginface.data.formats import (
     register_dataset_format,
     spec_help,
 )
+from marginface.data.pair_formats import find_pair_format, list_pair_formats, register_pair_format
+from marginface.data.transforms import NO_TRANSFORMS, TRAINING_TRANSFORMS, Transforms
 from marginface.data.verification import PairSet
 
 
 def open_dataset(
     spec: str | os.PathLike,
     image_size: int | tuple[int, int] = 112,
-    augment: bool = False,
+    transforms: Transforms = NO_TRANSFORMS,
     aligner=None,
 ) -> FaceDataset:
     """Open a face dataset (a map-style torch Dataset of ``(image, label)``).
@@ -41,8 +43,9 @@ def open_dataset(
             ``synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]``; or a spec of a
             format registered with :func:`register_dataset_format` (``marginface.data.formats``).
         image_size: output size, an int or ``(H, W)``; images are resized to it.
-        augment: add the training transforms (random horizontal flip).
-        aligner: for a folder of raw photos, a :class:`marginface.data.detect.FaceAligner`
+        transforms: applied to every item (:data:`TRAINING_TRANSFORMS`: a random horizontal
+            flip; default none).
+        aligner: for a folder of raw photos, a :class:`marginface.data.detection.detect.FaceAligner`
             that detects and aligns each face first.
 
     The dataset has ``num_classes``, ``identity_names``, ``labels`` (np.int64 per item, known
@@ -55,7 +58,7 @@ def open_dataset(
         if not Path(text).exists():
             raise FileNotFoundError(f"dataset {text!r} not found: expected {spec_help()}")
         raise ValueError(f"dataset {text!r} is a file of no known format; expected {spec_help()}")
-    return fmt.open(text, image_size=image_size, augment=augment, aligner=aligner)
+    return fmt.open(text, image_size=image_size, transforms=transforms, aligner=aligner)
 
 
 def open_pairs(
@@ -71,16 +74,17 @@ def open_pairs(
         spec: a ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin ...); a ``pairs.txt`` (images in the
             folder beside it, or ``pairs.txt::FOLDER``); a ``.csv`` of columns ``a,b,same``
             (``[,identity]``; paths relative to its folder or ``FILE.csv::FOLDER``,
-            :func:`marginface.data.verification.read_pairs_csv`); or any :func:`open_dataset`
-            spec, from which pairs are generated: every genuine pair up to ``max_pairs``
-            (seeded sample beyond), the same number of impostor pairs, alternating genuine /
-            impostor.
+            :func:`marginface.data.verification.read_pairs_csv`); the spec of a format
+            registered with :func:`register_pair_format` (``marginface.data.pair_formats``);
+            or any :func:`open_dataset` spec, from which pairs are generated: every genuine
+            pair up to ``max_pairs`` (seeded sample beyond), the same number of impostor pairs,
+            alternating genuine / impostor.
         image_size: output size of the images.
         max_pairs: cap on generated genuine pairs (so at most 2 * max_pairs pairs); files
             (``.bin``, ``pairs.txt``) are always used whole, as their protocols define.
         seed: seed of the generated pairs.
-        aligner: images are raw photos: a :class:`marginface.data.detect.FaceAligner` detects
-            and aligns each face first (``.bin`` files, pair lists and folders).
+        aligner: images are raw photos: a :class:`marginface.data.detection.detect.FaceAligner`
+            detects and aligns each face first (``.bin`` files, pair lists and folders).
 
     Returns a :class:`PairSet`: ``images`` (Dataset of 2N tensors, pair k = images 2k, 2k + 1),
     ``issame`` (bool, N), ``name``.
@@ -88,18 +92,10 @@ def open_pairs(
     from marginface.data import verification
 
     text = str(spec)
-    if "::" in text:
-        pairs_file, folder = text.split("::", 1)
-        if pairs_file.endswith(".csv"):
-            return verification.open_pairs_csv(pairs_file, folder, image_size, aligner)
-        return verification.open_pairs_txt(pairs_file, folder, image_size, aligner)
+    fmt = find_pair_format(text)
+    if fmt is not None:
+        return fmt.open(text, image_size=image_size, aligner=aligner)
     path = Path(text)
-    if path.suffix == ".bin":
-        return verification.open_bin(path, image_size=image_size, aligner=aligner)
-    if path.suffix == ".txt":
-        return verification.open_pairs_txt(path, image_size=image_size, aligner=aligner)
-    if path.suffix == ".csv":
-        return verification.open_pairs_csv(path, image_size=image_size, aligner=aligner)
     dataset = open_dataset(text, image_size=image_size, aligner=aligner)
     if text.startswith(SYNTHETIC):
         name = "synthetic"
@@ -111,9 +107,14 @@ def open_pairs(
 __all__ = [
     "BadImageWarning",
     "FaceDataset",
+    "NO_TRANSFORMS",
     "PairSet",
+    "TRAINING_TRANSFORMS",
+    "Transforms",
     "list_dataset_formats",
+    "list_pair_formats",
     "open_dataset",
     "open_pairs",
     "register_dataset_format",
+    "register_pair_format",
 ]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from marginface.data.transforms import image_size_pair
+from marginface.data.transforms import NO_TRANSFORMS, Transforms, image_size_pair
 
 
 class BadImageWarning(UserWarning):
@@ -36,14 +36,17 @@ class FaceDataset(Dataset):
     max_bad: int | None = None
 
     image_size: tuple[int, int]
-    augment: bool
+    #: applied to every item after decoding (:class:`~marginface.data.transforms.Transforms`)
+    transforms: Transforms
     #: photos -> aligned crops before resizing (``marginface ... --detect``); None: the images
     #: are aligned crops already. Used by the datasets of files (folders, pair lists, .bin).
     aligner = None
 
-    def __init__(self, image_size: int | tuple[int, int] = 112, augment: bool = False) -> None:
+    def __init__(
+        self, image_size: int | tuple[int, int] = 112, transforms: Transforms = NO_TRANSFORMS
+    ) -> None:
         self.image_size = image_size_pair(image_size)
-        self.augment = bool(augment)
+        self.transforms = transforms
         self._bad: set[int] = set()
 
     # --- what subclasses provide -------------------------------------------------------------

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from marginface.data.base import FaceDataset
-from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
+from marginface.data.transforms import IMAGE_EXTENSIONS, NO_TRANSFORMS, Transforms, load_tensor
 from marginface.text import printable
 
 
@@ -110,21 +110,21 @@ class FolderDataset(FaceDataset):
     Args:
         root: the dataset folder.
         image_size: output size (int or (H, W)).
-        augment: add the training transforms (random horizontal flip).
+        transforms: applied to every item (:class:`~marginface.data.transforms.Transforms`).
     """
 
     def __init__(
         self,
         root: str | os.PathLike,
         image_size: int | tuple[int, int] = 112,
-        augment: bool = False,
+        transforms: Transforms = NO_TRANSFORMS,
     ) -> None:
-        super().__init__(image_size, augment)
+        super().__init__(image_size, transforms)
         self.root = Path(root)
         self.identity_names, self.paths, self.labels = scan_folder(self.root)
 
     def load(self, index: int) -> torch.Tensor:
-        return load_tensor(self.paths[index], self.image_size, self.augment, self.aligner)
+        return load_tensor(self.paths[index], self.image_size, self.transforms, self.aligner)
 
     def describe(self, index: int) -> str:
         return str(self.paths[index])

@@ -1,7 +1,7 @@
 """Dataset formats: how :func:`marginface.data.open_dataset` turns a spec into a dataset.
 
 A format is a name, a test of the spec (``matches(spec) -> bool``) and an opener
-``open(spec, image_size, augment, aligner) -> FaceDataset``, registered with
+``open(spec, image_size, transforms, aligner) -> FaceDataset``, registered with
 :func:`register_dataset_format`. ``open_dataset`` asks the formats latest-registered first, so
 a format added by a project is tried before the built-in ones (``folder``, ``recordio``,
 ``synthetic``, registered below). Adding a format is one file: a
@@ -25,7 +25,7 @@ SYNTHETIC = "synthetic:"
 
 @dataclass(frozen=True)
 class DatasetFormat:
-    """A registered format: ``name``, ``matches(spec)``, ``open(spec, image_size, augment,
+    """A registered format: ``name``, ``matches(spec)``, ``open(spec, image_size, transforms,
     aligner)`` and ``spec_help`` (how its specs look, for error messages)."""
 
     name: str
@@ -40,8 +40,9 @@ _FORMATS: dict[str, DatasetFormat] = {}
 def register_dataset_format(
     name: str, matches: Callable[[str], bool], spec_help: str = ""
 ) -> Callable[[Opener], Opener]:
-    """Decorator: make ``opener(spec, image_size, augment, aligner)`` open the specs for which
-    ``matches(spec)`` is true. ``aligner`` is None unless the caller detects faces in raw
+    """Decorator: make ``opener(spec, image_size, transforms, aligner)`` open the specs for which
+    ``matches(spec)`` is true (``transforms``: a :class:`~marginface.data.transforms.Transforms`
+    the dataset applies to every item). ``aligner`` is None unless the caller detects faces in raw
     photos (``--detect``); a format of aligned crops refuses one."""
 
     def decorate(opener: Opener) -> Opener:
@@ -86,22 +87,22 @@ def _is_pack(spec: str) -> bool:
 
 
 @register_dataset_format("folder", lambda spec: Path(spec).is_dir(), "a folder")
-def _open_folder(spec: str, image_size, augment, aligner) -> FaceDataset:
+def _open_folder(spec: str, image_size, transforms, aligner) -> FaceDataset:
     from marginface.data.folder import FolderDataset
 
-    dataset = FolderDataset(Path(spec), image_size=image_size, augment=augment)
+    dataset = FolderDataset(Path(spec), image_size=image_size, transforms=transforms)
     dataset.aligner = aligner
     return dataset
 
 
 @register_dataset_format("recordio", _is_pack, "a .rec file, a folder holding train.rec")
-def _open_pack(spec: str, image_size, augment, aligner) -> FaceDataset:
+def _open_pack(spec: str, image_size, transforms, aligner) -> FaceDataset:
     from marginface.data.recordio import RecordDataset
 
     refuse_aligner(spec, aligner)
     path = Path(spec)
     rec = path if path.suffix == ".rec" else path / "train.rec"
-    return RecordDataset(rec, image_size=image_size, augment=augment)
+    return RecordDataset(rec, image_size=image_size, transforms=transforms)
 
 
 @register_dataset_format(
@@ -109,8 +110,8 @@ def _open_pack(spec: str, image_size, augment, aligner) -> FaceDataset:
     lambda spec: spec.startswith(SYNTHETIC),
     "synthetic:IDS[xIMAGES][,seed=N][,difficulty=X][,first=K]",
 )
-def _open_synthetic(spec: str, image_size, augment, aligner) -> FaceDataset:
+def _open_synthetic(spec: str, image_size, transforms, aligner) -> FaceDataset:
     from marginface.data.synthetic import SyntheticFaces
 
     refuse_aligner(spec, aligner)
-    return SyntheticFaces(spec, image_size=image_size, augment=augment)
+    return SyntheticFaces(spec, image_size=image_size, transforms=transforms)

@@ -32,7 +32,7 @@ import torch
 from tqdm import tqdm
 
 from marginface.data.base import BadImageWarning, FaceDataset
-from marginface.data.transforms import load_tensor
+from marginface.data.transforms import NO_TRANSFORMS, Transforms, load_tensor
 from marginface.files import atomic_paths, atomic_write_text, open_regular, read_text
 
 MAGIC = 0xCED7230A
@@ -349,10 +349,10 @@ class RecordDataset(FaceDataset):
         self,
         rec_path: str | os.PathLike,
         image_size: int | tuple[int, int] = 112,
-        augment: bool = False,
+        transforms: Transforms = NO_TRANSFORMS,
         idx_path: str | os.PathLike | None = None,
     ) -> None:
-        super().__init__(image_size, augment)
+        super().__init__(image_size, transforms)
         self.reader = RecordReader(rec_path, idx_path)
         self._skipped = 0
         self.identity_ranges: np.ndarray | None = None
@@ -459,7 +459,7 @@ class RecordDataset(FaceDataset):
 
     def load(self, index: int) -> torch.Tensor:
         _, image = unpack_payload(self.reader.read(int(self.keys[index])))
-        return load_tensor(image, self.image_size, self.augment)
+        return load_tensor(image, self.image_size, self.transforms)
 
     def describe(self, index: int) -> str:
         return f"record {int(self.keys[index])} of {self.reader.rec_path}"

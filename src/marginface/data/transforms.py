@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,15 +116,42 @@ def random_flip(tensor: torch.Tensor, p: float = 0.5) -> torch.Tensor:
     return tensor
 
 
+@dataclass(frozen=True)
+class Transforms:
+    """What is done to an item's tensor after it is decoded, resized and normalised: a random
+    horizontal flip with probability ``flip`` (0: none, and no draw from torch's RNG).
+    :data:`NO_TRANSFORMS` leaves items as they are; :data:`TRAINING_TRANSFORMS` is what
+    ``marginface train`` applies.
+
+    >>> NO_TRANSFORMS(torch.zeros(3, 2, 2)).shape
+    torch.Size([3, 2, 2])
+    """
+
+    flip: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.flip, int | float) and 0.0 <= self.flip <= 1.0):
+            raise ValueError(f"Transforms flip must be a probability in [0, 1], got {self.flip!r}")
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        return random_flip(tensor, self.flip) if self.flip else tensor
+
+
+#: items as decoded (evaluation, embedding, imprinting class centres)
+NO_TRANSFORMS = Transforms()
+#: the training transforms: a random horizontal flip, one image in two
+TRAINING_TRANSFORMS = Transforms(flip=0.5)
+
+
 def load_tensor(
     source: bytes | str | os.PathLike,
     image_size: int | tuple[int, int],
-    augment: bool = False,
+    transforms: Transforms = NO_TRANSFORMS,
     aligner: Callable[[Image.Image], Image.Image] | None = None,
 ) -> torch.Tensor:
-    """Decode, convert to RGB, resize, normalise and (if ``augment``) randomly flip one image.
+    """Decode, convert to RGB, resize, normalise and apply ``transforms`` to one image.
 
-    ``aligner`` (a :class:`marginface.data.detect.FaceAligner`) turns a raw photo into the
+    ``aligner`` (a :class:`marginface.data.detection.detect.FaceAligner`) turns a raw photo into the
     aligned crop of its face first; it raises ``NoFaceError`` (a ValueError) when there is none.
     An aligner with a ``cache`` is given the photo's content key (SHA-256 of its bytes), so
     that a photo it has seen is not detected again.
@@ -131,7 +159,7 @@ def load_tensor(
     if aligner is not None and getattr(aligner, "cache", None) is not None:
         # the aligner keeps the faces it found by the photo's content: read the bytes once,
         # key them, decode them
-        from marginface.data.detect_cache import content_key
+        from marginface.data.detection.detect_cache import content_key
 
         if isinstance(source, bytes | bytearray | memoryview):
             data = bytes(source)
@@ -142,5 +170,4 @@ def load_tensor(
         image = decode_image(source)
         if aligner is not None:
             image = aligner(image)
-    tensor = to_tensor(resize(image, image_size))
-    return random_flip(tensor) if augment else tensor
+    return transforms(to_tensor(resize(image, image_size)))

@@ -77,7 +77,7 @@ class EncodedImages(FaceDataset):
         image_size: int | tuple[int, int] = 112,
         origin: str = "images",
     ) -> None:
-        super().__init__(image_size, augment=False)
+        super().__init__(image_size)
         self.sources = list(sources)
         self.origin = origin
         self.labels = np.arange(len(self.sources), dtype=np.int64)
@@ -271,8 +271,8 @@ def pairs_to_bin(
 
     The images named by ``pairs_file`` (see :func:`read_pairs_txt`) are stored as their files'
     bytes, unchanged (each is decoded once to check it); with an ``aligner``
-    (:class:`marginface.data.detect.FaceAligner`) they are raw photos, stored as the PNG of
-    their aligned face. An image that cannot be read, or holds no face, is an error naming it.
+    (:class:`marginface.data.detection.detect.FaceAligner`) they are raw photos, stored as the PNG
+    of their aligned face. An image that cannot be read, or holds no face, is an error naming it.
     Returns ``(pairs, genuine pairs)``.
     """
     import io

@@ -16,7 +16,7 @@ import torch
 
 from marginface.data import open_dataset
 from marginface.data.base import FaceDataset
-from marginface.data.transforms import random_flip, to_pixels, to_tensor
+from marginface.data.transforms import NO_TRANSFORMS, Transforms, to_pixels, to_tensor
 
 #: below this many items rendering stays in this process (a pool costs more than it saves)
 _POOL_MIN_ITEMS = 1500
@@ -24,7 +24,7 @@ _CHUNK = 250
 
 
 def _pixels_of(dataset: FaceDataset, index: int) -> np.ndarray:
-    """The uint8 (H, W, 3) pixels of item ``index`` (no augmentation)."""
+    """The uint8 (H, W, 3) pixels of item ``index`` (no transforms)."""
     render = getattr(dataset, "render", None)
     if render is not None:  # synthetic faces: the Pillow image itself, no round trip
         return np.asarray(render(index), dtype=np.uint8)
@@ -41,7 +41,7 @@ class CachedFaces(FaceDataset):
     """A face dataset held in memory: ``(image float32 (3, H, W) in [-1, 1], label int)``.
 
     Has the attributes of :class:`~marginface.data.base.FaceDataset` (``num_classes``,
-    ``identity_names``, ``labels``, ``image_size``); ``augment=True`` adds the random flip.
+    ``identity_names``, ``labels``, ``image_size``) and applies its ``transforms`` to each item.
     ``pixels`` is the uint8 array (N, H, W, 3); ``spec`` the source's spec.
     """
 
@@ -51,9 +51,9 @@ class CachedFaces(FaceDataset):
         labels: np.ndarray,
         identity_names: list[str],
         spec: str,
-        augment: bool = False,
+        transforms: Transforms = NO_TRANSFORMS,
     ) -> None:
-        super().__init__((int(pixels.shape[1]), int(pixels.shape[2])), augment)
+        super().__init__((int(pixels.shape[1]), int(pixels.shape[2])), transforms)
         if len(pixels) != len(labels):
             raise ValueError(f"{len(pixels)} images but {len(labels)} labels")
         self.pixels = pixels
@@ -65,15 +65,14 @@ class CachedFaces(FaceDataset):
         return len(self.pixels)
 
     def load(self, index: int) -> torch.Tensor:
-        tensor = to_tensor(self.pixels[index])
-        return random_flip(tensor) if self.augment else tensor
+        return self.transforms(to_tensor(self.pixels[index]))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         return self.load(index), int(self.labels[index])
 
-    def with_augment(self, augment: bool) -> CachedFaces:
-        """The same pixels (shared, not copied) with or without the random flip."""
-        return CachedFaces(self.pixels, self.labels, self.identity_names, self.spec, augment)
+    def with_transforms(self, transforms: Transforms) -> CachedFaces:
+        """The same pixels (shared, not copied) with other ``transforms``."""
+        return CachedFaces(self.pixels, self.labels, self.identity_names, self.spec, transforms)
 
     def images(self, indices: np.ndarray | None = None) -> torch.Tensor:
         """A batch (N, 3, H, W) of the (unflipped) images at ``indices`` (all by default)."""

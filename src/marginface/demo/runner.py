@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from marginface.data.transforms import TRAINING_TRANSFORMS
 from marginface.demo.cache import CachedFaces
 from marginface.demo.config import DemoConfig
 from marginface.demo.progress import DemoProgress
@@ -109,7 +110,9 @@ def _train(
     progress.start_run(name, steps, config.batch_size)
     cpu0 = time.process_time()
     try:
-        result = train(config, dataset=dataset.with_augment(True), on_step=progress.step)
+        result = train(
+            config, dataset=dataset.with_transforms(TRAINING_TRANSFORMS), on_step=progress.step
+        )
     finally:
         progress.end_run()
     return result, time.process_time() - cpu0

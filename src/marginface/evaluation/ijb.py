@@ -226,7 +226,7 @@ class AlignedLooseCrops(Dataset):
         return len(self.meta.names)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        from marginface.data.align import align_face
+        from marginface.data.detection.align import align_face
         from marginface.data.transforms import decode_image, to_tensor
 
         name = self.meta.names[index]

@@ -46,6 +46,27 @@ DEFAULT_LR = {"sgd": 0.1, "adamw": 1e-3}
 #: (docs/training.md, "Fine-tune a model")
 FINETUNE_BACKBONE_LR = 0.1
 
+#: whole-number keys checked first, as ``(key, minimum, None allowed)``
+_SIZE_KEYS = (("epochs", 1, False), ("batch_size", 1, False), ("accumulate", 1, False))
+#: the running counts, checked after the model and fine-tuning keys
+_COUNT_KEYS = (
+    ("log_every", 1, False),
+    ("val_batch_size", 1, False),
+    ("val_max_pairs", 1, True),
+    ("checkpoint_every", 0, False),
+    ("val_every", 0, False),
+    ("num_workers", 0, False),
+    ("seed", 0, False),
+    ("min_free_bytes", 0, False),
+    ("summary_images", 0, False),
+    ("max_steps", 0, True),
+    ("max_bad_images", 0, True),
+)
+#: keys that name one of a few options
+_CHOICES = (("amp", AMP_MODES), ("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS))
+#: keys that are finite numbers >= 0 (their upper bounds are checked one by one)
+_NON_NEGATIVE_KEYS = ("lr", "momentum", "weight_decay", "warmup_epochs", "poly_power", "min_lr")
+
 #: keys that may change between an interrupted run and its ``--resume`` without breaking the
 #: exact continuation (everything else must match the checkpoint's configuration)
 RESUME_FREE_KEYS = frozenset(
@@ -222,30 +243,20 @@ class TrainConfig:
 
     # ------------------------------------------------------------------------------ checks
     def validate(self) -> None:
-        """ValueError naming the key and the value for anything out of range."""
-        for key in ("epochs", "batch_size", "accumulate"):
-            self._need_int(key, 1)
+        """ValueError naming the key and the value for anything out of range (the rules are
+        checked in order; the first broken one is reported)."""
+        self._need_ints(_SIZE_KEYS)
         for key in ("embedding_size", "image_size"):  # None until the init model says
             if getattr(self, key) is not None or self.init is None:
                 self._need_int(key, 1)
         self._validate_init()
-        for key in ("log_every", "val_batch_size"):
-            self._need_int(key, 1)
-        if self.val_max_pairs is not None:
-            self._need_int("val_max_pairs", 1)
-        for key in (
-            "checkpoint_every",
-            "val_every",
-            "num_workers",
-            "seed",
-            "min_free_bytes",
-            "summary_images",
-        ):
-            self._need_int(key, 0)
-        if self.max_steps is not None:
-            self._need_int("max_steps", 0)
-        if self.max_bad_images is not None:
-            self._need_int("max_bad_images", 0)
+        self._need_ints(_COUNT_KEYS)
+        self._validate_names()
+        self._validate_optimisation()
+        self._validate_run()
+
+    def _validate_names(self) -> None:
+        """Paths, names and the choices among named options."""
         self._need(
             isinstance(self.output, str) and self.output != "", "output", "must be a folder path"
         )
@@ -258,13 +269,12 @@ class TrainConfig:
             "backbone",
             "must be a name",
         )
-        for key, choices in (
-            ("amp", AMP_MODES),
-            ("optimizer", OPTIMIZERS),
-            ("scheduler", SCHEDULERS),
-        ):
+        for key, choices in _CHOICES:
             self._need(getattr(self, key) in choices, key, f"must be one of {', '.join(choices)}")
-        for key in ("lr", "momentum", "weight_decay", "warmup_epochs", "poly_power", "min_lr"):
+
+    def _validate_optimisation(self) -> None:
+        """Rates, shares of the run and the classifier's sampling."""
+        for key in _NON_NEGATIVE_KEYS:
             self._need(_is_number(getattr(self, key), 0.0), key, "must be a finite number >= 0")
         self._need(self.lr > 0, "lr", "must be > 0")
         self._need(self.momentum < 1, "momentum", "must be in [0, 1)")
@@ -302,6 +312,9 @@ class TrainConfig:
             "grad_clip",
             "must be None (off) or a number > 0",
         )
+
+    def _validate_run(self) -> None:
+        """Validation sets, the keyword mappings and the device."""
         self._need(
             isinstance(self.val, list) and all(isinstance(v, str) for v in self.val),
             "val",
@@ -342,6 +355,12 @@ class TrainConfig:
     def _need(self, ok: bool, key: str, what: str) -> None:
         if not ok:
             raise ValueError(f"config {key}: {what}, got {getattr(self, key)!r}")
+
+    def _need_ints(self, rules: tuple[tuple[str, int, bool], ...]) -> None:
+        """Each ``(key, minimum, optional)``: an int >= minimum, or None where optional."""
+        for key, minimum, optional in rules:
+            if not (optional and getattr(self, key) is None):
+                self._need_int(key, minimum)
 
     def _need_int(self, key: str, minimum: int) -> None:
         v = getattr(self, key)

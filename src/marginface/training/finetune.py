@@ -321,11 +321,12 @@ def class_means(
     on the CPU, counts (C,))``, a zero row for a class without images.
 
     The backbone embeds the whole training set once in eval mode, with the dataset's
-    augmentation off (a dataset with an ``augment`` attribute), each process a 1 / W share of
+    transforms off (a dataset with a ``transforms`` attribute), each process a 1 / W share of
     it; the per-class sums are added over the processes. The global random generators are
     left as they were."""
     from tqdm import tqdm
 
+    from marginface.data.transforms import NO_TRANSFORMS
     from marginface.training import checkpoint as ckpt
 
     indices = list(range(env.rank, len(dataset), env.world_size))
@@ -335,13 +336,13 @@ def class_means(
         num_workers=num_workers,
         generator=torch.Generator(),  # the loader never draws from the global RNG
     )
-    augment = getattr(dataset, "augment", None)
+    transforms = getattr(dataset, "transforms", None)
     was_training, rng = backbone.training, ckpt.capture_rng()
     sums = torch.zeros(num_classes, embedding_size, dtype=torch.float64, device=env.device)
     counts = torch.zeros(num_classes, dtype=torch.float64, device=env.device)
     try:
-        if augment:
-            dataset.augment = False
+        if transforms is not None:
+            dataset.transforms = NO_TRANSFORMS
         backbone.eval()
         bar = tqdm(
             loader,
@@ -357,8 +358,8 @@ def class_means(
             sums.index_add_(0, labels, x)
             counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float64))
     finally:
-        if augment:
-            dataset.augment = augment
+        if transforms is not None:
+            dataset.transforms = transforms
         backbone.train(was_training)
         ckpt.restore_rng(rng)
     sums, counts = all_reduce_sum(sums, env), all_reduce_sum(counts, env)

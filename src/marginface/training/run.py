@@ -148,13 +148,14 @@ def _backbone(cfg: TrainConfig, start: nn.Module | None) -> tuple[dict[str, Any]
 
 
 def open_data(cfg: TrainConfig, dataset: Dataset | None) -> Dataset:
-    """``dataset``, or the one ``cfg.data`` names (augmented); at least two identities."""
+    """``dataset``, or the one ``cfg.data`` names (with the training transforms); at least two
+    identities."""
     if dataset is None:
         if not cfg.data:
             raise ValueError("config data: a dataset spec is needed (--data SPEC)")
-        from marginface.data import open_dataset
+        from marginface.data import TRAINING_TRANSFORMS, open_dataset
 
-        dataset = open_dataset(cfg.data, image_size=cfg.image_size, augment=True)
+        dataset = open_dataset(cfg.data, image_size=cfg.image_size, transforms=TRAINING_TRANSFORMS)
     if hasattr(dataset, "max_bad"):
         dataset.max_bad = cfg.max_bad_images
     if int(dataset.num_classes) < 2:

@@ -15,6 +15,7 @@ identities down (see :data:`DIFFICULTY_SCALE`).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -117,11 +118,11 @@ def _blend(own: dict, family: dict, keep: float) -> dict:
 @lru_cache(maxsize=8192)
 def identity_params(seed: int, identity: int, difficulty: float = 1.0) -> dict:
     """The face parameters of ``identity`` (absolute index in the synthetic universe)."""
-    a = difficulty * DIFFICULTY_SCALE
-    spread = 1.0 / (0.5 + 0.5 * a)
+    strength = difficulty * DIFFICULTY_SCALE
+    spread = 1.0 / (0.5 + 0.5 * strength)
     rng = np.random.default_rng([seed, identity, 1])
     own = _raw_identity(rng, spread)
-    if rng.random() < min(0.6, 0.3 * a):  # a sibling of a family face: a look-alike
+    if rng.random() < min(0.6, 0.3 * strength):  # a sibling of a family face: a look-alike
         family = int(rng.integers(NUM_FAMILIES))
         base = _raw_identity(np.random.default_rng([seed, family, 2]), spread)
         own = _blend(own, base, keep=0.45)
@@ -197,6 +198,111 @@ def _hair_cap(p: dict, lift: float) -> np.ndarray:
     return np.concatenate([outer, inner])
 
 
+#: the canvas is drawn this many times larger than the picture, then reduced (anti-aliasing)
+SUPERSAMPLE = 2
+
+
+@dataclass(frozen=True)
+class _Mouth:
+    """Where the mouth lies: its centre height, half width and the smile's curve."""
+
+    y: float
+    half_width: float
+    curve: float
+
+
+def _mouth(p: dict, smile: float) -> _Mouth:
+    return _Mouth(p["mouth_y"], p["mouth_w"] * (1 + 0.12 * smile), 0.03 * smile)
+
+
+@dataclass(frozen=True)
+class _Variation:
+    """What changes between pictures of one identity, drawn from ``(seed, identity, image)``
+    in a fixed order (the pixels depend on it): pose, expression, gaze, light, colours,
+    glasses taken off, an occluder, blur, colour cast and noise."""
+
+    strength: float
+    pose: _Pose
+    smile: float
+    mouth_open: float
+    brow_raise: float
+    eye_open: float
+    gaze: float
+    light_angle: float
+    background: tuple[int, int, int]
+    shirt: tuple[int, int, int]
+    glasses_on: bool
+    occluder: tuple[np.ndarray, tuple[int, int, int]] | None
+    blur: float
+    gain: float
+    light_strength: float
+    cast: np.ndarray
+    noise: np.ndarray | None
+
+
+def _variation(
+    rng: np.random.Generator, strength: float, canvas_size: int, side: int, shape: tuple
+) -> _Variation:
+    """Every random draw of one picture (``shape``: the output's (height, width, 3))."""
+    normal = rng.standard_normal(16)
+    uniform = rng.random(16)
+    pose = _Pose(
+        canvas_size,
+        angle=float(np.clip(normal[0] * 0.09 * strength, -0.35, 0.35)),
+        scale=float(np.clip(1 + normal[1] * 0.05 * strength, 0.8, 1.2)),
+        shift=np.clip(normal[2:4] * 0.03 * strength, -0.1, 0.1),
+        yaw=float(np.clip(normal[4] * 0.3 * strength, -0.8, 0.8)),
+        pitch=float(np.clip(normal[5] * 0.2 * strength, -0.5, 0.5)),
+    )
+    closed = uniform[0] < 0.04 * strength  # a blink
+    background = tuple(int(v) for v in rng.integers(40, 230, 3))
+    shirt = tuple(int(v) for v in rng.integers(20, 235, 3))
+    occluder = _occluder(rng, normal, uniform) if uniform[2] < 0.2 * strength else None
+    cast = (rng.standard_normal(3) * 10 * strength).astype(np.float32)
+    noise_level = 6.0 * strength * float(uniform[11])
+    noise = None
+    if noise_level > 0.5:
+        noise = rng.standard_normal(shape, dtype=np.float32) * noise_level
+    return _Variation(
+        strength=strength,
+        pose=pose,
+        smile=float(np.clip(0.25 + normal[6] * 0.45 * strength, -0.6, 1.2)),
+        mouth_open=max(0.0, float(normal[7]) * 0.6 * strength - 0.3),
+        brow_raise=float(np.clip(normal[8] * 0.012 * strength, -0.03, 0.03)),
+        eye_open=0.12 if closed else float(np.clip(1 + normal[9] * 0.12 * strength, 0.6, 1.3)),
+        gaze=float(normal[10]),
+        light_angle=2 * math.pi * float(uniform[9]),
+        background=background,
+        shirt=shirt,
+        glasses_on=bool(uniform[1] < 1.0 - 0.05 * strength),  # sometimes taken off
+        occluder=occluder,
+        blur=(float(uniform[8]) ** 2) * 1.2 * strength * side / 64,
+        gain=float(np.clip(1 + normal[12] * 0.18 * strength, 0.45, 1.6)),
+        light_strength=0.5 * strength * float(uniform[10]),
+        cast=cast,
+        noise=noise,
+    )
+
+
+def _occluder(
+    rng: np.random.Generator, normal: np.ndarray, uniform: np.ndarray
+) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """Something in front of the face: its outline (unit face coordinates) and colour."""
+    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    if uniform[3] < 0.35:  # a band (scarf, mask, hat brim, hand) across the face
+        y0 = 0.15 + 0.7 * uniform[4]
+        shape = np.array([[-0.1, y0], [1.1, y0 + 0.1 * normal[11]],
+                          [1.1, y0 + 0.15 + 0.1 * uniform[5]], [-0.1, y0 + 0.15]])  # fmt: skip
+    else:  # a blob at a random place
+        shape = _ellipse(
+            0.2 + 0.6 * uniform[4],
+            0.2 + 0.7 * uniform[5],
+            0.06 + 0.1 * uniform[6],
+            0.05 + 0.1 * uniform[7],
+        )
+    return shape, colour
+
+
 def render_face(
     seed: int,
     identity: int,
@@ -214,41 +320,34 @@ def render_face(
     height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
     p = identity_params(seed, identity, difficulty)
     rng = np.random.default_rng([seed, identity, image, 3])
-    a = difficulty * DIFFICULTY_SCALE
     side = max(height, width)
-    ss = 2  # supersampling factor
-    canvas_size = side * ss
-    u = rng.standard_normal(16)
-    r = rng.random(16)
-
-    # --- pose and expression ---------------------------------------------------------------
-    pose = _Pose(
-        canvas_size,
-        angle=float(np.clip(u[0] * 0.09 * a, -0.35, 0.35)),
-        scale=float(np.clip(1 + u[1] * 0.05 * a, 0.8, 1.2)),
-        shift=np.clip(u[2:4] * 0.03 * a, -0.1, 0.1),
-        yaw=float(np.clip(u[4] * 0.3 * a, -0.8, 0.8)),
-        pitch=float(np.clip(u[5] * 0.2 * a, -0.5, 0.5)),
+    canvas_size = side * SUPERSAMPLE
+    variation = _variation(
+        rng, difficulty * DIFFICULTY_SCALE, canvas_size, side, (height, width, 3)
     )
-    smile = float(np.clip(0.25 + u[6] * 0.45 * a, -0.6, 1.2))
-    mouth_open = max(0.0, float(u[7]) * 0.6 * a - 0.3)
-    brow_raise = float(np.clip(u[8] * 0.012 * a, -0.03, 0.03))
-    eye_open = 0.12 if r[0] < 0.04 * a else float(np.clip(1 + u[9] * 0.12 * a, 0.6, 1.3))
+    canvas = Image.new("RGB", (canvas_size, canvas_size), variation.background)
+    draw = ImageDraw.Draw(canvas)
+    _draw_back(draw, p, variation)
+    _draw_face(draw, p, variation)
+    _draw_hair(draw, p, variation.pose)
+    _draw_eyes_and_brows(draw, p, variation)
+    _draw_nose(draw, p, variation.pose)
+    _draw_mouth(draw, p, variation)
+    _draw_marks_and_glasses(draw, p, variation)
+    if variation.occluder is not None:
+        shape, colour = variation.occluder
+        draw.polygon(variation.pose(shape, 0.12), fill=colour)
+    out, corner = _finish(canvas, variation, height, width, side)
+    if not with_landmarks:
+        return out
+    return out, _landmarks(p, variation, corner)
 
-    # --- colours of this image ---------------------------------------------------------------
-    background = tuple(int(v) for v in rng.integers(40, 230, 3))
-    shirt = tuple(int(v) for v in rng.integers(20, 235, 3))
-    skin = p["skin"]
-    shade = _colour(skin, 0.8)
-    hair = _colour(p["hair"])
 
-    img = Image.new("RGB", (canvas_size, canvas_size), background)
-    draw = ImageDraw.Draw(img)
-
-    # --- back: long hair, neck and shoulders, ears -----------------------------------------
-    style = p["style"]
-    rx = p["face_rx"]
-    if style == "long":
+def _draw_back(draw: ImageDraw.ImageDraw, p: dict, variation: _Variation) -> None:
+    """Behind the face: long hair, neck and shoulders, ears."""
+    pose, rx = variation.pose, p["face_rx"]
+    shade, hair = _colour(p["skin"], 0.8), _colour(p["hair"])
+    if p["style"] == "long":
         back = np.array([[0.5 - rx - 0.06, 0.3], [0.5 - rx - 0.09, 1.1], [0.5 + rx + 0.09, 1.1],
                          [0.5 + rx + 0.06, 0.3]])  # fmt: skip
         draw.polygon(pose(back, -0.05), fill=hair)
@@ -256,16 +355,22 @@ def render_face(
     draw.polygon(pose(neck, -0.02), fill=shade)
     shoulders = np.array([[0.0, 1.3], [0.02, 1.06], [0.3, 0.97], [0.7, 0.97], [0.98, 1.06],
                           [1.0, 1.3]])  # fmt: skip
-    draw.polygon(pose(shoulders, -0.03), fill=shirt)
+    draw.polygon(pose(shoulders, -0.03), fill=variation.shirt)
     for sgn in (-1, 1):
         ear = _ellipse(0.5 + sgn * (rx - 0.005), 0.5, p["ear"] * 0.55, p["ear"])
         draw.polygon(pose(ear, -0.08), fill=shade)
 
-    # --- face: shaded on the side away from the light -----------------------------------
+
+def _draw_face(draw: ImageDraw.ImageDraw, p: dict, variation: _Variation) -> None:
+    """The face, shaded on the side away from the light; blush; a full beard or stubble."""
+    pose, skin, rx = variation.pose, p["skin"], p["face_rx"]
     outline = _face_outline(p, p["jaw"])
-    light_angle = 2 * math.pi * float(r[9])
     draw.polygon(pose(outline), fill=_colour(skin, 0.86))
-    toward = 0.025 * min(1.0, a) * np.array([math.cos(light_angle), math.sin(light_angle)])
+    toward = (
+        0.025
+        * min(1.0, variation.strength)
+        * np.array([math.cos(variation.light_angle), math.sin(variation.light_angle)])
+    )
     lit = (outline - [0.5, 0.52]) * 0.93 + [0.5, 0.52] + toward
     draw.polygon(pose(lit), fill=_colour(skin))
     if p["blush"] > 0.08:
@@ -281,17 +386,24 @@ def render_face(
         )
         draw.polygon(pose(beard, 0.02), fill=beard_colour)
 
-    # --- hair on top ----------------------------------------------------------------------
-    if style != "bald":
-        lift = -0.04 if style == "buzz" else (0.06 if style == "tall" else 0.0)
-        cap = _hair_cap(p, lift)
-        if style == "curly":
-            bumps = 1 + 0.08 * np.cos(np.arange(len(cap)) * 2.7)
-            cap = _CENTRE + (cap - _CENTRE) * bumps[:, None]
-        draw.polygon(pose(cap, 0.01), fill=hair)
 
-    # --- eyes and brows --------------------------------------------------------------------
-    eye_y = p["eye_y"]
+def _draw_hair(draw: ImageDraw.ImageDraw, p: dict, pose: _Pose) -> None:
+    """The hair on top, in the identity's style (none when bald)."""
+    style = p["style"]
+    if style == "bald":
+        return
+    lift = -0.04 if style == "buzz" else (0.06 if style == "tall" else 0.0)
+    cap = _hair_cap(p, lift)
+    if style == "curly":
+        bumps = 1 + 0.08 * np.cos(np.arange(len(cap)) * 2.7)
+        cap = _CENTRE + (cap - _CENTRE) * bumps[:, None]
+    draw.polygon(pose(cap, 0.01), fill=_colour(p["hair"]))
+
+
+def _draw_eyes_and_brows(draw: ImageDraw.ImageDraw, p: dict, variation: _Variation) -> None:
+    """Each eye (white, iris and pupil looking aside, the upper lid; a line when closed) and
+    its brow."""
+    pose, eye_y, eye_open = variation.pose, p["eye_y"], variation.eye_open
     for sgn in (-1, 1):
         ex = 0.5 + sgn * p["eye_dx"]
         tilt = -sgn * p["eye_tilt"]
@@ -300,14 +412,14 @@ def render_face(
         eye = _ellipse(ex, eye_y, erx, ery, tilt)
         draw.polygon(pose(eye, 0.06), fill=(240, 240, 236))
         if eye_open > 0.3:
-            look = 0.3 * erx * float(u[10]) * min(1.0, a)
+            look = 0.3 * erx * variation.gaze * min(1.0, variation.strength)
             iris = _ellipse(ex + look, eye_y, erx * 0.5, min(ery, erx * 0.5))
             draw.polygon(pose(iris, 0.07), fill=_colour(p["eye_colour"]))
             pupil = _ellipse(ex + look, eye_y, erx * 0.22, min(ery, erx * 0.22))
             draw.polygon(pose(pupil, 0.07), fill=(10, 10, 10))
         lid = eye[12:] if eye_open > 0.3 else eye[:13]  # upper lid, or the closed eye's line
-        draw.line(pose(lid, 0.06), fill=_colour(skin, 0.45), width=pose.width(0.008))
-        by = eye_y - p["brow_gap"] - brow_raise
+        draw.line(pose(lid, 0.06), fill=_colour(p["skin"], 0.45), width=pose.width(0.008))
+        by = eye_y - p["brow_gap"] - variation.brow_raise
         bl, bt = p["brow_len"], p["brow_thick"]
         inner, outer = ex - sgn * bl * 0.45, ex + sgn * bl * 0.55
         ang = sgn * p["brow_angle"] * 0.1
@@ -318,22 +430,30 @@ def render_face(
         ])  # fmt: skip
         draw.polygon(pose(brow, 0.06), fill=_colour(p["hair"], 0.8))
 
-    # --- nose ------------------------------------------------------------------------------
-    top = eye_y + 0.02
-    tip = eye_y + p["nose_len"]
+
+def _nose_tip(p: dict) -> float:
+    return p["eye_y"] + p["nose_len"]
+
+
+def _draw_nose(draw: ImageDraw.ImageDraw, p: dict, pose: _Pose) -> None:
+    top = p["eye_y"] + 0.02
+    tip = _nose_tip(p)
     nw = p["nose_w"]
     nose = np.array([[0.5 - 0.012, top], [0.5 - nw, tip], [0.5, tip + 0.018], [0.5 + nw, tip],
                      [0.5 + 0.012, top]])  # fmt: skip
-    draw.polygon(pose(nose, 0.1), fill=_colour(skin, 0.88))
+    draw.polygon(pose(nose, 0.1), fill=_colour(p["skin"], 0.88))
     for sgn in (-1, 1):
         nostril = _ellipse(0.5 + sgn * nw * 0.55, tip + 0.004, nw * 0.3, 0.009)
-        draw.polygon(pose(nostril, 0.1), fill=_colour(skin, 0.45))
+        draw.polygon(pose(nostril, 0.1), fill=_colour(p["skin"], 0.45))
 
-    # --- mouth -----------------------------------------------------------------------------
-    my, mw, lip = p["mouth_y"], p["mouth_w"] * (1 + 0.12 * smile), p["lip"]
-    curve = 0.03 * smile
+
+def _draw_mouth(draw: ImageDraw.ImageDraw, p: dict, variation: _Variation) -> None:
+    """The lips (smiling, open), a moustache or goatee, the inside of an open mouth."""
+    pose, skin, hair = variation.pose, p["skin"], _colour(p["hair"])
+    mouth = _mouth(p, variation.smile)
+    my, mw, lip, curve = mouth.y, mouth.half_width, p["lip"], mouth.curve
     lip_colour = _colour(skin * (1 - p["lip_red"]) + np.array([190, 60, 70]) * p["lip_red"])
-    gap = 0.035 * mouth_open
+    gap = 0.035 * variation.mouth_open
     xs = np.linspace(-1, 1, 9)
     mid = my + curve * (xs**2 - 1) * -1.0 - curve
     upper = np.stack([0.5 + mw * xs, mid - lip * 0.6 * (1 - xs**2) - gap * 0.3], axis=1)
@@ -346,8 +466,7 @@ def render_face(
         if p["beard"] == "goatee":
             goatee = _ellipse(0.5, my + 0.1, mw * 0.6, 0.06)
             draw.polygon(pose(goatee, 0.06), fill=hair)
-    mouth = np.concatenate([upper, lower[::-1]])
-    draw.polygon(pose(mouth, 0.07), fill=lip_colour)
+    draw.polygon(pose(np.concatenate([upper, lower[::-1]]), 0.07), fill=lip_colour)
     if gap > 0.004:
         top_edge = np.stack([0.5 + mw * 0.8 * xs, mid - gap * 0.2], 1)
         bottom_edge = np.stack([0.5 + mw * 0.8 * xs[::-1], mid[::-1] + gap * 0.8], 1)
@@ -356,70 +475,63 @@ def render_face(
     draw.line(pose(np.stack([0.5 + mw * xs, mid], 1), 0.07), fill=_colour(skin, 0.35),
               width=pose.width(0.006))  # fmt: skip
 
-    # --- marks and accessories -------------------------------------------------------------
+
+def _draw_marks_and_glasses(draw: ImageDraw.ImageDraw, p: dict, variation: _Variation) -> None:
+    """A mole; glasses (round or square lenses and the bridge) unless taken off."""
+    pose, eye_y = variation.pose, p["eye_y"]
     if p["mole"] is not None:
         mole = _ellipse(p["mole"][0], p["mole"][1], 0.012, 0.012)
-        draw.polygon(pose(mole, 0.05), fill=_colour(skin, 0.35))
-    if p["glasses"] >= 0 and r[1] < 1.0 - 0.05 * a:  # sometimes taken off
-        frame = _colour(p["frame"])
-        lw = pose.width(0.012)
-        for sgn in (-1, 1):
-            ex = 0.5 + sgn * p["eye_dx"]
-            if p["glasses"] == 0:
-                lens = _ellipse(ex, eye_y + 0.01, 0.085, 0.065)
-            else:
-                lens = np.array([[ex - 0.09, eye_y - 0.045], [ex + 0.09, eye_y - 0.045],
-                                 [ex + 0.08, eye_y + 0.06], [ex - 0.08, eye_y + 0.06]])  # fmt: skip
-            pts = pose(lens, 0.09)
-            draw.line(pts + pts[:1], fill=frame, width=lw)
-        bridge = np.array([[0.5 - p["eye_dx"] + 0.085, eye_y], [0.5 + p["eye_dx"] - 0.085, eye_y]])
-        draw.line(pose(bridge, 0.1), fill=frame, width=lw)
+        draw.polygon(pose(mole, 0.05), fill=_colour(p["skin"], 0.35))
+    if p["glasses"] < 0 or not variation.glasses_on:
+        return
+    frame = _colour(p["frame"])
+    lw = pose.width(0.012)
+    for sgn in (-1, 1):
+        ex = 0.5 + sgn * p["eye_dx"]
+        if p["glasses"] == 0:
+            lens = _ellipse(ex, eye_y + 0.01, 0.085, 0.065)
+        else:
+            lens = np.array([[ex - 0.09, eye_y - 0.045], [ex + 0.09, eye_y - 0.045],
+                             [ex + 0.08, eye_y + 0.06], [ex - 0.08, eye_y + 0.06]])  # fmt: skip
+        pts = pose(lens, 0.09)
+        draw.line(pts + pts[:1], fill=frame, width=lw)
+    bridge = np.array([[0.5 - p["eye_dx"] + 0.085, eye_y], [0.5 + p["eye_dx"] - 0.085, eye_y]])
+    draw.line(pose(bridge, 0.1), fill=frame, width=lw)
 
-    # --- occlusion -------------------------------------------------------------------------
-    if r[2] < 0.2 * a:
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        kind = r[3]
-        if kind < 0.35:  # a band (scarf, mask, hat brim, hand) across the face
-            y0 = 0.15 + 0.7 * r[4]
-            band = np.array([[-0.1, y0], [1.1, y0 + 0.1 * u[11]], [1.1, y0 + 0.15 + 0.1 * r[5]],
-                             [-0.1, y0 + 0.15]])  # fmt: skip
-            draw.polygon(pose(band, 0.12), fill=colour)
-        else:  # a blob at a random place
-            blob = _ellipse(
-                0.2 + 0.6 * r[4], 0.2 + 0.7 * r[5], 0.06 + 0.1 * r[6], 0.05 + 0.1 * r[7]
-            )
-            draw.polygon(pose(blob, 0.12), fill=colour)
 
-    # --- downscale, lighting, blur, noise --------------------------------------------------
-    img = img.reduce(ss)
-    left, top_ = (side - width) // 2, (side - height) // 2
+def _finish(
+    canvas: Image.Image, variation: _Variation, height: int, width: int, side: int
+) -> tuple[Image.Image, tuple[int, int]]:
+    """Reduce the canvas, crop it to ``(height, width)``, then blur, light, colour cast and
+    noise; returns the picture and the crop's top-left corner on the reduced canvas."""
+    img = canvas.reduce(SUPERSAMPLE)
+    left, top = (side - width) // 2, (side - height) // 2
     if (width, height) != img.size:
-        img = img.crop((left, top_, left + width, top_ + height))
-    blur = (float(r[8]) ** 2) * 1.2 * a * side / 64
-    if blur > 0.25:
-        img = img.filter(ImageFilter.GaussianBlur(blur))
+        img = img.crop((left, top, left + width, top + height))
+    if variation.blur > 0.25:
+        img = img.filter(ImageFilter.GaussianBlur(variation.blur))
     pixels = np.asarray(img, dtype=np.float32)
-    gain = float(np.clip(1 + u[12] * 0.18 * a, 0.45, 1.6))
-    direction = light_angle
-    strength = 0.5 * a * float(r[10])
     yy = np.linspace(-0.5, 0.5, height, dtype=np.float32)[:, None]
     xx = np.linspace(-0.5, 0.5, width, dtype=np.float32)[None, :]
-    light = gain * (1 + strength * (math.cos(direction) * xx + math.sin(direction) * yy))
-    cast = (rng.standard_normal(3) * 10 * a).astype(np.float32)
-    pixels = pixels * light[:, :, None] + cast
-    noise = 6.0 * a * float(r[11])
-    if noise > 0.5:
-        pixels += rng.standard_normal(pixels.shape, dtype=np.float32) * noise
-    out = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    if not with_landmarks:
-        return out
+    slope = math.cos(variation.light_angle) * xx + math.sin(variation.light_angle) * yy
+    light = variation.gain * (1 + variation.light_strength * slope)
+    pixels = pixels * light[:, :, None] + variation.cast
+    if variation.noise is not None:
+        pixels += variation.noise
+    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), (left, top)
+
+
+def _landmarks(p: dict, variation: _Variation, corner: tuple[int, int]) -> np.ndarray:
+    """The five landmarks in output pixels: the eyes' centres, the nose tip, the mouth's
+    corners, each where its part was drawn."""
+    pose, eye_y, mouth = variation.pose, p["eye_y"], _mouth(p, variation.smile)
+    corners_y = mouth.y - mouth.curve
     marks = np.array([
         pose(np.array([[0.5 - p["eye_dx"], eye_y]]), 0.06)[0],
         pose(np.array([[0.5 + p["eye_dx"], eye_y]]), 0.06)[0],
-        pose(np.array([[0.5, tip + 0.01]]), 0.1)[0],
-        pose(np.array([[0.5 - mw, my - curve]]), 0.07)[0],
-        pose(np.array([[0.5 + mw, my - curve]]), 0.07)[0],
+        pose(np.array([[0.5, _nose_tip(p) + 0.01]]), 0.1)[0],
+        pose(np.array([[0.5 - mouth.half_width, corners_y]]), 0.07)[0],
+        pose(np.array([[0.5 + mouth.half_width, corners_y]]), 0.07)[0],
     ])  # fmt: skip
-    # canvas pixel X -> output pixel (X - (ss - 1) / 2) / ss, then the crop offset
-    marks = (marks - (ss - 1) / 2) / ss - np.array([left, top_])
-    return out, marks
+    # canvas pixel X -> output pixel (X - (SUPERSAMPLE - 1) / 2) / SUPERSAMPLE, then the crop
+    return (marks - (SUPERSAMPLE - 1) / 2) / SUPERSAMPLE - np.array(corner)

@@ -228,7 +228,7 @@ def _onnx_input_size(model: Any, path: Path, image_size: int | None) -> tuple[in
 def _onnx_contract(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """(contract from the file, other metadata): marginface's metadata when the file has it,
     else InsightFace's rule (ArcFaceONNX)."""
-    from marginface.evaluation.export import METADATA_KEY
+    from marginface.inference.export import METADATA_KEY
 
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY in props:
@@ -378,7 +378,7 @@ def torchscript_backbone(
         return net, info, contract, diff, "the TorchScript module"
     size = image_size or 112
     contract["size"] = size
-    from marginface.evaluation.export import export_onnx
+    from marginface.inference.export import export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "scripted.onnx"

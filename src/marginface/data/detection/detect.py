@@ -3,10 +3,10 @@
 The cascade (Zhang et al. 2016): P-Net runs over an image pyramid and proposes windows; R-Net
 rescores and refines 24x24 crops of them; O-Net rescores 48x48 crops and gives the box and the
 5 landmarks (left eye, right eye, nose tip, left and right mouth corners, left and right as seen
-in the image), the points :func:`marginface.data.align.align_face` maps onto the ArcFace
-template. The networks and their weights are :mod:`marginface.data.mtcnn`'s.
+in the image), the points :func:`marginface.data.detection.align.align_face` maps onto the ArcFace
+template. The networks and their weights are :mod:`marginface.data.detection.mtcnn`'s.
 
-Coordinates: boxes ``(x1, y1, x2, y2)`` in pixel edges (see :mod:`marginface.data.boxes`);
+Coordinates: boxes ``(x1, y1, x2, y2)`` in pixel edges (see :mod:`marginface.data.detection.boxes`);
 landmarks in pixel centres (pixel ``(i, j)`` is the point ``x = j, y = i``), the convention of
 the alignment, of the original MTCNN and of InsightFace.
 
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from marginface.data.boxes import batched_nms
+from marginface.data.detection.boxes import batched_nms
 
 #: Ways to choose one face among several: the largest box, the box whose centre is nearest the
 #: image centre, or the highest detector score.
@@ -94,7 +94,7 @@ class FaceDetector:
         factor: scale ratio between pyramid levels (0.709 ~ 1/sqrt(2): area halves).
         device: torch device for the networks and images.
         weights: folder with pnet.pt, rnet.pt, onet.pt (default: see
-            :func:`marginface.data.mtcnn.weights_folder`).
+            :func:`marginface.data.detection.mtcnn.weights_folder`).
         max_batch: crops per R-Net / O-Net forward pass (bounds GPU memory).
     """
 
@@ -107,7 +107,7 @@ class FaceDetector:
         weights: str | None = None,
         max_batch: int = 512,
     ) -> None:
-        from marginface.data.mtcnn import load_networks
+        from marginface.data.detection.mtcnn import load_networks
 
         if not (math.isfinite(min_face_size) and min_face_size >= 12):
             raise ValueError(
@@ -126,8 +126,8 @@ class FaceDetector:
         self._settings: dict | None = None
 
     def settings(self) -> dict:
-        """What decides the faces found (the key of :mod:`marginface.data.detect_cache`): the
-        minimum face size, thresholds, pyramid factor and a digest of the three networks'
+        """What decides the faces found (the key of :mod:`marginface.data.detection.detect_cache`):
+        the minimum face size, thresholds, pyramid factor and a digest of the three networks'
         weights (not the device)."""
         if self._settings is None:
             import hashlib
@@ -302,8 +302,8 @@ class NoFaceError(ValueError):
 
 class FaceAligner:
     """Photos to aligned crops: detect (MTCNN), choose one face, warp its 5 landmarks onto the
-    ArcFace template (:func:`marginface.data.align.align_face`), the geometry every model trained
-    on aligned crops expects.
+    ArcFace template (:func:`marginface.data.detection.align.align_face`), the geometry every model
+    trained on aligned crops expects.
 
     Args:
         detector: a :class:`FaceDetector`.
@@ -311,7 +311,7 @@ class FaceAligner:
         select: which face of several (see :data:`SELECTIONS`).
         fallback: with no face found, return the photo unchanged (counted in :attr:`misses`,
             once per photo when it comes with a key) instead of raising :class:`NoFaceError`.
-        cache: a :class:`marginface.data.detect_cache.DetectionCache` of the detector's
+        cache: a :class:`marginface.data.detection.detect_cache.DetectionCache` of the detector's
             faces by photo content: a photo passed with its ``key`` (:func:`load_tensor` does
             so) is detected only when the cache does not hold it. None = detect every call.
     """
@@ -349,7 +349,7 @@ class FaceAligner:
 
     def align(self, image: Image.Image, face: Face) -> Image.Image:
         """The aligned crop of ``face`` in ``image``."""
-        from marginface.data.align import align_face
+        from marginface.data.detection.align import align_face
 
         return align_face(image, face.landmarks, self.image_size)
 
@@ -411,8 +411,8 @@ def make_detector(
     threads: int | None = None,
 ):
     """The face detector a command asked for: MTCNN (``detector`` None or ``"mtcnn"``), or an
-    SCRFD ONNX file given by its path (:class:`marginface.data.scrfd.ScrfdDetector`, run by
-    onnxruntime on the CPU; ``device`` applies to MTCNN only).
+    SCRFD ONNX file given by its path (:class:`marginface.data.detection.scrfd.ScrfdDetector`, run
+    by onnxruntime on the CPU; ``device`` applies to MTCNN only).
 
     ``thresholds``: MTCNN's three stage probabilities (default 0.6, 0.7, 0.7), or SCRFD's one
     score threshold (default 0.5). ``threads``: onnxruntime's intra-op threads for SCRFD.
@@ -423,7 +423,7 @@ def make_detector(
             thresholds=(0.6, 0.7, 0.7) if thresholds is None else thresholds,
             device=device,
         )
-    from marginface.data.scrfd import ScrfdDetector
+    from marginface.data.detection.scrfd import ScrfdDetector
 
     if thresholds is not None and len(thresholds) != 1:
         raise ValueError(

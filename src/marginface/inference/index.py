@@ -2,7 +2,7 @@
 
 Kinds (all by cosine similarity: the gallery is L2-normalised once, queries at each search):
 
-- ``exact``: :func:`~marginface.evaluation.search.cosine_search` (torch blocks, or faiss's
+- ``exact``: :func:`~marginface.inference.search.cosine_search` (torch blocks, or faiss's
   ``IndexFlatIP`` when installed); every gallery row is scored.
 - ``hnsw``: faiss's ``IndexHNSWFlat`` (a graph over the full vectors): high recall, fast
   queries, but it keeps every vector in float32 plus the graph (about D x 4 + M x 8 bytes a
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from marginface.evaluation.search import _as_matrix, _normalise, cosine_search, faiss_available
+from marginface.inference.search import _as_matrix, _normalise, cosine_search, faiss_available
 
 #: galleries larger than this get an approximate index with ``kind="auto"``
 APPROXIMATE_ABOVE = 1_000_000
@@ -134,7 +134,7 @@ def build_index(
 
     Args:
         kind: ``auto``, ``exact``, ``hnsw`` or ``ivfpq`` (see the module docstring).
-        backend: the exact kind's backend (:func:`~marginface.evaluation.search.cosine_search`).
+        backend: the exact kind's backend (:func:`~marginface.inference.search.cosine_search`).
         links, ef_search: HNSW's neighbours per node (``M``) and search breadth (``efSearch``).
         cells, probes: IVF-PQ's k-means cells (default 4 x sqrt(G), at most 65,536) and cells
             visited per query (``nprobe``).

@@ -30,16 +30,10 @@ import torch
 from PIL import Image
 
 from marginface.data.base import FaceDataset
-from marginface.data.faces import identity_params, render_face
-from marginface.data.transforms import random_flip, to_tensor
+from marginface.data.synthetic.faces import render_face
+from marginface.data.transforms import NO_TRANSFORMS, Transforms, to_tensor
 
-__all__ = [
-    "SyntheticFaces",
-    "SyntheticSpec",
-    "identity_params",
-    "parse_synthetic_spec",
-    "render_face",
-]
+__all__ = ["SyntheticFaces", "SyntheticSpec", "parse_synthetic_spec"]
 
 DEFAULT_IMAGES_PER_IDENTITY = 20
 MAX_IDENTITIES = 10**9
@@ -146,9 +140,9 @@ class SyntheticFaces(FaceDataset):
         self,
         spec: SyntheticSpec | str,
         image_size: int | tuple[int, int] = 112,
-        augment: bool = False,
+        transforms: Transforms = NO_TRANSFORMS,
     ) -> None:
-        super().__init__(image_size, augment)
+        super().__init__(image_size, transforms)
         self.spec = parse_synthetic_spec(spec) if isinstance(spec, str) else spec
         self._labels: np.ndarray | None = None
         self._names: list[str] | None = None
@@ -186,7 +180,7 @@ class SyntheticFaces(FaceDataset):
     def render(
         self, index: int, with_landmarks: bool = False
     ) -> Image.Image | tuple[Image.Image, np.ndarray]:
-        """Item ``index`` as a Pillow image (no normalisation, no augmentation); with
+        """Item ``index`` as a Pillow image (no normalisation, no transforms); with
         ``with_landmarks`` also its 5 landmarks (5, 2) (see :func:`render_face`)."""
         label, image = divmod(index, self.spec.images)
         s = self.spec
@@ -195,8 +189,7 @@ class SyntheticFaces(FaceDataset):
         )
 
     def load(self, index: int) -> torch.Tensor:
-        tensor = to_tensor(self.render(index))
-        return random_flip(tensor) if self.augment else tensor
+        return self.transforms(to_tensor(self.render(index)))
 
     def describe(self, index: int) -> str:
         label, image = divmod(index, self.spec.images)

@@ -1,9 +1,9 @@
 """A folder of photos to aligned crops (``marginface align --detect``).
 
 Every image under the input folder (recursively; identity sub-folders are kept) is detected
-(MTCNN, or an SCRFD ONNX file: :func:`marginface.data.detect.make_detector`), one face chosen,
-aligned to the ArcFace template and written to the same relative path under the output folder
-(``.png`` by default). ``OUTPUT/detections.csv`` gets one row per photo: its status (``ok``,
+(MTCNN, or an SCRFD ONNX file: :func:`marginface.data.detection.detect.make_detector`), one face
+chosen, aligned to the ArcFace template and written to the same relative path under the output
+folder (``.png`` by default). ``OUTPUT/detections.csv`` gets one row per photo: its status (``ok``,
 ``no_face`` or ``unreadable``), the number of faces found, and for the chosen face its box,
 detector score and 5 landmarks in the photo's pixels. The CSV is appended as the work goes, after
 each crop is written, so a run that stops can be started again: photos already in the CSV are
@@ -105,7 +105,7 @@ _STATE: dict[str, Any] = {}
 def _init_worker(options: dict[str, Any], threads: int | None) -> None:
     import torch
 
-    from marginface.data.detect import FaceAligner, make_detector
+    from marginface.data.detection.detect import FaceAligner, make_detector
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -120,7 +120,7 @@ def _output_name(relative: str, extension: str) -> str:
 
 def _process(relative: str) -> dict[str, str]:
     """Detect, align and write one photo; returns its CSV row."""
-    from marginface.data.detect import select_face
+    from marginface.data.detection.detect import select_face
     from marginface.data.transforms import decode_image, save_image
 
     options, aligner = _STATE["options"], _STATE["aligner"]
@@ -184,7 +184,7 @@ def detect_align_folder(
         workers: processes, each with its own detector on one CPU thread (0: this process).
         extension: ``.png`` (exact pixels) or ``.jpg`` (quality 95).
     """
-    from marginface.data.detect import SELECTIONS, describe_detector, make_detector
+    from marginface.data.detection.detect import SELECTIONS, describe_detector, make_detector
 
     folder, output = Path(folder), Path(output)
     if extension not in (".png", ".jpg"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from marginface.evaluation.export import export_onnx
+from marginface.inference.export import export_onnx
 
 ort = pytest.importorskip("onnxruntime")
 

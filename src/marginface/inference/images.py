@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from marginface.data.detect import NoFaceError
+from marginface.data.detection.detect import NoFaceError
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
 from marginface.evaluation.embed import EmbedOptions, embed_dataset
 

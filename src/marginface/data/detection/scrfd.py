@@ -19,11 +19,11 @@ What the model computes (the layout of InsightFace's exported SCRFD models):
 - The anchor point of cell (i, j) is ``(j * s, i * s)``; a box is ``(cx - l, cy - t, cx + r,
   cy + b)``, landmark k is ``(cx + dx_k, cy + dy_k)``. Points above the score threshold are
   kept, mapped back to the photo (divided by the letterbox scale), and suppressed greedily at
-  IoU 0.4 (:func:`marginface.data.boxes.nms`).
+  IoU 0.4 (:func:`marginface.data.detection.boxes.nms`).
 
 The outputs are recognised by their shapes (last axis 1, 4 or 10; within a kind, the level with
 most points is the finest stride), not by their names, which differ between exports.
-Coordinates are those of :mod:`marginface.data.detect`: boxes in pixel edges, landmarks in
+Coordinates are those of :mod:`marginface.data.detection.detect`: boxes in pixel edges, landmarks in
 pixel centres (InsightFace's convention, the alignment's).
 """
 
@@ -39,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from marginface.data.boxes import nms
-from marginface.data.detect import Face, as_rgb_array
+from marginface.data.detection.boxes import nms
+from marginface.data.detection.detect import Face, as_rgb_array
 
 #: the input side used when the model's input is dynamic (InsightFace's FaceAnalysis default)
 DEFAULT_INPUT_SIZE = 640
@@ -94,7 +94,7 @@ def decode_level(
 
 class ScrfdDetector:
     """SCRFD face detector from an ONNX file, with the interface of
-    :class:`marginface.data.detect.FaceDetector` (``detect``, ``detect_one``).
+    :class:`marginface.data.detection.detect.FaceDetector` (``detect``, ``detect_one``).
 
     Args:
         path: the ``.onnx`` file.
@@ -177,8 +177,8 @@ class ScrfdDetector:
 
     # ------------------------------------------------------------------------------------------
     def settings(self) -> dict:
-        """What decides the faces found (the key of :mod:`marginface.data.detect_cache`): the
-        file's sha256 and the thresholds, as :meth:`describe` records them."""
+        """What decides the faces found (the key of :mod:`marginface.data.detection.detect_cache`):
+        the file's sha256 and the thresholds, as :meth:`describe` records them."""
         return self.describe()
 
     def describe(self) -> dict:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from marginface.evaluation import index as index_module
-from marginface.evaluation.index import build_index, choose_kind
-from marginface.evaluation.search import cosine_search, faiss_available
+from marginface.inference import index as index_module
+from marginface.inference.index import build_index, choose_kind
+from marginface.inference.search import cosine_search, faiss_available
 
 needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed")
 
@@ -87,7 +87,7 @@ def test_errors(monkeypatch):
 
 @needs_faiss
 def test_an_index_filled_block_by_block_equals_one_built_whole():
-    from marginface.evaluation.index import approximate_index
+    from marginface.inference.index import approximate_index
 
     g, q = gallery_and_queries(rows=2000)
     whole = build_index(g, kind="hnsw")

@@ -1,6 +1,6 @@
 """Comparing two face images from Python the way ``marginface verify`` does: the default
-detection of :class:`~marginface.data.detect.CropsOrPhotos`, the flip test, the refusal of an
-untrained model (:mod:`marginface.backbones.trained`) and the model's own threshold
+detection of :class:`~marginface.data.detection.detect.CropsOrPhotos`, the flip test, the refusal
+of an untrained model (:mod:`marginface.backbones.trained`) and the model's own threshold
 (:func:`~marginface.evaluation.calibration.decision_threshold`)."""
 
 from __future__ import annotations
@@ -26,24 +26,24 @@ def face_aligner(
     cache_folder=None,
 ):
     """What turns an image file's picture into the model's input, as the use commands' flags
-    say: ``detect`` True (``--detect``): a :class:`~marginface.data.detect.FaceAligner` that
-    detects and aligns the face in every image; False (``--no-detect``): None, every image is
+    say: ``detect`` True (``--detect``): a :class:`~marginface.data.detection.detect.FaceAligner`
+    that detects and aligns the face in every image; False (``--no-detect``): None, every image is
     taken as an aligned crop; None (the default): crops of ``image_size`` pass unchanged, any
-    other image is detected and aligned (:class:`~marginface.data.detect.CropsOrPhotos`).
+    other image is detected and aligned (:class:`~marginface.data.detection.detect.CropsOrPhotos`).
     ``detector``: MTCNN (None or ``"mtcnn"``) or an SCRFD ONNX file
-    (:func:`~marginface.data.detect.make_detector`).
+    (:func:`~marginface.data.detection.detect.make_detector`).
     ``cache``: the faces found are kept by photo content
-    (:class:`~marginface.data.detect_cache.DetectionCache`), in memory and, when given, in
+    (:class:`~marginface.data.detection.detect_cache.DetectionCache`), in memory and, when given, in
     ``cache_folder``."""
     if detect is False:
         return None
-    from marginface.data.detect import CropsOrPhotos, FaceAligner, make_detector
+    from marginface.data.detection.detect import CropsOrPhotos, FaceAligner, make_detector
 
     def aligner() -> FaceAligner:
         found = make_detector(detector, min_face_size, thresholds, device=device)
         faces = None
         if cache:
-            from marginface.data.detect_cache import DetectionCache
+            from marginface.data.detection.detect_cache import DetectionCache
 
             faces = DetectionCache(found.settings(), cache_folder)
         return FaceAligner(found, image_size, select, fallback=fallback, cache=faces)
@@ -82,7 +82,7 @@ def verify_images(
     from marginface.backbones.trained import check_trained
     from marginface.evaluation.calibration import decision_threshold
     from marginface.evaluation.embed import embed_images
-    from marginface.evaluation.images import load_image
+    from marginface.inference.images import load_image
 
     check_trained(model, info, path, allow=allow_untrained)
     chosen, origin = decision_threshold(info, threshold)

@@ -4,7 +4,7 @@ cache folder) however many runs read it.
 
 A photo's key is the SHA-256 of its file's bytes (the same photo under two names is one entry; an
 edited photo is a new one). The entries of one detector setting live in their own sub-folder,
-named by a digest of the settings (:meth:`marginface.data.detect.FaceDetector.settings`:
+named by a digest of the settings (:meth:`marginface.data.detection.detect.FaceDetector.settings`:
 minimum face size, thresholds, pyramid factor and a digest of the weights), so changing a
 detector option never reads another option's faces. All the faces of a photo are kept (which
 one is used, ``--select``, is chosen after the look-up). The device is not part of the settings:
@@ -70,7 +70,7 @@ def _numbers(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
 
 def _faces_from_json(entry: Any) -> list | None:
     """The faces of a decoded entry, or None when it is not a valid one."""
-    from marginface.data.detect import Face
+    from marginface.data.detection.detect import Face
 
     if not isinstance(entry, dict) or not isinstance(entry.get("faces"), list):
         return None
