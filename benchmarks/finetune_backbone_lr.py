@@ -90,7 +90,7 @@ def finetune(args, start: Path, train_set, work: Path, name: str, seed: int, **k
             log_every=50,
             device="cpu",
             summary_images=0,
-            **keys,
+            **{"optimizer": args.optimizer, **keys},
         ),
         dataset=train_set.with_transforms(TRAINING_TRANSFORMS),
     )
@@ -112,6 +112,12 @@ def main() -> None:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--embedding-size", type=int, default=128)
     p.add_argument("--factors", type=float, nargs="+", default=[1, 0.3, 0.1, 0.03, 0])
+    p.add_argument(
+        "--optimizer",
+        default="sgd",
+        choices=["sgd", "adamw"],
+        help="of the fine-tuning runs, at its default rate (the table in docs/training.md: sgd)",
+    )
     p.add_argument("--extra", action="store_true", help="also random centres, freeze 2")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--max-pairs", type=int, default=4500)
