@@ -57,7 +57,7 @@ def open_npz(spec: str, image_size, transforms, aligner) -> FaceDataset:
 def registered(monkeypatch):
     """``@register_dataset_format("npz", ...)`` on the opener, undone after the test (the
     registry is process-wide; a project registers at import of its module instead)."""
-    monkeypatch.setattr(formats, "_FORMATS", dict(formats._FORMATS))
+    monkeypatch.setattr(formats.DATASET_FORMATS, "formats", dict(formats.DATASET_FORMATS.formats))
     register_dataset_format("npz", lambda spec: spec.endswith(".npz"), "a faces .npz")(open_npz)
 
 

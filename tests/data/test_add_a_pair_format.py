@@ -43,7 +43,9 @@ def open_npz_pairs(spec: str, image_size, aligner) -> PairSet:
 def registered(monkeypatch):
     """``@register_pair_format`` on the opener, undone after the test (the registry is
     process-wide; a project registers at import of its module instead)."""
-    monkeypatch.setattr(pair_formats, "_PAIR_FORMATS", dict(pair_formats._PAIR_FORMATS))
+    monkeypatch.setattr(
+        pair_formats.PAIR_FORMATS, "formats", dict(pair_formats.PAIR_FORMATS.formats)
+    )
     register_pair_format("npz-pairs", lambda spec: spec.endswith(".pairs.npz"))(open_npz_pairs)
 
 

@@ -13,28 +13,20 @@ its specs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from marginface.data.base import FaceDataset
+from marginface.data.registry import Format, FormatRegistry
 
 Opener = Callable[..., FaceDataset]
 
 SYNTHETIC = "synthetic:"
 
 
-@dataclass(frozen=True)
-class DatasetFormat:
-    """A registered format: ``name``, ``matches(spec)``, ``open(spec, image_size, transforms,
-    aligner)`` and ``spec_help`` (how its specs look, for error messages)."""
-
-    name: str
-    matches: Callable[[str], bool]
-    open: Opener
-    spec_help: str
-
-
-_FORMATS: dict[str, DatasetFormat] = {}
+#: the dataset formats (:class:`~marginface.data.registry.Format`: ``open(spec, image_size,
+#: transforms, aligner)``)
+DATASET_FORMATS = FormatRegistry("dataset format")
+DatasetFormat = Format
 
 
 def register_dataset_format(
@@ -44,32 +36,22 @@ def register_dataset_format(
     ``matches(spec)`` is true (``transforms``: a :class:`~marginface.data.transforms.Transforms`
     the dataset applies to every item). ``aligner`` is None unless the caller detects faces in raw
     photos (``--detect``); a format of aligned crops refuses one."""
-
-    def decorate(opener: Opener) -> Opener:
-        if name in _FORMATS and _FORMATS[name].open is not opener:
-            raise ValueError(f"dataset format {name!r} is already registered")
-        _FORMATS[name] = DatasetFormat(name, matches, opener, spec_help or name)
-        return opener
-
-    return decorate
+    return DATASET_FORMATS.register(name, matches, spec_help)
 
 
 def list_dataset_formats() -> list[str]:
     """The registered format names, latest first (the order :func:`find_format` tries)."""
-    return list(reversed(_FORMATS))
+    return DATASET_FORMATS.names()
 
 
 def find_format(spec: str) -> DatasetFormat | None:
     """The format that opens ``spec`` (the latest registered that matches), or None."""
-    for fmt in reversed(list(_FORMATS.values())):
-        if fmt.matches(spec):
-            return fmt
-    return None
+    return DATASET_FORMATS.find(spec)
 
 
 def spec_help() -> str:
     """Every registered format's spec form, for error messages."""
-    return ", ".join(f.spec_help for f in reversed(list(_FORMATS.values())))
+    return DATASET_FORMATS.spec_help()
 
 
 def refuse_aligner(spec: str, aligner) -> None:

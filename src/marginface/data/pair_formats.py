@@ -12,9 +12,9 @@ generated pairs'). Worked example: tests/data/test_add_a_pair_format.py.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from marginface.data.registry import Format, FormatRegistry
 from marginface.data.verification import PairSet
 
 PairOpener = Callable[..., PairSet]
@@ -23,18 +23,10 @@ PairOpener = Callable[..., PairSet]
 FOLDER_SEPARATOR = "::"
 
 
-@dataclass(frozen=True)
-class PairFormat:
-    """A registered pair-set format: ``name``, ``matches(spec)``, ``open(spec, image_size,
-    aligner)`` and ``spec_help`` (how its specs look)."""
-
-    name: str
-    matches: Callable[[str], bool]
-    open: PairOpener
-    spec_help: str
-
-
-_PAIR_FORMATS: dict[str, PairFormat] = {}
+#: the pair-set formats (:class:`~marginface.data.registry.Format`: ``open(spec, image_size,
+#: aligner)``)
+PAIR_FORMATS = FormatRegistry("pair-set format")
+PairFormat = Format
 
 
 def register_pair_format(
@@ -43,29 +35,19 @@ def register_pair_format(
     """Decorator: make ``opener(spec, image_size, aligner)`` open the pair-set specs for which
     ``matches(spec)`` is true. ``aligner`` is None unless the caller detects faces in raw
     photos (``--detect``)."""
-
-    def decorate(opener: PairOpener) -> PairOpener:
-        if name in _PAIR_FORMATS and _PAIR_FORMATS[name].open is not opener:
-            raise ValueError(f"pair-set format {name!r} is already registered")
-        _PAIR_FORMATS[name] = PairFormat(name, matches, opener, spec_help or name)
-        return opener
-
-    return decorate
+    return PAIR_FORMATS.register(name, matches, spec_help)
 
 
 def list_pair_formats() -> list[str]:
     """The registered pair-set format names, latest first (the order :func:`find_pair_format`
     tries)."""
-    return list(reversed(_PAIR_FORMATS))
+    return PAIR_FORMATS.names()
 
 
 def find_pair_format(spec: str) -> PairFormat | None:
     """The pair-set format that opens ``spec`` (the latest registered that matches), or None
     (``spec`` is then a dataset spec)."""
-    for fmt in reversed(list(_PAIR_FORMATS.values())):
-        if fmt.matches(spec):
-            return fmt
-    return None
+    return PAIR_FORMATS.find(spec)
 
 
 def file_and_folder(spec: str) -> tuple[str | Path, str | None]:
