@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from marginface.data.restricted_pickle import load_restricted
+from marginface.data.formats.restricted_pickle import load_restricted
 
 
 def python2_bin(images: list[bytes], flags: list[bool]) -> bytes:

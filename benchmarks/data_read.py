@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from marginface.data import open_dataset
-from marginface.data.pack import pack_folder
-from marginface.data.recordio import unpack_payload
+from marginface.data.formats.pack import pack_folder
+from marginface.data.formats.recordio import unpack_payload
 from marginface.data.synthetic import render_face
 
 

@@ -49,7 +49,7 @@ from PIL import Image
 from marginface.backbones import create_backbone
 from marginface.data.detection.detect import FaceAligner, FaceDetector
 from marginface.data.detection.detect_cache import DetectionCache
-from marginface.data.verification import EncodedImages, PairSet, _TensorsOnly
+from marginface.data.formats.verification import EncodedImages, PairSet, _TensorsOnly
 from marginface.evaluation import EmbedOptions, embed_dataset, evaluate_pairs, pair_scores
 
 #: LFW's official pairs: 6,000 pairs, 12,000 image references, 7,701 distinct images.
@@ -94,7 +94,7 @@ def lfw_like(folder: Path, pairs: int, seed: int = 0) -> PairSet:
 
 def lfw_real(spec: str, pairs: int) -> PairSet:
     """The first ``pairs`` pairs of an LFW ``pairs.txt`` (``FILE::PHOTOS``) over its photos."""
-    from marginface.data.verification import read_pairs_txt
+    from marginface.data.formats.verification import read_pairs_txt
 
     pairs_file, folder = spec.split("::", 1)
     paths, issame = read_pairs_txt(pairs_file, folder)

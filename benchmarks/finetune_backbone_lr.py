@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from marginface.data.formats.verification import generate_pairs
 from marginface.data.transforms import TRAINING_TRANSFORMS
-from marginface.data.verification import generate_pairs
 from marginface.demo.cache import render_dataset
 from marginface.evaluation import EmbedOptions, embed_dataset, verification_metrics
 from marginface.evaluation.bootstrap import paired_bootstrap

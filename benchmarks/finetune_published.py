@@ -6,7 +6,8 @@ variant says otherwise), and every model, the start included, is measured on:
 
 - the held-out identities (``--test``, an aligned folder of people not in TRAIN): embedded by
   ``marginface embed`` (the model's contract and flip test), all genuine pairs and
-  ``--impostors`` impostor pairs (:func:`marginface.data.verification.generate_pairs`, seed 0);
+  ``--impostors`` impostor pairs
+  (:func:`marginface.data.formats.verification.generate_pairs`, seed 0);
   10-fold accuracy and TAR at FAR = 1e-3 and 1e-4, and the difference to the start model with
   the paired bootstrap over held-out identities (:mod:`marginface.evaluation.bootstrap`, 1,000
   replicates, 95% percentile interval: "ahead", "behind" or "within noise");
@@ -41,7 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marginface.data.verification import generate_pairs
+from marginface.data.formats.verification import generate_pairs
 from marginface.evaluation.bootstrap import paired_bootstrap
 from marginface.evaluation.metrics import kfold_accuracy, roc, tar_at_far
 

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from marginface.data.formats.verification import generate_pairs
 from marginface.data.transforms import TRAINING_TRANSFORMS
-from marginface.data.verification import generate_pairs
 from marginface.demo.cache import render_dataset
 from marginface.demo.parallel import run_jobs
 from marginface.demo.progress import DemoProgress

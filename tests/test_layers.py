@@ -14,7 +14,7 @@ SRC = Path(marginface.__file__).parent
 #: lowest first; the parts of one layer do not import each other. The package's __init__ (the
 #: lazy facade over heads and backbones) is not a layer.
 LAYERS = [
-    {"text", "checks"},
+    {"text", "checks", "lazy"},
     {"files", "devices", "settings", "checksum"},
     {"heads"},
     {"parallel", "compat"},

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from marginface.data.recordio import RecordHeader, RecordWriter, pack_payload, write_pack
+from marginface.data.formats.recordio import RecordHeader, RecordWriter, pack_payload, write_pack
 
 SEEDS = Path(__file__).parents[1] / "fuzz" / "seeds"
 

@@ -24,9 +24,9 @@ from pathlib import Path
 from PIL import Image
 
 from marginface.data.detection.align import read_landmarks
-from marginface.data.recordio import RecordDataset
+from marginface.data.formats.recordio import RecordDataset
+from marginface.data.formats.verification import read_bin, read_pairs_txt
 from marginface.data.transforms import decode_image, to_tensor
-from marginface.data.verification import read_bin, read_pairs_txt
 from marginface.files import resolve_inside
 
 #: what a bad input may raise: ValueError (bad contents, named), OSError (unreadable image,

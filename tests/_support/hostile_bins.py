@@ -186,7 +186,7 @@ def run_case(name: str, data: bytes, checkpoint: str, folder: Path) -> dict:
     import tracemalloc
 
     from marginface.cli import main
-    from marginface.data.verification import read_bin
+    from marginface.data.formats.verification import read_bin
 
     path = folder / f"{name}.bin"
     path.write_bytes(data)

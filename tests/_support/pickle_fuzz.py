@@ -2,13 +2,13 @@
 
 Unlike atheris' byte mutations, which rarely get past the first opcode's check, these are
 pickles built from the opcodes and globals the pickle machine allows
-(``marginface.data.restricted_pickle``), with random arguments: ``.bin``-shaped files of bytes,
-numpy arrays (both numpy layouts: ``_reconstruct`` + BUILD, protocol 5's ``_frombuffer``),
-scalars, dtypes with random specs and states, nested lists, the memo, declared lengths that
-lie now and then, and a few globals that are not allowed. Also: byte-level mutations of valid
-``.bin`` pickles of every protocol, and "amplifiers", larger files made to build much more
-than their size (one text encoded many times through the memo, floods of lists, marks,
-duplicates, memo entries).
+(``marginface.data.formats.restricted_pickle``), with random arguments: ``.bin``-shaped files
+of bytes, numpy arrays (both numpy layouts: ``_reconstruct`` + BUILD, protocol 5's
+``_frombuffer``), scalars, dtypes with random specs and states, nested lists, the memo,
+declared lengths that lie now and then, and a few globals that are not allowed. Also:
+byte-level mutations of valid ``.bin`` pickles of every protocol, and "amplifiers", larger
+files made to build much more than their size (one text encoded many times through the memo,
+floods of lists, marks, duplicates, memo entries).
 
 ``make_input(seed, index)`` is deterministic, so a failing input is found again from its
 number alone.

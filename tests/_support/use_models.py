@@ -47,8 +47,8 @@ def pair_bin(path: str | Path, spec: str = "synthetic:40x8,first=5000") -> Path:
     """A verification .bin of the pairs generated from ``spec`` (40x8: 1,120 genuine and
     1,120 impostor pairs, enough for FAR 1e-3), as PNG crops."""
     from marginface.data import open_pairs
+    from marginface.data.formats.verification import write_bin
     from marginface.data.transforms import to_pixels
-    from marginface.data.verification import write_bin
 
     pairs = open_pairs(spec, image_size=SIZE)
     encoded = []

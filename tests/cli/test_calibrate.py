@@ -116,7 +116,7 @@ def _pairs_txt(folder, path):
 
 def test_pairs_txt_bootstraps_over_identities_and_bin_over_pairs(model, face_folder, tmp_path,
                                                                  capsys):  # fmt: skip
-    from marginface.data.verification import pairs_to_bin
+    from marginface.data.formats.verification import pairs_to_bin
 
     pairs = _pairs_txt(face_folder, tmp_path / "pairs.txt")
     argv = ["calibrate", "--checkpoint", model, "--far", "0.1", "--quiet"]

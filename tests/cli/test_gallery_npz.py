@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from marginface.cli import main
-from marginface.data.npz import read_npz
+from marginface.data.formats.npz import read_npz
 
 
 def npy(shape, dtype="<f4", data=b"", fortran=False) -> bytes:

@@ -42,7 +42,7 @@ def test_pack_pairs_checks_output_before_reading_any_image(
 
 
 def test_pack_pairs_api_checks_output_first(pairs, tmp_path, no_image_read):
-    from marginface.data.verification import pairs_to_bin
+    from marginface.data.formats.verification import pairs_to_bin
 
     (tmp_path / "blocker").write_text("in the way")
     file, _, folder = pairs.partition("::")

@@ -11,8 +11,9 @@ import torch
 from torch.utils.data import Dataset
 
 from marginface.cli import main
-from marginface.data import open_pairs, pair_formats, register_pair_format
-from marginface.data.verification import PairSet
+from marginface.data import open_pairs, register_pair_format
+from marginface.data.formats import pairs as pair_formats
+from marginface.data.formats.verification import PairSet
 
 
 # --- the whole of "npz_pairs.py" -------------------------------------------------------------

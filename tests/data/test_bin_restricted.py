@@ -12,8 +12,8 @@ from PIL import Image
 
 from marginface.cli import main
 from marginface.data import open_pairs
-from marginface.data.restricted_pickle import DamagedPickle, RefusedPickle, load_restricted
-from marginface.data.verification import read_bin, write_bin
+from marginface.data.formats.restricted_pickle import DamagedPickle, RefusedPickle, load_restricted
+from marginface.data.formats.verification import read_bin, write_bin
 
 
 def png(seed: int) -> bytes:

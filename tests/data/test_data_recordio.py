@@ -6,8 +6,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from marginface.data import BadImageWarning, open_dataset
-from marginface.data.pack import pack_folder
-from marginface.data.recordio import (
+from marginface.data.formats.pack import pack_folder
+from marginface.data.formats.recordio import (
     MAGIC,
     RecordHeader,
     RecordReader,

@@ -7,8 +7,8 @@ import torch
 from PIL import Image
 
 from marginface.data import open_dataset, open_pairs
+from marginface.data.formats.verification import generate_pairs, read_bin, write_bin
 from marginface.data.transforms import to_pixels
-from marginface.data.verification import generate_pairs, read_bin, write_bin
 
 
 def png(pixels: np.ndarray) -> bytes:

@@ -4,7 +4,7 @@ import pytest
 
 from marginface.cli import main
 from marginface.data import open_dataset
-from marginface.data.recordio import RecordWriter, write_pack
+from marginface.data.formats.recordio import RecordWriter, write_pack
 
 
 def snapshot(folder):

@@ -8,7 +8,7 @@ import torch
 
 from marginface.cli import main
 from marginface.data import open_pairs
-from marginface.data.verification import read_pairs_txt
+from marginface.data.formats.verification import read_pairs_txt
 
 
 def test_pack_pairs_writes_an_insightface_bin(make_folder, tmp_path, capsys):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from marginface.data import open_pairs
-from marginface.data.verification import read_pairs_csv
+from marginface.data.formats.verification import read_pairs_csv
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from PIL import Image
 
 from marginface.cli import main
 from marginface.data.detection.align import align_folder
-from marginface.data.verification import read_pairs_txt
+from marginface.data.formats.verification import read_pairs_txt
 from marginface.files import resolve_inside
 
 MARKS = "38 52 74 52 56 72 42 92 71 92"

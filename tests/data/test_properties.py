@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from marginface.data.detection.align import read_landmarks
-from marginface.data.recordio import RecordHeader, RecordReader, RecordWriter, pack_payload
+from marginface.data.formats.recordio import RecordHeader, RecordReader, RecordWriter, pack_payload
+from marginface.data.formats.verification import read_bin
 from marginface.data.transforms import UnreadableImage, decode_image
-from marginface.data.verification import read_bin
 from marginface.files import resolve_inside
 
 SETTINGS = settings(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from marginface.data import open_dataset
-from marginface.data.recordio import RecordHeader, RecordWriter, pack_payload
+from marginface.data.formats.recordio import RecordHeader, RecordWriter, pack_payload
 
 
 def pack(path, headers):

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from marginface.data import NO_TRANSFORMS, TRAINING_TRANSFORMS, open_dataset, open_pairs
-from marginface.data.verification import generate_pairs
+from marginface.data.formats.verification import generate_pairs
 from marginface.demo import cache as cache_module
 from marginface.demo.cache import render_dataset
 from marginface.demo.config import DemoConfig, make_config

@@ -18,7 +18,7 @@ from marginface.data.base import ImagesOnly
 from marginface.data.detection.align import template
 from marginface.data.detection.detect import Face, FaceAligner
 from marginface.data.detection.detect_cache import DetectionCache, content_key, settings_digest
-from marginface.data.verification import EncodedImages, _TensorsOnly, distinct_images
+from marginface.data.formats.verification import EncodedImages, _TensorsOnly, distinct_images
 from marginface.evaluation import EmbedOptions, embed_dataset, evaluate_pairs, pair_scores
 from marginface.evaluation.config import EvalConfig
 from marginface.evaluation.evaluate import run_evaluation

@@ -11,7 +11,7 @@ from PIL import Image
 
 from marginface.cli import main
 from marginface.data import open_pairs
-from marginface.data.verification import read_pairs_header
+from marginface.data.formats.verification import read_pairs_header
 from marginface.evaluation import EmbedOptions
 from marginface.evaluation.config import EvalConfig
 from marginface.evaluation.evaluate import run_evaluation

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_pairs(args)
     if args.folder is None or args.output is None or args.bin_output is not None:
         raise ValueError("give FOLDER OUT.rec, or --pairs PAIRS --output FILE.bin")
-    from marginface.data.pack import pack_folder
+    from marginface.data.formats.pack import pack_folder
 
     result = pack_folder(args.folder, args.output, progress=not args.quiet)
     print(
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_pairs(args: argparse.Namespace) -> int:
     from marginface.cli._use import make_aligner
-    from marginface.data.verification import pairs_to_bin
+    from marginface.data.formats.verification import pairs_to_bin
     from marginface.files import check_writable_file
 
     if args.bin_output is None or args.folder is not None:

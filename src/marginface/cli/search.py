@@ -51,10 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_gallery(path: str):
-    """The gallery's embeddings and names, read by :func:`marginface.data.npz.read_npz`: each
-    array's declared shape is checked against the file's bytes before anything is allocated,
-    and nothing is unpickled."""
-    from marginface.data.npz import read_npz
+    """The gallery's embeddings and names, read by
+    :func:`marginface.data.formats.npz.read_npz`: each array's declared shape is checked
+    against the file's bytes before anything is allocated, and nothing is unpickled."""
+    from marginface.data.formats.npz import read_npz
 
     arrays = read_npz(path, ["embeddings", "names"], what="gallery (from marginface embed)")
     emb, names = arrays["embeddings"], arrays["names"]

@@ -19,14 +19,16 @@ from marginface.data.base import BadImageWarning, FaceDataset
 from marginface.data.formats import (
     SYNTHETIC,
     find_format,
+    find_pair_format,
     list_dataset_formats,
+    list_pair_formats,
     refuse_aligner,
     register_dataset_format,
+    register_pair_format,
     spec_help,
 )
-from marginface.data.pair_formats import find_pair_format, list_pair_formats, register_pair_format
+from marginface.data.formats.verification import PairSet
 from marginface.data.transforms import NO_TRANSFORMS, TRAINING_TRANSFORMS, Transforms
-from marginface.data.verification import PairSet
 
 
 def open_dataset(
@@ -74,8 +76,8 @@ def open_pairs(
         spec: a ``.bin`` (lfw.bin, cfp_fp.bin, agedb_30.bin ...); a ``pairs.txt`` (images in the
             folder beside it, or ``pairs.txt::FOLDER``); a ``.csv`` of columns ``a,b,same``
             (``[,identity]``; paths relative to its folder or ``FILE.csv::FOLDER``,
-            :func:`marginface.data.verification.read_pairs_csv`); the spec of a format
-            registered with :func:`register_pair_format` (``marginface.data.pair_formats``);
+            :func:`marginface.data.formats.verification.read_pairs_csv`); the spec of a format
+            registered with :func:`register_pair_format` (``marginface.data.formats.pairs``);
             or any :func:`open_dataset` spec, from which pairs are generated: every genuine
             pair up to ``max_pairs`` (seeded sample beyond), the same number of impostor pairs,
             alternating genuine / impostor.
@@ -89,7 +91,7 @@ def open_pairs(
     Returns a :class:`PairSet`: ``images`` (Dataset of 2N tensors, pair k = images 2k, 2k + 1),
     ``issame`` (bool, N), ``name``.
     """
-    from marginface.data import verification
+    from marginface.data.formats import verification
 
     text = str(spec)
     fmt = find_pair_format(text)

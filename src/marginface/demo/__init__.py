@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from marginface.lazy import lazy_names
+
 #: public name -> the module that defines it (imported on first use)
 _LAZY = {
     "DemoConfig": "marginface.demo.config",
@@ -30,14 +32,7 @@ if TYPE_CHECKING:
     from marginface.demo.pipeline import DemoOutcome, run_demo
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'marginface.demo' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = ["DemoConfig", "DemoOutcome", "make_config", "run_demo"]

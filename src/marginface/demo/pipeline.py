@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from marginface.data.verification import generate_pairs
+from marginface.data.formats.verification import generate_pairs
 from marginface.demo.cache import CachedFaces, render_dataset
 from marginface.demo.config import DemoConfig
 from marginface.demo.parallel import run_jobs

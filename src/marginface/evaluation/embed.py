@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from marginface.checks import check_int
-from marginface.data.verification import distinct_images
+from marginface.data.formats.verification import distinct_images
 from marginface.evaluation.metrics import verification_metrics
 
 
@@ -163,7 +163,7 @@ def evaluate_pairs(
     """Verification metrics of ``model`` on a pair set.
 
     Each distinct image is embedded once, however many pairs name it
-    (:func:`marginface.data.verification.distinct_images`).
+    (:func:`marginface.data.formats.verification.distinct_images`).
 
     Args:
         pairs: a ``marginface.data.PairSet``: ``.images`` (2N images; pair k is images 2k and

@@ -54,18 +54,28 @@ class AdaFace(MarginHead):
         if not 0.0 <= t_alpha <= 1.0:
             raise ValueError(f"t_alpha must lie in [0, 1], got {t_alpha}")
         self.m, self.h, self.t_alpha = float(m), float(h), float(t_alpha)
-        self.register_buffer("batch_mean", torch.tensor(20.0))
-        self.register_buffer("batch_std", torch.tensor(100.0))
+        for name, value in self.initial_state().items():
+            self.register_buffer(name, value)
 
-    def safe_norms(self, norms: Tensor) -> Tensor:
+    @classmethod
+    def initial_state(cls) -> dict[str, Tensor]:
+        return {"batch_mean": torch.tensor(20.0), "batch_std": torch.tensor(100.0)}
+
+    @staticmethod
+    def safe_norms(norms: Tensor) -> Tensor:
         """clip(‖x‖, 0.001, 100), detached."""
         return norms.detach().clamp(0.001, 100.0)
 
     def margin_scaler(self, norms: Tensor) -> Tensor:
         """z = clip(h (a - mu) / (sigma + eps), -1, 1), (B,)."""
-        a = self.safe_norms(norms)
-        mu, sigma = self.batch_mean.to(a.dtype), self.batch_std.to(a.dtype)
-        return ((a - mu) / (sigma + self.eps) * self.h).clamp(-1.0, 1.0)
+        return self.scaler_of(norms, h=self.h, batch_mean=self.batch_mean, batch_std=self.batch_std)
+
+    @classmethod
+    def scaler_of(cls, norms: Tensor, *, h: float, batch_mean: Tensor, batch_std: Tensor) -> Tensor:
+        """:meth:`margin_scaler` for the concentration h and the statistics mu, sigma given."""
+        a = cls.safe_norms(norms)
+        mu, sigma = batch_mean.to(a.dtype), batch_std.to(a.dtype)
+        return ((a - mu) / (sigma + cls.eps) * h).clamp(-1.0, 1.0)
 
     def update_state(self, cos_y: Tensor, norms: Tensor) -> None:
         a = self.safe_norms(norms)
@@ -77,8 +87,29 @@ class AdaFace(MarginHead):
             self.batch_std.mul_(1 - alpha).add_(alpha * a.std().to(self.batch_std.dtype))
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        z = self.margin_scaler(norms)
-        eps = self.eps
+        return self.margin_of(
+            cos_y,
+            norms,
+            m=self.m,
+            h=self.h,
+            batch_mean=self.batch_mean,
+            batch_std=self.batch_std,
+        )
+
+    @classmethod
+    def margin_of(
+        cls,
+        cos_y: Tensor,
+        norms: Tensor,
+        *,
+        m: float,
+        h: float,
+        batch_mean: Tensor,
+        batch_std: Tensor,
+        **params: object,
+    ) -> Tensor:
+        z = cls.scaler_of(norms, h=h, batch_mean=batch_mean, batch_std=batch_std)
+        eps = cls.eps
         theta = torch.acos(cos_y.clamp(-1.0 + eps, 1.0 - eps))
-        theta_m = (theta - self.m * z).clamp(eps, math.pi - eps)
-        return torch.cos(theta_m) - (self.m + self.m * z)
+        theta_m = (theta - m * z).clamp(eps, math.pi - eps)
+        return torch.cos(theta_m) - (m + m * z)

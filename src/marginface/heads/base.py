@@ -82,6 +82,13 @@ class MarginHead(nn.Module):
     #: of :meth:`reset_parameters` (PartialFC draws each shard's rows seeded by name)
     shardable: ClassVar[bool] = True
     seeded_centres: ClassVar[bool] = True
+    #: found by the trait check: the class's :meth:`margin` is its :meth:`margin_of` (it
+    #: replaces neither, or it defines :meth:`margin_of`), so the margin can be read from the
+    #: class and its hyperparameters without building a head
+    margin_from_class: ClassVar[bool] = True
+    #: the constructor arguments a registered variant fixes (not hyperparameters of it:
+    #: :func:`~marginface.heads.registry.register_variant`); none here
+    fixed_hparams: ClassVar[Mapping[str, object]] = {}
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         """The trait check: once, when a head class is defined."""
@@ -109,8 +116,34 @@ class MarginHead(nn.Module):
         return norms.new_full(norms.shape, self.s)
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        """Target cosine after the margin, (B,) from (B,); identity here (NormFace)."""
+        """Target cosine after the margin, (B,) from (B,): :meth:`margin_of` with this head's
+        hyperparameters and state; identity here (NormFace)."""
+        return self.margin_of(cos_y, norms)
+
+    @classmethod
+    def margin_of(cls, cos_y: Tensor, norms: Tensor, **params: object) -> Tensor:
+        """The formula of :meth:`margin`: the target cosine (B,) from ``cos_y`` (B,) and the
+        feature norms (B,) of a head of this class whose hyperparameters and state are
+        ``params`` (the constructor's hyperparameters by name, as the head stores them, and
+        its state buffers by name; those the formula does not read are ignored).
+
+        A head's :meth:`margin` is this with its own values, so the formula is written once:
+        :func:`~marginface.heads.scale.resolve_scale` reads psi(1) from the class with
+        :meth:`fresh_params`, building no head. Identity here (NormFace)."""
         return cos_y
+
+    @classmethod
+    def initial_state(cls) -> dict[str, Tensor]:
+        """The state buffers :meth:`margin_of` reads, with the value a new head starts from
+        (the constructor registers them from here); none here."""
+        return {}
+
+    @classmethod
+    def fresh_params(cls, hparams: Mapping[str, object]) -> dict[str, object]:
+        """:meth:`margin_of`'s ``params`` for a head of this class built with ``hparams``
+        (the others at their defaults) as it starts, in eval mode: the constructor's
+        arguments (those a registered variant fixes included) and :meth:`initial_state`."""
+        return {**cls.default_hparams(), **hparams, **cls.fixed_hparams, **cls.initial_state()}
 
     def negative_modulation(self, cos_y: Tensor, norms: Tensor) -> tuple[Tensor, float] | None:
         """Optional (threshold (B,), t): non-targets z > threshold become z (t + z)."""

@@ -41,7 +41,13 @@ class Combined(MarginHead):
         self.m1, self.m2, self.m3 = float(m1), float(m2), float(m3)
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        if self.m1 == 1.0:
-            return arc_margin(cos_y, self.m2) - self.m3
+        return self.margin_of(cos_y, norms, m1=self.m1, m2=self.m2, m3=self.m3)
+
+    @classmethod
+    def margin_of(
+        cls, cos_y: Tensor, norms: Tensor, *, m1: float, m2: float, m3: float, **params: object
+    ) -> Tensor:
+        if m1 == 1.0:
+            return arc_margin(cos_y, m2) - m3
         theta = safe_angle(cos_y.clamp(-1.0, 1.0))
-        return monotone_cos(self.m1 * theta + self.m2) - self.m3
+        return monotone_cos(m1 * theta + m2) - m3

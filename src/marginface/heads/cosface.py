@@ -22,4 +22,8 @@ class CosFace(MarginHead):
         self.m = float(m)
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        return cos_y - self.m
+        return self.margin_of(cos_y, norms, m=self.m)
+
+    @classmethod
+    def margin_of(cls, cos_y: Tensor, norms: Tensor, *, m: float, **params: object) -> Tensor:
+        return cos_y - m

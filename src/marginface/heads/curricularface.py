@@ -51,7 +51,8 @@ class CurricularFace(MarginHead):
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"momentum must lie in [0, 1], got {momentum}")
         self.m, self.momentum = float(m), float(momentum)
-        self.register_buffer("t", torch.tensor(0.0))
+        for name, value in self.initial_state().items():
+            self.register_buffer(name, value)
 
     def update_state(self, cos_y: Tensor, norms: Tensor) -> None:
         if cos_y.numel():
@@ -59,7 +60,15 @@ class CurricularFace(MarginHead):
             self.t.mul_(1.0 - self.momentum).add_(self.momentum * mean)
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        return arc_margin(cos_y, self.m)
+        return self.margin_of(cos_y, norms, m=self.m)
+
+    @classmethod
+    def margin_of(cls, cos_y: Tensor, norms: Tensor, *, m: float, **params: object) -> Tensor:
+        return arc_margin(cos_y, m)
+
+    @classmethod
+    def initial_state(cls) -> dict[str, Tensor]:
+        return {"t": torch.tensor(0.0)}
 
     def negative_modulation(self, cos_y: Tensor, norms: Tensor) -> tuple[Tensor, float]:
         c = cos_y.detach().clamp(-1.0, 1.0)

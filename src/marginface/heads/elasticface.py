@@ -101,8 +101,25 @@ class ElasticFace(MarginHead):
         return torch.full_like(cos_y, self.m)
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        m = self.sample_margins(cos_y)
-        return arc_margin(cos_y, m) if self.kind == "arc" else cos_y - m
+        return self.margin_of(
+            cos_y, norms, m=self.m, kind=self.kind, margins=self.sample_margins(cos_y)
+        )
+
+    @classmethod
+    def margin_of(
+        cls,
+        cos_y: Tensor,
+        norms: Tensor,
+        *,
+        m: float,
+        kind: str,
+        margins: Tensor | None = None,
+        **params: object,
+    ) -> Tensor:
+        """With ``margins`` (B,) the margins of the call (:meth:`sample_margins`); without,
+        the mean m (eval mode, a new head)."""
+        mi = torch.full_like(cos_y, m) if margins is None else margins
+        return arc_margin(cos_y, mi) if kind == "arc" else cos_y - mi
 
 
 ElasticFaceArc = register_variant(

@@ -79,8 +79,13 @@ class MagFace(MarginHead):
 
     def adaptive_margin(self, norms: Tensor) -> Tensor:
         """m(a), (B,)."""
-        a = self.magnitude(norms)
-        return (self.u_m - self.l_m) / (self.u_a - self.l_a) * (a - self.l_a) + self.l_m
+        return self.margin_at(norms, l_a=self.l_a, u_a=self.u_a, l_m=self.l_m, u_m=self.u_m)
+
+    @staticmethod
+    def margin_at(norms: Tensor, *, l_a: float, u_a: float, l_m: float, u_m: float) -> Tensor:
+        """m(a) for the norms (B,) and the bounds given, (B,)."""
+        a = norms.clamp(l_a, u_a)
+        return (u_m - l_m) / (u_a - l_a) * (a - l_a) + l_m
 
     def regularizer(self, norms: Tensor) -> Tensor:
         """g(a) = a / u_a^2 + 1 / a, (B,)."""
@@ -88,7 +93,31 @@ class MagFace(MarginHead):
         return a / self.u_a**2 + 1.0 / a
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        return arc_margin(cos_y, self.adaptive_margin(norms), self.easy_margin)
+        return self.margin_of(
+            cos_y,
+            norms,
+            l_a=self.l_a,
+            u_a=self.u_a,
+            l_m=self.l_m,
+            u_m=self.u_m,
+            easy_margin=self.easy_margin,
+        )
+
+    @classmethod
+    def margin_of(
+        cls,
+        cos_y: Tensor,
+        norms: Tensor,
+        *,
+        l_a: float,
+        u_a: float,
+        l_m: float,
+        u_m: float,
+        easy_margin: bool,
+        **params: object,
+    ) -> Tensor:
+        m = cls.margin_at(norms, l_a=l_a, u_a=u_a, l_m=l_m, u_m=u_m)
+        return arc_margin(cos_y, m, easy_margin)
 
     def extra_loss(self, x: Tensor) -> Tensor:
         """``lambda_g * mean(g(a))``, added to the cross-entropy by :meth:`loss`."""

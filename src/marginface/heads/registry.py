@@ -71,7 +71,12 @@ def register_variant(
         base.__init__(self, embedding_size, num_classes, **{**own, **hparams, **fixed})
 
     __init__.__signature__ = signature  # type: ignore[attr-defined]
-    namespace = {"__init__": __init__, "__doc__": doc, "__module__": base.__module__}
+    namespace = {
+        "__init__": __init__,
+        "__doc__": doc,
+        "__module__": base.__module__,
+        "fixed_hparams": dict(fixed),
+    }
     cls = type(class_name, (base,), namespace)
     return register_head(name)(cls)
 

@@ -5,6 +5,15 @@ A head class declares its :attr:`~marginface.heads.MarginHead.scale_policy`; ``s
 default of ``marginface train``) applies to the heads whose policy is ``"auto"``: cosine logits
 s * cos of the margin softmax with a fixed default s.
 
+The margin's psi(1) comes from the head class: each head writes its margin once, as the class
+method :meth:`~marginface.heads.MarginHead.margin_of` of the cosines, the norms, the
+hyperparameters and the state, which its :meth:`~marginface.heads.MarginHead.margin` calls with
+its own. :func:`resolve_scale` (a run's s, before any head is built) calls it with the
+hyperparameters given, the defaults for the others and the state a new head starts from
+(:meth:`~marginface.heads.MarginHead.fresh_params`): :func:`class_target`. :func:`target_curve`,
+:func:`auto_scale` and :func:`chance_loss` read an existing head, in its current state (the
+running statistics it has gathered).
+
 A cosine head's logits are s * cos, so s bounds how sure the softmax can be: with the target at
 cos = 1 (after the margin: psi(1)) and the C - 1 other centres orthogonal to the feature
 (cos = 0), the target's probability is
@@ -95,6 +104,20 @@ def _target(probe: MarginHead, cos: torch.Tensor) -> torch.Tensor:
     return probe.margin(c, torch.full_like(c, NOMINAL_NORM)).reshape(cos.shape)
 
 
+@torch.no_grad()
+def class_target(cls: type[MarginHead], hparams: dict[str, Any], cos: torch.Tensor) -> torch.Tensor:
+    """psi(cos) of a new head of ``cls`` with hyperparameters ``hparams`` (the others at their
+    defaults; eval mode, norms NOMINAL_NORM, the initial state), float64, shape of ``cos``:
+    from the class's :meth:`~MarginHead.margin_of`, building no head (where the class's
+    margin is not read from the class, :attr:`~MarginHead.margin_from_class` false: from a
+    small head of it)."""
+    if not cls.margin_from_class:
+        return _target(_ready(_small(cls, hparams)), cos)
+    c = cos.detach().to(torch.float64).reshape(-1)
+    psi = cls.margin_of(c, torch.full_like(c, NOMINAL_NORM), **cls.fresh_params(hparams))
+    return psi.reshape(cos.shape)
+
+
 def target_curve(head: MarginHead, cos: torch.Tensor) -> torch.Tensor:
     """psi(cos): the head's target cosine after the margin (eval mode, norms NOMINAL_NORM,
     the head's current state), float64, shape of ``cos``; the head is not changed."""
@@ -168,9 +191,11 @@ def resolve_scale(
     head: str, embedding_size: int, num_classes: int, head_kwargs: dict[str, Any]
 ) -> tuple[dict[str, Any], ScaleChoice]:
     """``head_kwargs`` with ``s`` set: a missing or ``"auto"`` s of a head whose
-    :attr:`~MarginHead.scale_policy` is ``"auto"`` becomes :func:`auto_scale`'s value
-    (computed with the head's other hyperparameters). The other hyperparameters are checked
-    as :func:`~marginface.heads.create_head` checks them."""
+    :attr:`~MarginHead.scale_policy` is ``"auto"`` becomes the scale rule's value for the
+    psi(1) of :func:`class_target` (the head's other hyperparameters, its initial state),
+    rounded to 4 decimals. The other hyperparameters are checked as
+    :func:`~marginface.heads.create_head` checks their kinds; their ranges are checked when
+    the head is built."""
     kwargs = dict(head_kwargs)
     s = kwargs.get("s", "auto")
     others = {k: v for k, v in kwargs.items() if k != "s"}
@@ -185,7 +210,7 @@ def resolve_scale(
         return kwargs, ScaleChoice(head, num_classes, None, None)
     if s == "auto":
         _check_rule(num_classes, TARGET_PROBABILITY)
-        psi1 = float(_target(_ready(_small(cls, others)), torch.ones(1)))
+        psi1 = float(class_target(cls, others, torch.ones(1)))
         value = _scale_rule(head, psi1, num_classes, TARGET_PROBABILITY)
         kwargs["s"] = round(value, 4)
         return kwargs, ScaleChoice(head, num_classes, kwargs["s"], SCALE_RULE)

@@ -56,7 +56,13 @@ class SubCenterArcFace(MarginHead):
         self.easy_margin = bool(easy_margin)
 
     def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
-        return arc_margin(cos_y, self.m, self.easy_margin)
+        return self.margin_of(cos_y, norms, m=self.m, easy_margin=self.easy_margin)
+
+    @classmethod
+    def margin_of(
+        cls, cos_y: Tensor, norms: Tensor, *, m: float, easy_margin: bool, **params: object
+    ) -> Tensor:
+        return arc_margin(cos_y, m, easy_margin)
 
     # ------------------------------------------------------------------ noisy-data tools
     def _class_cosines(self, x: Tensor, labels: Tensor) -> Tensor:

@@ -2,9 +2,9 @@
 
 :class:`~marginface.heads.base.MarginHead` declares them as class attributes, with their
 meaning, and calls :func:`check_traits` from ``__init_subclass__``: what a head is
-(``loss_kind``, ``scale_policy``, ``state``, and for Partial FC ``shardable`` and
-``seeded_centres``) is read from these attributes everywhere else, never from which methods a
-head replaces.
+(``loss_kind``, ``scale_policy``, ``state``, for Partial FC ``shardable`` and
+``seeded_centres``, and for ``s = auto`` ``margin_from_class``) is read from these attributes
+everywhere else, never from which methods a head replaces.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def check_traits(cls: type[MarginHead], base: type[MarginHead]) -> None:
         cls.scale_policy = _scale_policy(cls, base)
     cls.shardable = cls.loss is base.loss
     cls.seeded_centres = cls.reset_parameters is base.reset_parameters
+    own_formula = cls.margin_of.__func__ is not base.margin_of.__func__  # classmethods
+    cls.margin_from_class = cls.margin is base.margin or own_formula
 
 
 def _scale_policy(cls: type[MarginHead], base: type[MarginHead]) -> str:

@@ -29,8 +29,8 @@ def is_image_path(path: Path) -> bool:
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
     """Image files under ``folder`` (recursively, symlinked folders inside it followed: see
-    :func:`~marginface.data.folder.list_image_files`), sorted; ValueError when none."""
-    from marginface.data.folder import list_image_files
+    :func:`~marginface.data.formats.folder.list_image_files`), sorted; ValueError when none."""
+    from marginface.data.formats.folder import list_image_files
 
     folder = Path(folder)
     if not folder.is_dir():

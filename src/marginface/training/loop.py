@@ -52,7 +52,7 @@ from marginface.training.preflight import (
     set_aside_old_log,
 )
 from marginface.training.record import run_records, validate_for_calibration
-from marginface.training.run import Run, TrainModule, build_run
+from marginface.training.run import Run, TrainModule, build_run, with_monitors
 from marginface.training.sampler import EpochBatchSampler, SeededItems
 from marginface.training.validation import (
     VAL_SHARE,
@@ -132,7 +132,9 @@ class Trainer:
     Every attribute is set in ``__init__`` (those of the run ``None`` until :meth:`_setup`).
     :meth:`_setup` builds the state of the run: :func:`~marginface.training.run.build_run`'s
     :class:`~marginface.training.run.Run` (``built``), the checkpoint's state when resuming
-    (:mod:`marginface.training.checkpoint`), the loss watch, validator and logger;
+    (:mod:`marginface.training.checkpoint`), then the run's loss watch, validator and logger
+    (:func:`~marginface.training.run.with_monitors`, read as :attr:`watch`,
+    :attr:`validator` and :attr:`logger`);
     :meth:`_loop` runs the epochs (:meth:`_epoch`), each optimizer step (:meth:`_step`)
     followed by :meth:`_after_step`."""
 
@@ -147,11 +149,9 @@ class Trainer:
         self.output = Path(config.output)
         self.dataset = dataset  # the caller's, or None: cfg.data's (build_run opens it)
         self.on_step = on_step
-        # built by _setup: the run (build_run), the loss watch, the validator, the logger
+        # built by _setup: the run (build_run, then with_monitors: its loss watch, validator
+        # and logger)
         self.built: Run | None = None
-        self.watch: LossWatch | None = None
-        self.validator: Validator | None = None
-        self.logger: RunLogger | None = None
         self._resume_rng: dict[str, Any] | None = None  # restored before the first step
         # what the run learns as it goes (a resumed run starts from the checkpoint's)
         self.history: list[dict[str, Any]] = []
@@ -205,23 +205,15 @@ class Trainer:
         if env.is_main:
             scale_note = f"# {run.scale.describe()}\n"
             atomic_write_text(self.output / "config.yaml", config_to_yaml(cfg) + scale_note)
-        self.watch = LossWatch(self.margin_head, run.num_classes, run.total_steps, cfg.loss_watch)
-        for record in self.history:  # a resumed run: the steps before the interruption
-            self.watch.update(record["step"], record["loss"])
-        self.validator = self._fail_together(
-            lambda: Validator(
-                cfg.val,
-                cfg.image_size,
-                cfg.val_max_pairs,
-                cfg.val_batch_size,
-                env.device,
-                max_bad=cfg.max_bad_images,
-            ).decode_all()
+        self.built = with_monitors(
+            run,
+            cfg,
+            env,
+            step=position["step"],
+            history=self.history,
+            fail_together=self._fail_together,
         )
-        self.logger = RunLogger(
-            self.output, env.is_main, cfg.tensorboard, purge_step=position["step"] or None
-        )
-        if self.validator and cfg.val_max_pairs is None:
+        if self.built.validator and cfg.val_max_pairs is None:
             self._size_validation(position)
         return position, rng
 
@@ -270,6 +262,21 @@ class Trainer:
             **({"init": start.record()} if start else {}),
             **run_records(self),  # training record, calibration of validated weights
         }
+
+    @property
+    def watch(self) -> LossWatch:
+        """The run's loss watch (:attr:`built`'s)."""
+        return self.built.watch
+
+    @property
+    def validator(self) -> Validator | None:
+        """The run's validator (:attr:`built`'s), None without validation."""
+        return self.built.validator
+
+    @property
+    def logger(self) -> RunLogger:
+        """The run's logger (:attr:`built`'s)."""
+        return self.built.logger
 
     @property
     def margin_head(self) -> MarginHead:

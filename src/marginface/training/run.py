@@ -1,12 +1,16 @@
 """What a run trains, built from its config: :func:`build_run` makes the :class:`Run` record
 (the data and its schedule, the model, optimizer, learning-rate schedule and grad scaler, how
 the head's scale and the loss's path were set) that the training loop
-(:class:`marginface.training.loop.Trainer`) then drives."""
+(:class:`marginface.training.loop.Trainer`) then drives; once a resumed run's checkpoint is
+loaded into it and the run folder is checked, :func:`with_monitors` gives it what watches the
+run: the loss watch, the validator and the logger."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,8 +23,11 @@ from marginface.training import finetune
 from marginface.training.classifier import build_classifier
 from marginface.training.config import TrainConfig
 from marginface.training.distributed import DistEnv
+from marginface.training.logger import RunLogger
 from marginface.training.optim import WarmupDecay, build_optimizer
 from marginface.training.sampler import EpochBatchSampler
+from marginface.training.validation import Validator
+from marginface.training.watch import LossWatch
 
 
 class TrainModule(nn.Module):
@@ -54,7 +61,8 @@ class Run:
     device, in training mode), ``optimizer``, ``scheduler``, ``scaler``; ``scale`` (how the
     head's scale was set), ``loss_path`` (the fused loss's path), ``backbone_kwargs`` (the
     backbone's, for ``model.json``) and ``imprinted`` (the classes whose centres were
-    imprinted, or None)."""
+    imprinted, or None); and, from :func:`with_monitors` (None until then), ``watch`` (the
+    loss watch), ``validator`` (the pair sets, or None without validation) and ``logger``."""
 
     dataset: Dataset
     num_classes: int
@@ -70,6 +78,9 @@ class Run:
     loss_path: str
     backbone_kwargs: dict[str, Any]
     imprinted: int | None
+    watch: LossWatch | None = None
+    validator: Validator | None = None
+    logger: RunLogger | None = None
 
 
 def build_run(
@@ -131,6 +142,38 @@ def build_run(
         backbone_kwargs=backbone_kwargs,
         imprinted=imprinted,
     )
+
+
+def with_monitors(
+    run: Run,
+    cfg: TrainConfig,
+    env: DistEnv,
+    *,
+    step: int,
+    history: list[dict[str, Any]],
+    fail_together: Callable[[Callable[[], Any]], Any],
+) -> Run:
+    """``run`` with its loss watch (fed the ``history`` of a resumed run's steps), its
+    validator (the pair sets of ``cfg.val`` decoded on the main process; ``fail_together``
+    runs that there and raises its error on every process) and its logger (in ``cfg.output``,
+    continuing at ``step``). Built after a resumed run's checkpoint is loaded and its log cut
+    back to ``step``, which the logger then appends to."""
+    head = run.model.head.head
+    watch = LossWatch(head, run.num_classes, run.total_steps, cfg.loss_watch)
+    for record in history:  # a resumed run: the steps before the interruption
+        watch.update(record["step"], record["loss"])
+    validator = fail_together(
+        lambda: Validator(
+            cfg.val,
+            cfg.image_size,
+            cfg.val_max_pairs,
+            cfg.val_batch_size,
+            env.device,
+            max_bad=cfg.max_bad_images,
+        ).decode_all()
+    )
+    logger = RunLogger(Path(cfg.output), env.is_main, cfg.tensorboard, purge_step=step or None)
+    return dataclasses.replace(run, watch=watch, validator=validator, logger=logger)
 
 
 def _backbone(cfg: TrainConfig, start: nn.Module | None) -> tuple[dict[str, Any], nn.Module]:

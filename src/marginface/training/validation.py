@@ -97,7 +97,7 @@ class Validator:
         ``budget`` (shared over the generated sets; at least :data:`MIN_PAIRS` pairs each).
         Returns, per set, ``{name, pairs, images, cut}`` (what one validation does)."""
         from marginface.data.base import ImagesOnly
-        from marginface.data.verification import PairSet
+        from marginface.data.formats.verification import PairSet
 
         generated = [p for _, p in self.sets if isinstance(p.images, ImagesOnly)]
         share = budget // max(1, len(generated))

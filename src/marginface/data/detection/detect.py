@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,34 +27,11 @@ from PIL import Image
 from torch import Tensor
 
 from marginface.data.detection.boxes import batched_nms
+from marginface.data.detection.faces import Face, as_rgb_array
 
 #: Ways to choose one face among several: the largest box, the box whose centre is nearest the
 #: image centre, or the highest detector score.
 SELECTIONS = ("largest", "central", "score")
-
-
-@dataclass
-class Face:
-    """One detection: ``box`` (4,) x1 y1 x2 y2, ``landmarks`` (5, 2) x y, ``score`` in [0, 1]."""
-
-    box: np.ndarray
-    landmarks: np.ndarray
-    score: float
-
-    @property
-    def size(self) -> float:
-        """The side of the box's square (sqrt of its area)."""
-        return float(np.sqrt(max(self.box[2] - self.box[0], 0) * max(self.box[3] - self.box[1], 0)))
-
-
-def as_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    """An RGB image as a (H, W, 3) uint8 array; anything else is a ValueError."""
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {array.dtype} {array.shape}")
-    return array
 
 
 def _resize(images: Tensor, size: tuple[int, int]) -> Tensor:

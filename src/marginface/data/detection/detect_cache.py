@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from marginface.data.detection.faces import Face
+
 #: Environment variable naming the detection cache folder (``off`` = keep it in memory only).
 CACHE_ENV = "MARGINFACE_DETECT_CACHE"
 #: A cache entry larger than this is not one (a photo's faces take well under a kilobyte each).
@@ -70,8 +72,6 @@ def _numbers(value: Any, shape: tuple[int, ...]) -> np.ndarray | None:
 
 def _faces_from_json(entry: Any) -> list | None:
     """The faces of a decoded entry, or None when it is not a valid one."""
-    from marginface.data.detection.detect import Face
-
     if not isinstance(entry, dict) or not isinstance(entry.get("faces"), list):
         return None
     faces = []

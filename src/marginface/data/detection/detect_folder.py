@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from marginface.data.folder import list_image_files
+from marginface.data.formats.folder import list_image_files
 from marginface.text import printable, short_repr
 
 CSV_NAME = "detections.csv"
@@ -51,7 +51,7 @@ class DetectAlignResult:
 
 def list_photos(folder: Path) -> list[str]:
     """Image files under ``folder`` as sorted POSIX paths relative to it
-    (:func:`~marginface.data.folder.list_image_files`); ValueError when there are none."""
+    (:func:`~marginface.data.formats.folder.list_image_files`); ValueError when there are none."""
     if not folder.is_dir():
         raise FileNotFoundError(f"photo folder {printable(folder)} does not exist")
     files = list_image_files(folder)

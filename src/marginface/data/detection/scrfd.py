@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from marginface.data.detection.boxes import nms
-from marginface.data.detection.detect import Face, as_rgb_array
+from marginface.data.detection.faces import Face, as_rgb_array
 
 #: the input side used when the model's input is dynamic (InsightFace's FaceAnalysis default)
 DEFAULT_INPUT_SIZE = 640

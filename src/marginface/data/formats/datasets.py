@@ -16,14 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from marginface.data.base import FaceDataset
-from marginface.data.registry import Format, FormatRegistry
+from marginface.data.formats.registry import Format, FormatRegistry
 
 Opener = Callable[..., FaceDataset]
 
 SYNTHETIC = "synthetic:"
 
 
-#: the dataset formats (:class:`~marginface.data.registry.Format`: ``open(spec, image_size,
+#: the dataset formats (:class:`~marginface.data.formats.registry.Format`: ``open(spec, image_size,
 #: transforms, aligner)``)
 DATASET_FORMATS = FormatRegistry("dataset format")
 DatasetFormat = Format
@@ -70,7 +70,7 @@ def _is_pack(spec: str) -> bool:
 
 @register_dataset_format("folder", lambda spec: Path(spec).is_dir(), "a folder")
 def _open_folder(spec: str, image_size, transforms, aligner) -> FaceDataset:
-    from marginface.data.folder import FolderDataset
+    from marginface.data.formats.folder import FolderDataset
 
     dataset = FolderDataset(Path(spec), image_size=image_size, transforms=transforms)
     dataset.aligner = aligner
@@ -79,7 +79,7 @@ def _open_folder(spec: str, image_size, transforms, aligner) -> FaceDataset:
 
 @register_dataset_format("recordio", _is_pack, "a .rec file, a folder holding train.rec")
 def _open_pack(spec: str, image_size, transforms, aligner) -> FaceDataset:
-    from marginface.data.recordio import RecordDataset
+    from marginface.data.formats.recordio import RecordDataset
 
     refuse_aligner(spec, aligner)
     path = Path(spec)

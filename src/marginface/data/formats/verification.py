@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from marginface.data.base import FaceDataset, ImagesOnly
-from marginface.data.restricted_pickle import DamagedPickle, RefusedPickle, load_restricted
+from marginface.data.formats.restricted_pickle import DamagedPickle, RefusedPickle, load_restricted
 from marginface.data.transforms import IMAGE_EXTENSIONS, load_tensor
 from marginface.files import (
     atomic_write,
@@ -223,7 +223,7 @@ def _flags(issame: object, path: Path) -> np.ndarray:
 def read_bin(path: str | os.PathLike) -> tuple[list[bytes], np.ndarray]:
     """Read an InsightFace verification ``.bin``: ``(encoded images (2N), issame (N))``.
 
-    The pickle is run by :func:`marginface.data.restricted_pickle.load_restricted`, a pickle
+    The pickle is run by :func:`marginface.data.formats.restricted_pickle.load_restricted`, a pickle
     machine that builds only bytes, lists, tuples, booleans, integers and plain numpy arrays
     and calls nothing a file names: anything else, a damaged file, or one asking for more
     memory than its size warrants, is a ``ValueError`` naming the file. Python 2 strings load

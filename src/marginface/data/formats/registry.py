@@ -1,5 +1,5 @@
-"""A registry of spec formats: what :mod:`marginface.data.formats` (datasets) and
-:mod:`marginface.data.pair_formats` (pair sets) each hold one of.
+"""A registry of spec formats: what :mod:`marginface.data.formats.datasets` (datasets) and
+:mod:`marginface.data.formats.pairs` (pair sets) each hold one of.
 
 A format is a name, a test of the spec (``matches(spec) -> bool``), an opener and the form of
 its specs (``spec_help``, for error messages). The registry asks its formats latest-registered

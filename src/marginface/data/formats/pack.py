@@ -11,8 +11,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from marginface.data.base import BadImageWarning
-from marginface.data.folder import scan_folder
-from marginface.data.recordio import check_identity_name, names_path, write_pack, write_property
+from marginface.data.formats.folder import scan_folder
+from marginface.data.formats.recordio import (
+    check_identity_name,
+    names_path,
+    write_pack,
+    write_property,
+)
 from marginface.data.transforms import decode_image
 from marginface.files import check_writable_file, read_bytes
 

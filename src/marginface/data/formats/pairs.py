@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from marginface.data.registry import Format, FormatRegistry
-from marginface.data.verification import PairSet
+from marginface.data.formats.registry import Format, FormatRegistry
+from marginface.data.formats.verification import PairSet
 
 PairOpener = Callable[..., PairSet]
 
@@ -23,7 +23,7 @@ PairOpener = Callable[..., PairSet]
 FOLDER_SEPARATOR = "::"
 
 
-#: the pair-set formats (:class:`~marginface.data.registry.Format`: ``open(spec, image_size,
+#: the pair-set formats (:class:`~marginface.data.formats.registry.Format`: ``open(spec, image_size,
 #: aligner)``)
 PAIR_FORMATS = FormatRegistry("pair-set format")
 PairFormat = Format
@@ -71,7 +71,7 @@ def _is_txt_list(spec: str) -> bool:
 
 @register_pair_format("pairs-csv", _is_csv_list, "a .csv of columns a,b,same (or FILE.csv::FOLDER)")
 def _open_csv(spec: str, image_size, aligner) -> PairSet:
-    from marginface.data.verification import open_pairs_csv
+    from marginface.data.formats.verification import open_pairs_csv
 
     pairs_file, folder = file_and_folder(spec)
     return open_pairs_csv(pairs_file, folder, image_size=image_size, aligner=aligner)
@@ -79,7 +79,7 @@ def _open_csv(spec: str, image_size, aligner) -> PairSet:
 
 @register_pair_format("pairs-txt", _is_txt_list, "a pairs.txt (or pairs.txt::FOLDER)")
 def _open_txt(spec: str, image_size, aligner) -> PairSet:
-    from marginface.data.verification import open_pairs_txt
+    from marginface.data.formats.verification import open_pairs_txt
 
     pairs_file, folder = file_and_folder(spec)
     return open_pairs_txt(pairs_file, folder, image_size=image_size, aligner=aligner)
@@ -91,6 +91,6 @@ def _open_txt(spec: str, image_size, aligner) -> PairSet:
     "a .bin (lfw.bin, cfp_fp.bin, agedb_30.bin ...)",
 )
 def _open_bin(spec: str, image_size, aligner) -> PairSet:
-    from marginface.data.verification import open_bin
+    from marginface.data.formats.verification import open_bin
 
     return open_bin(Path(spec), image_size=image_size, aligner=aligner)
