@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -148,6 +148,21 @@ def broadcast_object(obj: Any, env: DistEnv) -> Any:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def fail_together(check: Callable[[], Any], env: DistEnv) -> Any:
+    """Run ``check`` on the main process; if it raised, raise the same error on every one.
+    Returns its value (None on the other processes)."""
+    error, value = None, None
+    if env.is_main:
+        try:
+            value = check()
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+            error = exc
+    error = broadcast_object(error, env)
+    if error is not None:
+        raise error
+    return value
 
 
 def barrier(env: DistEnv) -> None:
