@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from marginface.training.distributed import all_reduce_sum
 
 
 class TrainingDiverged(RuntimeError):
@@ -47,3 +49,29 @@ def diverged(
         f"{became} at step {step + 1} (epoch {epoch}); training stopped and "
         f"{kept}. Try a lower --lr, a longer --warmup-epochs, --grad-clip, or --amp none."
     )
+
+
+def check_weights(
+    model: nn.Module, env: Any, output: Path, logger: Any, position: dict[str, int]
+) -> None:
+    """:func:`diverged` unless ``model``'s parameters are finite on every process of ``env``
+    (collective), after the optimizer step that ends at ``position``."""
+    finite = torch.tensor([float(all_finite(list(model.parameters())))])
+    if float(all_reduce_sum(finite.double(), env)[0]) < env.world_size:
+        raise diverged(output, logger, "non-finite weights", position["step"], position["epoch"])
+
+
+def check_saved(
+    backbone: nn.Module,
+    head_state: dict[str, Any] | None,
+    output: Path,
+    logger: Any,
+    position: dict[str, int],
+) -> None:
+    """:func:`diverged` unless the weights about to be saved at ``position`` (``backbone``'s
+    and the classifier's full state ``head_state``) are finite: they are never written."""
+    tensors = [*backbone.state_dict().values()]
+    tensors += [v for v in (head_state or {}).values() if isinstance(v, Tensor)]
+    if not all_finite(tensors):
+        step, epoch = position["step"] - 1, position["epoch"]
+        raise diverged(output, logger, "non-finite weights", step, epoch)

@@ -11,19 +11,16 @@ RNG states and the data position (epoch, micro-batch in the epoch, step).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.utils.data import Dataset
 
 from marginface.backbones.checkpoint import save_model
@@ -37,64 +34,28 @@ from marginface.training.distributed import (
     barrier,
     cleanup_distributed,
     fail_together,
+    resume_after_restart,
     setup_distributed,
     wrap_data_parallel,
 )
-from marginface.training.divergence import TrainingDiverged, all_finite, diverged
+from marginface.training.divergence import TrainingDiverged, check_saved, check_weights, diverged
 from marginface.training.estimate import SLOW_S, rest_of_run
 from marginface.training.eta import Eta, clock, run_left
 from marginface.training.interrupt import StepAbandoned, StopFlag
 from marginface.training.logger import RunLogger
+from marginface.training.optim import optimizer_step
 from marginface.training.preflight import check_output_dir, estimate_output_bytes, prepare_output
 from marginface.training.record import model_info, validate_for_calibration
-from marginface.training.run import Run, TrainModule, build_run, with_monitors
+from marginface.training.result import TrainResult
+from marginface.training.run import Run, TrainModule, announce, build_run, with_monitors
 from marginface.training.sampler import epoch_loader
 from marginface.training.summary import nearer_own_summary
 from marginface.training.validation import Validated, Validator, fit_to_epoch, flat_metrics
-from marginface.training.verdict import Verdict, run_verdict
+from marginface.training.verdict import run_verdict
 
 __all__ = ["TrainModule", "TrainResult", "Trainer", "TrainingDiverged", "train"]
 
 _log = logging.getLogger("marginface.train")
-#: what the run's log says of each path of the fused loss (marginface.heads.choose_path)
-LOSS_PATHS = {
-    "torch": "the chunked PyTorch path (MARGINFACE_FUSED_PATH=triton takes the Triton kernel on "
-    "CUDA)",
-    "triton": "the Triton kernel (MARGINFACE_FUSED_PATH=triton)",
-}
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns.
-
-    ``head``: the trained margin head, or with Partial FC the PartialFC module (this process's
-    shard and its state). ``history``: one dict per optimizer step (step, epoch, loss, lr,
-    images_per_s, ...), of the whole run (a resumed run includes the steps logged before the
-    interruption).
-    ``stopped``: ``finished``, ``max_steps`` or ``interrupted``. ``best``: the best validation
-    (step, score, threshold) or None. ``validation``: the last validation metrics per set.
-    ``scale``: how the head's scale was set (:class:`marginface.heads.scale.ScaleChoice`).
-    ``warnings``: what the loss watch reported. ``summary``: at the end (None when off or
-    interrupted) ``nearer_own_share``, the share of ``images`` training images (up to
-    ``summary_images``) nearer their own class centre than any other. ``verdict``: the
-    one-line verdict on the final numbers of the whole run
-    (:class:`marginface.training.verdict.Verdict`: ``trained``, ``line``).
-    """
-
-    output_dir: Path
-    history: list[dict[str, Any]]
-    train_time_s: float
-    backbone: nn.Module
-    head: nn.Module
-    stopped: str = "finished"
-    steps: int = 0
-    best: dict[str, Any] | None = None
-    validation: dict[str, dict[str, Any]] = field(default_factory=dict)
-    scale: Any = None
-    warnings: list[str] = field(default_factory=list)
-    summary: dict[str, Any] | None = None
-    verdict: Verdict | None = None
 
 
 class Trainer:
@@ -200,11 +161,7 @@ class Trainer:
         head_state = model.head.full_state_dict()  # collective with Partial FC
         if not self.env.is_main:
             return
-        tensors = [*model.backbone.state_dict().values()]
-        tensors += [v for v in (head_state or {}).values() if isinstance(v, Tensor)]
-        if not all_finite(tensors):
-            raise diverged(self.output, self.logger, "non-finite weights",
-                           position["step"] - 1, position["epoch"])  # fmt: skip
+        check_saved(model.backbone, head_state, self.output, self.logger, position)
         if reason == "max_steps":
             validate_for_calibration(self)
         info = model_info(self)
@@ -265,7 +222,8 @@ class Trainer:
         cfg, env = self.cfg, self.env
         names = [f"head.{n}" for n in self.built.model.head.synchronised_names()]
         ddp = wrap_data_parallel(self.built.model, env, names)
-        self._announce(position)
+        announce(self.built, cfg, env, position, self.logger, self._say, self.start,
+                 self.frozen, self.reshard)  # fmt: skip
         if self._resume_rng is not None:
             ckpt.restore_rng(self._resume_rng)
         self.bar = tqdm(
@@ -279,32 +237,6 @@ class Trainer:
             bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}, {rate_fmt}{postfix}]",
         )
         return ddp
-
-    def _announce(self, position: dict[str, int]) -> None:
-        """The start's events and lines: start or resume, resharding, the fine-tuning start,
-        the head's scale, the loss's path."""
-        cfg, env, step, built = self.cfg, self.env, position["step"], self.built
-        self.logger.event("resume" if cfg.resume else "start", step, epoch=position["epoch"],
-                          world_size=env.world_size, device=str(env.device),
-                          steps=built.total_steps)  # fmt: skip
-        if self.reshard is not None:
-            note = self.reshard
-            self.logger.event("reshard", step, **note)
-            self._say(
-                f"resuming a run saved by {note['saved_world_size']} process(es) with "
-                f"{note['world_size']}: epoch {note['epoch']} goes on after its first "
-                f"{note['items_done']} images ({note['items_skipped']} skipped to reach a whole "
-                "global batch)"
-            )
-        if self.start is not None:
-            self.logger.event("init", step, **self.start.record(), centres=cfg.init_centres,
-                              imprinted=built.imprinted, backbone_lr=cfg.backbone_lr,
-                              frozen=self.frozen)  # fmt: skip
-        choice = built.scale
-        self.logger.event("scale", step, head=cfg.head, s=choice.value, rule=choice.rule)
-        self._say(choice.describe())
-        self.logger.event("loss_path", step, path=built.loss_path)
-        self._say(f"loss: {LOSS_PATHS[built.loss_path]} on {env.device.type}")
 
     def _loop(self, position: dict[str, int]) -> TrainResult:
         """The epochs from ``position`` until the end, ``max_steps`` or a stop request."""
@@ -428,19 +360,8 @@ class Trainer:
         if not math.isfinite(mean_loss):
             raise diverged(self.output, self.logger, mean_loss, position["step"], position["epoch"])
         lr = built.optimizer.param_groups[0]["lr"]
-        record: dict[str, Any] = {}
-        if cfg.grad_clip is not None:
-            built.scaler.unscale_(built.optimizer)
-            norm = nn.utils.clip_grad_norm_(built.model.parameters(), cfg.grad_clip)
-            record["grad_norm"] = float(norm)
-        built.scaler.step(built.optimizer)
-        built.scaler.update()
-        built.optimizer.zero_grad(set_to_none=True)
-        built.scheduler.step()
-        finite = torch.tensor([float(all_finite(list(built.model.parameters())))])
-        if float(all_reduce_sum(finite.double(), env)[0]) < env.world_size:
-            raise diverged(self.output, self.logger, "non-finite weights",
-                           position["step"], position["epoch"])  # fmt: skip
+        record = optimizer_step(built, cfg.grad_clip)
+        check_weights(built.model, env, self.output, self.logger, position)
         record.update(loss=mean_loss, lr=lr)
         if stats[1] > 0:
             self.stop.requested = True
@@ -487,24 +408,6 @@ class Trainer:
         default) unless it configures logging."""
         if self.env.is_main:
             _log.log(level, text)
-
-
-def resume_after_restart(cfg: TrainConfig) -> TrainConfig:
-    """``cfg`` with ``resume`` set when torchrun restarted this job (``--max-restarts``: its
-    ``TORCHELASTIC_RESTART_COUNT`` > 0) and the run folder holds a checkpoint: the restarted
-    group goes on from the last checkpoint by itself, as a requeued job given ``--resume``
-    does. A restart before the first checkpoint starts the run again."""
-    restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    if cfg.resume or not restarts.isdigit() or int(restarts) == 0:
-        return cfg
-    if not (Path(cfg.output) / "checkpoint.pt").is_file():
-        return cfg
-    print(
-        f"marginface train: restart {restarts} of this torchrun job: resuming from "
-        f"{Path(cfg.output) / 'checkpoint.pt'}",
-        flush=True,
-    )
-    return dataclasses.replace(cfg, resume=True)
 
 
 def train(
