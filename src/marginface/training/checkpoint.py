@@ -19,9 +19,11 @@ does not fit the run being built (another architecture, or data that gained or l
 identity), naming the cause.
 
 The run's side: :func:`run_payload` is what a run saves, :func:`write_run` writes it with the
-model files, :func:`resume_into` loads it into a run being built, and :class:`Boundary` is the
-state at the last step boundary (:func:`snapshot`, :func:`restore`) that an interrupted step
-goes back to.
+model files, :func:`resume_into` loads it into a run being built and :func:`resume_run` also
+finds where the run goes on (:func:`reshard_position` when the number of processes changed)
+and cuts its log back to it; :class:`Boundary` is the state at the last step boundary
+(:func:`snapshot`, :func:`restore`) that an interrupted step goes back to and that a run
+failing with an error saves (:func:`save_after_error`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from torch import Tensor, nn
 from marginface.checksum import DIGEST, leaves, payload_digest, verify_checksum
 from marginface.files import atomic_torch_save, open_regular
 from marginface.training.config import RESUME_FREE_KEYS, TrainConfig
+from marginface.training.logger import truncate_log
 
 FORMAT = 1
 __all__ = ["DIGEST", "check_resumable", "load_checkpoint", "payload_digest", "save_checkpoint",
@@ -239,13 +242,18 @@ def check_resume_config(new: TrainConfig, saved: dict[str, Any], source: Path) -
 class Resumed:
     """What a checkpoint gives a resumed run beyond its weights and optimizer state: the
     ``position`` and ``rng`` state it was saved at, ``best`` validation, the ``threshold`` of
-    its model info and the ``world_size`` that saved it."""
+    its model info and the ``world_size`` that saved it; from :func:`resume_run`, also the
+    ``history`` of the steps logged up to it (main process) and, when saved by another number
+    of processes, the ``reshard`` note of :func:`reshard_position` (``position`` is then the
+    moved one)."""
 
     position: dict[str, int]
     rng: dict[str, Any]
     best: dict[str, Any] | None
     threshold: float | None
     world_size: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    reshard: dict[str, int] | None = None
 
 
 def resume_into(path: Path, cfg: TrainConfig, run: Any, num_classes: int) -> Resumed:
@@ -270,6 +278,57 @@ def resume_into(path: Path, cfg: TrainConfig, run: Any, num_classes: int) -> Res
         threshold=(blob.get("model_info") or {}).get("threshold"),
         world_size=saved_world,
     )
+
+
+def resume_run(output: Path, cfg: TrainConfig, run: Any, world_size: int, is_main: bool) -> Resumed:
+    """Load ``output``/checkpoint.pt into ``run`` (:func:`resume_into`) for ``world_size``
+    processes; on the main process cut the run's ``log.jsonl`` back to the checkpoint's step,
+    its train records the :attr:`Resumed.history`."""
+    resumed = resume_into(output / "checkpoint.pt", cfg, run, run.num_classes)
+    position, reshard = resumed.position, None
+    if resumed.world_size != world_size:
+        position, reshard = reshard_position(
+            position, resumed.world_size, world_size, cfg, run.micro_per_epoch
+        )
+    history = []
+    if is_main:
+        kept = truncate_log(output / "log.jsonl", position["step"])
+        history = [r for r in kept if r.get("type") == "train"]
+    return replace(resumed, position=position, history=history, reshard=reshard)
+
+
+def reshard_position(
+    position: dict[str, int],
+    saved_world: int,
+    world: int,
+    cfg: TrainConfig,
+    micro_per_epoch: int,
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Where a run saved by ``saved_world`` processes continues with ``world``, and the note
+    that says so (the ``reshard`` event).
+
+    An epoch's permutation does not depend on the number of processes, and its first
+    ``batch x batch_size x saved_world`` items are the ones already trained on. The run goes
+    on at the first batch of the new world size that starts at or after that many items
+    (skipping fewer than one global batch of this epoch), on a step boundary; past the
+    epoch's last batch it goes on with the next epoch."""
+    done = position["batch"] * cfg.batch_size * saved_world
+    global_batch = cfg.batch_size * world * cfg.accumulate
+    batch = -(-done // global_batch) * cfg.accumulate
+    moved = {"epoch": position["epoch"], "batch": batch, "step": position["step"]}
+    if batch >= micro_per_epoch:
+        moved = {"epoch": position["epoch"] + 1, "batch": 0, "step": position["step"]}
+    reached = min(batch, micro_per_epoch) * cfg.batch_size * world
+    skipped = max(0, reached - done)
+    note = {
+        "saved_world_size": saved_world,
+        "world_size": world,
+        "items_done": done,
+        "items_skipped": skipped,
+        "epoch": moved["epoch"],
+        "batch": moved["batch"],
+    }
+    return moved, note
 
 
 @dataclass(frozen=True)
@@ -297,3 +356,28 @@ def restore(boundary: Boundary, model: nn.Module, optimizer: torch.optim.Optimiz
     model.load_state_dict(boundary.buffers, strict=False)
     restore_rng(boundary.rng)
     optimizer.zero_grad(set_to_none=True)
+
+
+def save_after_error(
+    exc: Exception, boundary: Boundary, run: Any, save: Any, output: Path, is_main: bool
+) -> None:
+    """Save the last completed step (``boundary``, with ``save(position, rng, reason)``)
+    before ``exc`` is reported, so no work is lost; a note on ``exc`` says where it is, or
+    why saving failed too.
+
+    Not when saving the classifier is collective (Partial FC over several processes): the
+    other processes may be stuck elsewhere."""
+    position = boundary.position
+    if run.model.head.collective_state or position["step"] == 0:
+        return
+    restore(boundary, run.model, run.optimizer)
+    try:
+        save(position, boundary.rng, "error")
+    except Exception as save_error:  # noqa: BLE001 - the first error is the one to report
+        exc.add_note(f"saving a checkpoint after it failed too: {save_error}")
+        return
+    if is_main:
+        exc.add_note(
+            f"checkpoint of step {position['step']} saved in {output}; continue with "
+            f"marginface train --output {output} --resume"
+        )

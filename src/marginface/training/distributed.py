@@ -20,11 +20,13 @@ names in ``ignore`` so DDP leaves them alone.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -150,6 +152,39 @@ def broadcast_object(obj: Any, env: DistEnv) -> Any:
     return box[0]
 
 
+def fail_together(check: Callable[[], Any], env: DistEnv) -> Any:
+    """Run ``check`` on the main process; if it raised, raise the same error on every one.
+    Returns its value (None on the other processes)."""
+    error, value = None, None
+    if env.is_main:
+        try:
+            value = check()
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+            error = exc
+    error = broadcast_object(error, env)
+    if error is not None:
+        raise error
+    return value
+
+
 def barrier(env: DistEnv) -> None:
     if env.distributed:
         dist.barrier()
+
+
+def resume_after_restart(cfg: Any) -> Any:
+    """``cfg`` with ``resume`` set when torchrun restarted this job (``--max-restarts``: its
+    ``TORCHELASTIC_RESTART_COUNT`` > 0) and the run folder holds a checkpoint: the restarted
+    group goes on from the last checkpoint by itself, as a requeued job given ``--resume``
+    does. A restart before the first checkpoint starts the run again."""
+    restarts = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+    if cfg.resume or not restarts.isdigit() or int(restarts) == 0:
+        return cfg
+    if not (Path(cfg.output) / "checkpoint.pt").is_file():
+        return cfg
+    print(
+        f"marginface train: restart {restarts} of this torchrun job: resuming from "
+        f"{Path(cfg.output) / 'checkpoint.pt'}",
+        flush=True,
+    )
+    return dataclasses.replace(cfg, resume=True)

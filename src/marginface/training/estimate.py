@@ -125,3 +125,30 @@ def cpu_estimate(
             estimate.suggestion = f"--backbone {name} --image-size {size}"
             estimate.suggested_seconds = seconds
     return estimate
+
+
+def rest_of_run(
+    cfg: Any,
+    total_steps: int,
+    val_images_per_run: int,
+    position: dict[str, int],
+    step_seconds: float,
+) -> Estimate:
+    """:func:`cpu_estimate` of a run of ``cfg`` (``total_steps`` in all) after its first step
+    from ``position`` took ``step_seconds``: the steps left up to ``max_steps`` and their
+    validations (each of ``val_images_per_run`` images)."""
+    end = min(total_steps, cfg.max_steps or total_steps)
+    steps = max(0, end - position["step"])
+    val_runs = (steps // cfg.val_every if cfg.val_every else cfg.epochs - position["epoch"]) * bool(
+        cfg.val
+    )
+    return cpu_estimate(
+        cfg.backbone,
+        cfg.image_size,
+        cfg.embedding_size,
+        cfg.backbone_kwargs,
+        step_seconds=step_seconds,
+        images_per_step=cfg.batch_size * cfg.accumulate,
+        train_images=steps * cfg.batch_size * cfg.accumulate,
+        val_images=val_runs * val_images_per_run,
+    )

@@ -10,6 +10,7 @@ ones took (before the first: their images at
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from marginface.training.validation import EMBED_COST
 
@@ -47,6 +48,20 @@ class Eta:
         else:
             val_s = val_images * EMBED_COST * step_s / max(1, images_per_step)
         return steps * step_s + validations * val_s
+
+
+def run_left(
+    eta: Eta, cfg: Any, total_steps: int, validator: Any, position: dict[str, int]
+) -> float:
+    """Seconds left of a run of ``cfg`` (``total_steps`` in all, up to ``max_steps``) at
+    ``position``, the validations of ``validator`` (None or empty: none) included."""
+    end = min(total_steps, cfg.max_steps or total_steps)
+    step = position["step"]
+    validations = 0
+    if validator:
+        validations = validations_left(step, end, position["epoch"], cfg.epochs, cfg.val_every)
+    images = validator.images_per_run() if validator else 0
+    return eta.left(end - step, validations, images, cfg.batch_size * cfg.accumulate)
 
 
 def clock(seconds: float) -> str:

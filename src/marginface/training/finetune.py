@@ -1,10 +1,10 @@
 """Fine-tuning a model (``TrainConfig.init``): the start, imprinted centres, frozen stages,
 a slower backbone.
 
-* :func:`start_model`: the backbone to start from (``load_model`` of ``init``; on ``--resume``
-  of the run's own checkpoint, so the model file is not needed again and nothing is imprinted
-  twice) and the run's config with the model's architecture, embedding and image size (a key
-  set to something else is an error naming both);
+* :func:`start_run` and :func:`start_model`: the backbone to start from (``load_model`` of
+  ``init``; on ``--resume`` of the run's own checkpoint, so the model file is not needed again
+  and nothing is imprinted twice) and the run's config with the model's architecture,
+  embedding and image size (a key set to something else is an error naming both);
 * :func:`class_means` and :func:`imprint`: weight imprinting, each class centre set to the
   mean of its identity's L2-normalised embeddings, normalised again (Qi et al., "Low-Shot
   Learning with Imprinted Weights", CVPR 2018), so the first step already classifies;
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,22 @@ def start_model(
         digest = _sha256(file) if file.is_file() else None
         start = Start(str(cfg.init), str(file), digest, info.get("source"), info)
     return cfg, backbone, start
+
+
+def start_run(
+    cfg: TrainConfig, output: Path, say: Callable[[str], None]
+) -> tuple[TrainConfig, nn.Module, Start, list[str]]:
+    """A fine-tuning run's start: ``cfg`` with the model's keys, the backbone of ``init`` (on
+    --resume rebuilt from ``output``'s checkpoint, :func:`start_model`), the ``Start`` record
+    and the stages :func:`freeze` froze; the :func:`plan` is told (``say``) before anything
+    runs."""
+    saved = output / "checkpoint.pt"
+    checkpoint = saved if cfg.resume and saved.is_file() else None
+    cfg, backbone, start = start_model(cfg, checkpoint)
+    frozen = freeze(backbone, cfg.freeze)
+    for line in plan(cfg, start, backbone, frozen):
+        say(line)
+    return cfg, backbone, start, frozen
 
 
 def plan(cfg: TrainConfig, start: Start, backbone: nn.Module, frozen: list[str]) -> list[str]:

@@ -1,12 +1,14 @@
 """Optimizers and the learning-rate schedule (warm-up, then cosine or polynomial decay).
 
 The schedule is a pure function of the optimizer step, so resuming only needs the step count.
+:func:`optimizer_step` is one step of a run's optimizer, its gradients accumulated.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -120,3 +122,19 @@ class WarmupDecay:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.last_step = int(state["last_step"])
         self._apply()
+
+
+def optimizer_step(run: Any, grad_clip: float | None) -> dict[str, Any]:
+    """One step of ``run``'s optimizer on the gradients its grad scaler accumulated (clipped to
+    the norm ``grad_clip``, unless None), then of its schedule; the gradients dropped. Returns
+    what the step's record gets from it: ``grad_norm`` when clipped."""
+    record: dict[str, Any] = {}
+    if grad_clip is not None:
+        run.scaler.unscale_(run.optimizer)
+        norm = nn.utils.clip_grad_norm_(run.model.parameters(), grad_clip)
+        record["grad_norm"] = float(norm)
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scheduler.step()
+    return record

@@ -1,5 +1,6 @@
 """Checks made before training starts: the output folder is writable, has room, is not inside
-the dataset, and an earlier run's leftovers are set aside."""
+the dataset, holds no other run, and an earlier run's leftovers are set aside
+(:func:`prepare_output`)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
-from marginface.files import check_writable_dir
+from marginface.files import check_writable_dir, clean_stale_temporaries
 
 #: optimizer slots per parameter (SGD: momentum; AdamW: two moments)
 OPTIMIZER_SLOTS = {"sgd": 1, "adamw": 2}
@@ -93,3 +95,18 @@ def check_output_dir(path: str | os.PathLike, needed_bytes: int = 0) -> Path:
             f"run needs about {needed_bytes / 1e6:.1f} MB for its checkpoints and models"
         )
     return path
+
+
+def prepare_output(output: Path, cfg: Any) -> None:
+    """The run folder ``output`` of ``cfg`` is ours (locked): checked, and cleared of what a
+    killed run left."""
+    if not cfg.resume and (output / "checkpoint.pt").exists():
+        raise ValueError(
+            f"output folder {output} already holds a run (checkpoint.pt); pass "
+            f"--resume to continue it or choose another --output"
+        )
+    check_output_inside_data(output, cfg.data)
+    for folder in (output, output / "best"):
+        clean_stale_temporaries(folder, every=True)  # locked: no writer of ours is alive
+    if not cfg.resume:
+        set_aside_old_log(output)

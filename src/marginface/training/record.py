@@ -1,6 +1,7 @@
 """What a run writes about itself into every ``model.json`` it saves (and into
-``checkpoint.pt``'s ``model_info``): the ``training`` record, and the ``calibration`` of the
-saved weights on the first validation set (:mod:`marginface.evaluation.calibration`).
+``checkpoint.pt``'s ``model_info``): :func:`model_info`, the backbone, head and identities,
+with the ``training`` record and the ``calibration`` of the saved weights on the first
+validation set (:mod:`marginface.evaluation.calibration`).
 
 ``training``: ``steps`` done, ``epochs`` done (steps / steps per epoch), ``final_loss`` (of
 the last step), ``data`` (the dataset spec), ``head``, ``date`` (UTC). Its presence is what
@@ -47,9 +48,9 @@ def calibration_record(trainer: Any) -> dict[str, Any] | None:
     validator = getattr(trainer, "validator", None)
     scores = getattr(validator, "last_scores", None)
     step = _step(trainer)
-    if not scores or trainer._last_val_step != step:
+    if not scores or trainer.validated.step != step:
         return None
-    cached = getattr(trainer, "_calibration", None)
+    cached = trainer.validated.calibration
     if cached is not None and cached[0] == step:
         return cached[1]
     name, (values, pairs) = next(iter(scores.items()))
@@ -59,18 +60,37 @@ def calibration_record(trainer: Any) -> dict[str, Any] | None:
         record = calibrate_scores(
             values, pairs.issame, far, pairs=name, groups=pairs.groups, flip=True, step=step
         )
-    trainer._calibration = (step, record)
+    trainer.validated.calibration = (step, record)
     return record
 
 
 def validate_for_calibration(trainer: Any) -> None:
     """Score the validation sets on the weights now (main process, no log record), so that the
     last save of a run stopped by ``max_steps`` is calibrated."""
-    if trainer.env.is_main and trainer.validator and trainer._last_val_step != _step(trainer):
+    validated = trainer.validated
+    if trainer.env.is_main and trainer.validator and validated.step != _step(trainer):
         trainer.validator.run(trainer.built.model.backbone)
-        trainer._last_val_step = _step(trainer)
+        validated.step = _step(trainer)
 
 
 def run_records(trainer: Any) -> dict[str, Any]:
-    """``training`` and ``calibration`` for :meth:`Trainer.model_info`."""
+    """``training`` and ``calibration`` for :func:`model_info`."""
     return {"training": training_record(trainer), "calibration": calibration_record(trainer)}
+
+
+def model_info(trainer: Any) -> dict[str, Any]:
+    """The ``model.json`` info of the backbone ``trainer`` trains (fine-tuned: with the start
+    model's input contract and an ``init`` record of where it started)."""
+    cfg, built, start = trainer.cfg, trainer.built, trainer.start
+    return {
+        "backbone": cfg.backbone,
+        "backbone_kwargs": dict(built.backbone_kwargs),
+        "image_size": cfg.image_size,
+        "identity_names": built.identity_names,
+        "threshold": trainer.validated.threshold,
+        "head": cfg.head,
+        "head_kwargs": built.model.head.head.hparams(),
+        **(start.inherited() if start else {}),
+        **({"init": start.record()} if start else {}),
+        **run_records(trainer),  # training record, calibration of validated weights
+    }

@@ -3,7 +3,8 @@
 the head's scale and the loss's path were set) that the training loop
 (:class:`marginface.training.loop.Trainer`) then drives; once a resumed run's checkpoint is
 loaded into it and the run folder is checked, :func:`with_monitors` gives it what watches the
-run: the loss watch, the validator and the logger."""
+run: the loss watch, the validator and the logger; :func:`announce` is what the run says of
+itself as it starts."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ from marginface.training.optim import WarmupDecay, build_optimizer
 from marginface.training.sampler import EpochBatchSampler
 from marginface.training.validation import Validator
 from marginface.training.watch import LossWatch
+
+#: what the run's log says of each path of the fused loss (marginface.heads.choose_path)
+LOSS_PATHS = {
+    "torch": "the chunked PyTorch path (MARGINFACE_FUSED_PATH=triton takes the Triton kernel on "
+    "CUDA)",
+    "triton": "the Triton kernel (MARGINFACE_FUSED_PATH=triton)",
+}
 
 
 class TrainModule(nn.Module):
@@ -222,3 +230,41 @@ def schedule(cfg: TrainConfig, env: DistEnv, n: int) -> tuple[int, int, int]:
         )
     steps = micro // cfg.accumulate
     return micro, steps, steps * cfg.epochs
+
+
+def announce(
+    run: Run,
+    cfg: TrainConfig,
+    env: DistEnv,
+    position: dict[str, int],
+    logger: RunLogger,
+    say: Callable[[str], None],
+    start: finetune.Start | None = None,
+    frozen: list[str] | None = None,
+    reshard: dict[str, int] | None = None,
+) -> None:
+    """What ``run`` says as it starts at ``position``, as events of ``logger`` and lines
+    ``say`` tells the user: a start or a resume, the ``reshard`` note of a run resumed with
+    another number of processes, a fine-tuning ``start`` (its ``frozen`` stages), how the
+    head's scale was set and which path the loss takes."""
+    step = position["step"]
+    logger.event("resume" if cfg.resume else "start", step, epoch=position["epoch"],
+                 world_size=env.world_size, device=str(env.device),
+                 steps=run.total_steps)  # fmt: skip
+    if reshard is not None:
+        logger.event("reshard", step, **reshard)
+        say(
+            f"resuming a run saved by {reshard['saved_world_size']} process(es) with "
+            f"{reshard['world_size']}: epoch {reshard['epoch']} goes on after its first "
+            f"{reshard['items_done']} images ({reshard['items_skipped']} skipped to reach a "
+            "whole global batch)"
+        )
+    if start is not None:
+        logger.event("init", step, **start.record(), centres=cfg.init_centres,
+                     imprinted=run.imprinted, backbone_lr=cfg.backbone_lr,
+                     frozen=frozen)  # fmt: skip
+    choice = run.scale
+    logger.event("scale", step, head=cfg.head, s=choice.value, rule=choice.rule)
+    say(choice.describe())
+    logger.event("loss_path", step, path=run.loss_path)
+    say(f"loss: {LOSS_PATHS[run.loss_path]} on {env.device.type}")

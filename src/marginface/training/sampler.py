@@ -11,12 +11,13 @@ function of the position, the same with 0 or 8 loader workers, before and after 
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 
 def epoch_permutation(num_items: int, seed: int, epoch: int) -> np.ndarray:
@@ -100,3 +101,24 @@ class SeededItems(Dataset):
             torch.set_rng_state(saved[0])
             random.setstate(saved[1])
             np.random.set_state(saved[2])
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """Loader workers leave Ctrl-C to the main process, which stops at a step boundary."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def epoch_loader(dataset: Dataset, cfg: Any, env: Any, epoch: int, start_batch: int) -> DataLoader:
+    """The batches of ``epoch`` from micro-batch ``start_batch`` on, for this process of
+    ``env`` (``cfg``: ``batch_size``, ``seed``, ``num_workers``)."""
+    sampler = EpochBatchSampler(
+        len(dataset), cfg.batch_size, cfg.seed, epoch, start_batch, env.rank, env.world_size
+    )
+    return DataLoader(
+        SeededItems(dataset),
+        batch_sampler=sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=env.device.type == "cuda",
+        worker_init_fn=_ignore_sigint if cfg.num_workers else None,
+        generator=torch.Generator(),  # the loader never draws from the global RNG
+    )

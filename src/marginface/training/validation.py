@@ -17,6 +17,8 @@ Files (``.bin``, ``pairs.txt``) are used whole, as their protocols define.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -170,6 +172,59 @@ def _pairs_within(indices: np.ndarray, budget: int) -> int:
 def score_of(results: dict[str, dict[str, Any]]) -> float:
     """The number the best checkpoint is chosen by: mean accuracy over the pair sets."""
     return float(np.mean([m["accuracy"] for m in results.values()]))
+
+
+@dataclass
+class Validated:
+    """What a run's validations have found so far, kept across a resume.
+
+    ``best``: the best validation (``step``, ``epoch``, ``score``: :func:`score_of`,
+    ``threshold``) or None; ``threshold``: the first set's best threshold at the last
+    validation (``model.json``'s); ``last``: the last validation's metrics per set; ``step``:
+    the step last validated (-1: none; a step is validated once); ``calibration``: the
+    calibration of the weights of ``step`` (:mod:`marginface.training.record`'s cache, as
+    ``(step, record)``)."""
+
+    best: dict[str, Any] | None = None
+    threshold: float | None = None
+    last: dict[str, dict[str, Any]] = field(default_factory=dict)
+    step: int = -1
+    calibration: tuple[int, Any] | None = None
+
+    def record(self, results: dict[str, dict[str, Any]], step: int, epoch: int) -> bool:
+        """Keep the validation of ``step``; True when it is the best so far."""
+        self.last = results
+        self.threshold = float(next(iter(results.values()))["best_threshold"])
+        score = score_of(results)
+        if self.best is None or score > self.best["score"]:
+            self.best = {"step": step, "epoch": epoch, "score": score, "threshold": self.threshold}
+            return True
+        return False
+
+
+def fit_to_epoch(
+    validator: Validator,
+    cfg: Any,
+    steps_per_epoch: int,
+    logger: Any,
+    step: int,
+    say: Callable[[str], None],
+) -> None:
+    """Cut ``validator``'s generated pair sets to the time budget of a run of ``cfg`` with
+    ``steps_per_epoch`` optimizer steps per epoch (:func:`image_budget`), before training;
+    each set's size is a ``validation_size`` event of ``logger``, and a cut set a line ``say``
+    tells the user."""
+    per_epoch = steps_per_epoch / cfg.val_every if cfg.val_every else 1
+    budget = image_budget(steps_per_epoch * cfg.batch_size * cfg.accumulate, per_epoch)
+    for entry in validator.fit(budget):
+        sizes = {k: v for k, v in entry.items() if k != "name"}
+        logger.event("validation_size", step, set=entry["name"], budget=budget, **sizes)
+        if entry["cut"]:
+            say(
+                f"validation on {entry['name']}: the first {entry['pairs']} pairs "
+                f"({entry['images']} images), under {VAL_SHARE:.0%} of an epoch's time "
+                "(--max-pairs N sets the number instead)"
+            )
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -91,3 +91,28 @@ def training_verdict(
             "or a smaller --backbone for few images"
         )
     return Verdict(False, f"NOT trained: {measured}; {hint}")
+
+
+def run_verdict(
+    stopped: str,
+    steps: int,
+    total_steps: int,
+    summary: dict[str, Any] | None,
+    stalled: str | None,
+    history: list[dict[str, Any]],
+    logger: Any,
+) -> Verdict:
+    """:func:`training_verdict` of a run whose step records are ``history`` (its first and
+    last loss), logged as the ``verdict`` event of ``logger``."""
+    losses = [r["loss"] for r in history]
+    verdict = training_verdict(
+        stopped=stopped,
+        steps=steps,
+        total_steps=total_steps,
+        summary=summary,
+        stalled=stalled,
+        loss_first=losses[0] if losses else None,
+        loss_last=losses[-1] if losses else None,
+    )
+    logger.event("verdict", steps, trained=verdict.trained, line=verdict.line)
+    return verdict
