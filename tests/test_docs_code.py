@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -54,6 +55,16 @@ def test_python_blocks_run(ran, doc):
         assert text in result["stdout"], (doc, text)
     skipped = {why.split(": ", 1)[0] for why in result["left_out"] if "not installed" not in why}
     assert skipped <= LEFT_OUT, f"unexpected docs-test skip markers: {skipped - LEFT_OUT}"
+
+
+def test_onnxruntime_recipe_matches_embed(ran):
+    """docs/evaluation.md's onnxruntime recipe (the file's metadata, no marginface) gives
+    marginface's embeddings, within the export check's tolerance on normalised embeddings."""
+    out = ran["docs/evaluation.md"]["stdout"]
+    if "largest difference from marginface embed" not in out:
+        pytest.skip("onnxruntime not installed: the recipe was left out")
+    found = re.search(r"largest difference from marginface embed: (\S+)", out)
+    assert found is not None and float(found.group(1)) <= 1e-4, out[-500:]
 
 
 def test_every_doc_with_python_is_run():
