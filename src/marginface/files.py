@@ -214,6 +214,17 @@ def read_bytes(path: str | os.PathLike, what: str = "file") -> bytes:
         return f.read()
 
 
+def file_sha256(path: str | os.PathLike, what: str = "file") -> str:
+    """The sha256 (hex) of regular file ``path`` (:func:`open_regular`), read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open_regular(path, what) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_text(path: str | os.PathLike, what: str = "file") -> str:
     """The UTF-8 text of ``path``; FileNotFoundError / ValueError naming ``what`` and the file
     (with the offending byte's position) when it is missing, not a regular file or not UTF-8

@@ -25,7 +25,6 @@ renamed into place together, so a refused import leaves ``OUTPUT`` as it was.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -44,6 +43,7 @@ from marginface.backbones.checkpoint import complete_info, load_state_checked
 from marginface.backbones.contract import PROJECT_CONTRACT, check_contract, to_model_input
 from marginface.backbones.recognise import RECOGNISERS, infer_backbone_info, strip_prefix
 from marginface.backbones.registry import create_backbone, list_backbones
+from marginface.files import file_sha256
 
 FORMATS = ("insightface-pth", "onnx", "torchscript", "state-dict")
 
@@ -55,14 +55,6 @@ INSIGHTFACE_CONTRACT: dict[str, Any] = dict(PROJECT_CONTRACT)
 #: ArcFaceONNX's rule for models that normalise inside the graph (converted mxnet models: a
 #: Sub and a Mul among the first 8 node names): raw 0-255 RGB pixels
 RAW_PIXELS: dict[str, Any] = {**PROJECT_CONTRACT, "mean": [0.0] * 3, "std": [1.0] * 3}
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def detect_format(path: Path) -> str:
@@ -492,7 +484,7 @@ def import_model(
     source: dict[str, Any] = {
         "format": kind,
         "path": str(path.resolve()),
-        "sha256": sha256_of(path),
+        "sha256": file_sha256(path),
         "licence": licence,
     }
     if diff is not None:

@@ -16,7 +16,6 @@ a slower backbone.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from marginface.backbones.checkpoint import load_model
+from marginface.files import file_sha256
 from marginface.heads import MarginHead
 from marginface.training.config import TrainConfig
 from marginface.training.distributed import DistEnv, all_reduce_sum
@@ -92,14 +92,6 @@ def _describe_source(source: Any) -> str:
     return str(source)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _weights_file(path: Path) -> Path:
     """The file ``load_model`` reads for ``path`` (a folder: its model.pt or checkpoint.pt)."""
     if path.is_dir():
@@ -157,7 +149,7 @@ def start_model(
         )
     else:
         file = _weights_file(path)
-        digest = _sha256(file) if file.is_file() else None
+        digest = file_sha256(file) if file.is_file() else None
         start = Start(str(cfg.init), str(file), digest, info.get("source"), info)
     return cfg, backbone, start
 

@@ -29,7 +29,6 @@ pixel centres (InsightFace's convention, the alignment's).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +40,7 @@ from PIL import Image
 
 from marginface.data.detection.boxes import nms
 from marginface.data.detection.faces import Face, as_rgb_array
+from marginface.files import file_sha256
 
 #: the input side used when the model's input is dynamic (InsightFace's FaceAnalysis default)
 DEFAULT_INPUT_SIZE = 640
@@ -48,15 +48,6 @@ DEFAULT_INPUT_SIZE = 640
 NMS_THRESHOLD = 0.4
 #: the strides of the 3-level and 5-level SCRFD variants
 STRIDES = {3: (8, 16, 32), 5: (8, 16, 32, 64, 128)}
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def letterbox_scale(height: int, width: int, input_h: int, input_w: int) -> tuple[int, int]:
