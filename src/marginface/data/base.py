@@ -75,12 +75,16 @@ class FaceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def position(self, index: int) -> int:
+        """``index`` as a position in 0 .. len - 1 (a negative one counts from the end);
+        IndexError when it is out of range."""
         n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
+        if not -n <= index < n:
             raise IndexError(f"index {index} out of range for a dataset of {n} items")
+        return index + n if index < 0 else index
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        index, n = self.position(index), len(self)
         for step in range(n):
             i = (index + step) % n
             try:

@@ -170,11 +170,7 @@ class SyntheticFaces(FaceDataset):
         return self.spec.identities * self.spec.images
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        n = len(self)
-        if index < 0:
-            index += n
-        if not 0 <= index < n:
-            raise IndexError(f"index {index} out of range for a dataset of {n} items")
+        index = self.position(index)
         return self.load(index), index // self.spec.images
 
     def render(
