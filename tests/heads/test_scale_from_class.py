@@ -81,6 +81,13 @@ def test_a_margin_without_a_class_formula_is_read_from_a_small_head():
     assert float(class_target(Halved, {}, torch.ones(1))) == 0.5
     assert head_class("normface").margin_from_class  # identity: neither replaced
 
+    class HalvedArc(head_class("arcface")):  # margin() replaced, margin_of inherited
+        def margin(self, cos_y: Tensor, norms: Tensor) -> Tensor:
+            return cos_y * 0.5
+
+    assert not HalvedArc.margin_from_class
+    assert float(class_target(HalvedArc, {}, torch.ones(1))) == 0.5
+
 
 def test_the_initial_state_is_what_a_new_head_holds():
     for name in ("adaface", "curricularface"):

@@ -42,8 +42,16 @@ def check_traits(cls: type[MarginHead], base: type[MarginHead]) -> None:
         cls.scale_policy = _scale_policy(cls, base)
     cls.shardable = cls.loss is base.loss
     cls.seeded_centres = cls.reset_parameters is base.reset_parameters
-    own_formula = cls.margin_of.__func__ is not base.margin_of.__func__  # classmethods
-    cls.margin_from_class = cls.margin is base.margin or own_formula
+    # the class's margin is its margin_of where margin is the base's, or margin_of is defined
+    # with margin or below it (a subclass replacing margin alone is not answered by the
+    # margin_of it inherits)
+    margin, formula = _defined_in(cls, "margin"), _defined_in(cls, "margin_of")
+    cls.margin_from_class = margin is base or issubclass(formula, margin)
+
+
+def _defined_in(cls: type, name: str) -> type:
+    """The class of ``cls``'s method resolution order that defines ``name``."""
+    return next(k for k in cls.__mro__ if name in vars(k))
 
 
 def _scale_policy(cls: type[MarginHead], base: type[MarginHead]) -> str:
